@@ -1,0 +1,515 @@
+//! A small synchronous netlink socket, message builder and attribute parser
+//! on `libc` alone. rtnetlink (links, addresses, routes, neighbours),
+//! nf_tables and conntrack all speak through this one core.
+//!
+//! A socket is bound to the network namespace of the thread that opened it,
+//! so to work inside a container open the socket there (see `netns`) and keep
+//! using it from any thread.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+pub const NLMSG_HDRLEN: usize = 16;
+const NLA_HDRLEN: usize = 4;
+pub const NLA_F_NESTED: u16 = 1 << 15;
+const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | (1 << 14));
+
+pub const NLM_F_REQUEST: u16 = 0x01;
+pub const NLM_F_MULTI: u16 = 0x02;
+pub const NLM_F_ACK: u16 = 0x04;
+pub const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_REPLACE: u16 = 0x100;
+pub const NLM_F_EXCL: u16 = 0x200;
+pub const NLM_F_CREATE: u16 = 0x400;
+pub const NLM_F_APPEND: u16 = 0x800;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_CAP_ACK: libc::c_int = 10;
+const NETLINK_EXT_ACK: libc::c_int = 11;
+
+#[inline]
+pub const fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// A kernel refusal: the errno and, when the kernel gave one, its extended-ack text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NlError {
+    pub errno: i32,
+    pub ext: Option<String>,
+}
+
+impl NlError {
+    pub fn is(&self, errno: i32) -> bool {
+        self.errno == errno
+    }
+    pub fn not_found(&self) -> bool {
+        self.errno == libc::ENOENT || self.errno == libc::ENODEV || self.errno == libc::ESRCH
+    }
+    fn from_io(e: io::Error) -> Self {
+        NlError { errno: e.raw_os_error().unwrap_or(libc::EIO), ext: Some(e.to_string()) }
+    }
+}
+
+impl fmt::Display for NlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.ext {
+            Some(ext) if ext.contains("os error") => write!(f, "{ext}"),
+            Some(ext) => write!(f, "{} ({ext})", io::Error::from_raw_os_error(self.errno)),
+            None => write!(f, "{}", io::Error::from_raw_os_error(self.errno)),
+        }
+    }
+}
+
+impl std::error::Error for NlError {}
+
+impl From<io::Error> for NlError {
+    fn from(e: io::Error) -> Self {
+        NlError::from_io(e)
+    }
+}
+
+impl From<NlError> for crate::error::CniError {
+    fn from(e: NlError) -> Self {
+        crate::error::CniError::internal(e.to_string())
+    }
+}
+
+pub type NlResult<T> = std::result::Result<T, NlError>;
+
+/// A netlink message under construction: header, fixed family header, attributes.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    buf: Vec<u8>,
+}
+
+impl Msg {
+    pub fn new(ty: u16, flags: u16) -> Msg {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set at send
+        buf.extend_from_slice(&ty.to_ne_bytes());
+        buf.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // seq, set at send
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
+        Msg { buf }
+    }
+
+    pub fn msg_type(&self) -> u16 {
+        u16::from_ne_bytes([self.buf[4], self.buf[5]])
+    }
+
+    pub fn flags(&self) -> u16 {
+        u16::from_ne_bytes([self.buf[6], self.buf[7]])
+    }
+
+    pub fn add_flags(&mut self, flags: u16) {
+        let f = self.flags() | flags;
+        self.buf[6..8].copy_from_slice(&f.to_ne_bytes());
+    }
+
+    /// Raw bytes of the family header (ifinfomsg, nfgenmsg …), padded to 4.
+    pub fn push(&mut self, raw: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(raw);
+        self.pad();
+        self
+    }
+
+    fn pad(&mut self) {
+        let n = align4(self.buf.len());
+        self.buf.resize(n, 0);
+    }
+
+    pub fn attr(&mut self, ty: u16, data: &[u8]) -> &mut Self {
+        let len = (NLA_HDRLEN + data.len()) as u16;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf.extend_from_slice(data);
+        self.pad();
+        self
+    }
+
+    pub fn attr_u8(&mut self, ty: u16, v: u8) -> &mut Self {
+        self.attr(ty, &[v])
+    }
+    pub fn attr_u16(&mut self, ty: u16, v: u16) -> &mut Self {
+        self.attr(ty, &v.to_ne_bytes())
+    }
+    pub fn attr_u32(&mut self, ty: u16, v: u32) -> &mut Self {
+        self.attr(ty, &v.to_ne_bytes())
+    }
+    pub fn attr_u16_be(&mut self, ty: u16, v: u16) -> &mut Self {
+        self.attr(ty, &v.to_be_bytes())
+    }
+    pub fn attr_u32_be(&mut self, ty: u16, v: u32) -> &mut Self {
+        self.attr(ty, &v.to_be_bytes())
+    }
+    pub fn attr_u64_be(&mut self, ty: u16, v: u64) -> &mut Self {
+        self.attr(ty, &v.to_be_bytes())
+    }
+    /// A NUL-terminated string attribute.
+    pub fn attr_str(&mut self, ty: u16, s: &str) -> &mut Self {
+        let mut v = Vec::with_capacity(s.len() + 1);
+        v.extend_from_slice(s.as_bytes());
+        v.push(0);
+        self.attr(ty, &v)
+    }
+
+    /// A nested attribute whose contents `f` writes.
+    pub fn nest(&mut self, ty: u16, f: impl FnOnce(&mut Msg)) -> &mut Self {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        f(self);
+        let len = (self.buf.len() - start) as u16;
+        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        self
+    }
+
+    fn finish(&mut self, seq: u32) -> &[u8] {
+        let len = self.buf.len() as u32;
+        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+        &self.buf
+    }
+
+    /// The message bytes with length and sequence number filled in (for tests).
+    pub fn bytes(&mut self, seq: u32) -> Vec<u8> {
+        self.finish(seq).to_vec()
+    }
+}
+
+/// One received message: its type, flags and payload after the netlink header.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub ty: u16,
+    pub flags: u16,
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    /// Attributes after a fixed family header of `header_len` bytes.
+    pub fn attrs(&self, header_len: usize) -> Attrs<'_> {
+        Attrs::new(self.payload.get(align4(header_len)..).unwrap_or(&[]))
+    }
+}
+
+/// One attribute: its type (flags masked off) and payload.
+#[derive(Clone, Copy, Debug)]
+pub struct Attr<'a> {
+    pub ty: u16,
+    pub data: &'a [u8],
+}
+
+impl<'a> Attr<'a> {
+    pub fn u8(&self) -> u8 {
+        self.data.first().copied().unwrap_or(0)
+    }
+    pub fn u16(&self) -> u16 {
+        self.data.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]])).unwrap_or(0)
+    }
+    pub fn u32(&self) -> u32 {
+        self.data.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0)
+    }
+    pub fn u32_be(&self) -> u32 {
+        self.data.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0)
+    }
+    pub fn u64_be(&self) -> u64 {
+        self.data.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap())).unwrap_or(0)
+    }
+    /// A string attribute without its NUL terminator.
+    pub fn str(&self) -> &'a str {
+        let end = self.data.iter().position(|&b| b == 0).unwrap_or(self.data.len());
+        std::str::from_utf8(&self.data[..end]).unwrap_or("")
+    }
+    pub fn nested(&self) -> Attrs<'a> {
+        Attrs::new(self.data)
+    }
+}
+
+/// Iterator over a run of attributes.
+#[derive(Clone, Debug)]
+pub struct Attrs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Attrs<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Attrs { rest: buf }
+    }
+    /// The first attribute of this type.
+    pub fn get(&self, ty: u16) -> Option<Attr<'a>> {
+        self.clone().find(|a| a.ty == ty)
+    }
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = Attr<'a>;
+    fn next(&mut self) -> Option<Attr<'a>> {
+        if self.rest.len() < NLA_HDRLEN {
+            return None;
+        }
+        let len = u16::from_ne_bytes([self.rest[0], self.rest[1]]) as usize;
+        let ty = u16::from_ne_bytes([self.rest[2], self.rest[3]]) & NLA_TYPE_MASK;
+        if len < NLA_HDRLEN || len > self.rest.len() {
+            self.rest = &[];
+            return None;
+        }
+        let data = &self.rest[NLA_HDRLEN..len];
+        self.rest = &self.rest[align4(len).min(self.rest.len())..];
+        Some(Attr { ty, data })
+    }
+}
+
+/// A netlink socket of one protocol, bound in the netns where it was opened.
+pub struct Socket {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Socket {
+    pub fn open(protocol: libc::c_int) -> io::Result<Socket> {
+        // SAFETY: plain socket(2); the fd is owned right away.
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let one: libc::c_int = 1;
+        for opt in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
+            // SAFETY: valid fd and a c_int option value of the right size.
+            // Failure only loses extended error text, so it is ignored.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    SOL_NETLINK,
+                    opt,
+                    &one as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        // SAFETY: sockaddr_nl is plain data; zeroed means "kernel, assign my port id".
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: addr is a valid sockaddr_nl for the duration of the call.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(1);
+        Ok(Socket { fd, seq: seed, buf: vec![0; 64 * 1024] })
+    }
+
+    fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    fn send_bytes(&self, bytes: &[u8]) -> io::Result<()> {
+        loop {
+            // SAFETY: bytes is a valid buffer; the kernel is the destination (port 0).
+            let rc = unsafe {
+                libc::send(self.fd.as_raw_fd(), bytes.as_ptr() as *const libc::c_void, bytes.len(), 0)
+            };
+            if rc >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Receive one datagram and split it into messages.
+    fn recv_replies(&mut self) -> NlResult<Vec<(u32, Reply)>> {
+        let n = loop {
+            // SAFETY: self.buf is a valid, writable buffer of its length.
+            let rc = unsafe {
+                libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), 0)
+            };
+            if rc >= 0 {
+                break rc as usize;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        };
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off + NLMSG_HDRLEN <= n {
+            let b = &self.buf[off..n];
+            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            if len < NLMSG_HDRLEN || len > b.len() {
+                break;
+            }
+            let ty = u16::from_ne_bytes([b[4], b[5]]);
+            let flags = u16::from_ne_bytes([b[6], b[7]]);
+            let seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+            out.push((seq, Reply { ty, flags, payload: b[NLMSG_HDRLEN..len].to_vec() }));
+            off += align4(len);
+        }
+        Ok(out)
+    }
+
+    /// Decode an NLMSG_ERROR payload: Ok(()) for an ACK, the error otherwise.
+    fn ack_result(reply: &Reply) -> NlResult<()> {
+        let p = &reply.payload;
+        if p.len() < 4 {
+            return Err(NlError { errno: libc::EPROTO, ext: Some("short netlink error message".into()) });
+        }
+        let err = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
+        if err == 0 {
+            return Ok(());
+        }
+        let mut ext = None;
+        if reply.flags & NLM_F_ACK_TLVS != 0 {
+            // With NETLINK_CAP_ACK the echoed request is only its header.
+            let skip = 4 + NLMSG_HDRLEN;
+            if p.len() > skip {
+                if let Some(a) = Attrs::new(&p[skip..]).get(NLMSGERR_ATTR_MSG) {
+                    ext = Some(a.str().to_string());
+                }
+            }
+        }
+        Err(NlError { errno: -err, ext })
+    }
+
+    /// Send one request and wait for its ACK.
+    pub fn request(&mut self, mut msg: Msg) -> NlResult<()> {
+        let seq = self.next_seq();
+        msg.add_flags(NLM_F_ACK);
+        self.send_bytes(msg.finish(seq))?;
+        loop {
+            for (s, r) in self.recv_replies()? {
+                if s == seq && r.ty == NLMSG_ERROR {
+                    return Self::ack_result(&r);
+                }
+            }
+        }
+    }
+
+    /// Send a request that the kernel answers with one message (a GET without DUMP).
+    pub fn get(&mut self, mut msg: Msg) -> NlResult<Reply> {
+        let seq = self.next_seq();
+        self.send_bytes(msg.finish(seq))?;
+        loop {
+            for (s, r) in self.recv_replies()? {
+                if s != seq {
+                    continue;
+                }
+                if r.ty == NLMSG_ERROR {
+                    Self::ack_result(&r)?;
+                    continue;
+                }
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Send a dump request and collect every reply message until NLMSG_DONE.
+    pub fn dump(&mut self, mut msg: Msg) -> NlResult<Vec<Reply>> {
+        let seq = self.next_seq();
+        msg.add_flags(NLM_F_DUMP);
+        self.send_bytes(msg.finish(seq))?;
+        let mut out = Vec::new();
+        loop {
+            for (s, r) in self.recv_replies()? {
+                if s != seq {
+                    continue;
+                }
+                match r.ty {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        Self::ack_result(&r)?;
+                        return Ok(out);
+                    }
+                    _ => out.push(r),
+                }
+            }
+        }
+    }
+
+    /// Send several messages in one datagram (an nfnetlink batch) and wait for
+    /// an answer to every message that asked for an ACK. Returns the first error.
+    pub fn transact(&mut self, msgs: &mut [Msg]) -> NlResult<()> {
+        let mut wire = Vec::new();
+        let mut pending = Vec::new();
+        for m in msgs.iter_mut() {
+            let seq = self.next_seq();
+            if m.flags() & NLM_F_ACK != 0 {
+                pending.push(seq);
+            }
+            wire.extend_from_slice(m.finish(seq));
+        }
+        self.send_bytes(&wire)?;
+        let mut first_err = None;
+        while !pending.is_empty() {
+            for (s, r) in self.recv_replies()? {
+                if r.ty != NLMSG_ERROR {
+                    continue;
+                }
+                if let Some(i) = pending.iter().position(|&p| p == s) {
+                    pending.swap_remove(i);
+                    if let Err(e) = Self::ack_result(&r) {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_roundtrip_with_nesting_and_padding() {
+        let mut m = Msg::new(16, 0);
+        m.push(&[1, 2, 3]);
+        m.attr_str(3, "eth0").attr_u32(4, 1500).nest(5, |n| {
+            n.attr_u8(1, 7);
+            n.attr_u16_be(2, 0x1f90);
+        });
+        let bytes = m.bytes(9);
+        assert_eq!(bytes.len() % 4, 0);
+        assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()) as usize, bytes.len());
+        let attrs: Vec<_> = Attrs::new(&bytes[NLMSG_HDRLEN + 4..]).collect();
+        assert_eq!(attrs.len(), 3);
+        assert_eq!(attrs[0].str(), "eth0");
+        assert_eq!(attrs[1].u32(), 1500);
+        assert_eq!(attrs[2].ty, 5);
+        let inner: Vec<_> = attrs[2].nested().collect();
+        assert_eq!(inner[0].u8(), 7);
+        assert_eq!(inner[1].data, &[0x1f, 0x90]);
+    }
+
+    #[test]
+    fn truncated_attributes_stop_cleanly() {
+        let buf = [8u8, 0, 1, 0, 1, 2];
+        assert_eq!(Attrs::new(&buf).count(), 0);
+    }
+}

@@ -1,0 +1,8 @@
+//! CNI specification types: configuration, results, versions.
+
+pub mod conf;
+pub mod result;
+pub mod version;
+
+pub use conf::{fold_keys, valid_name, Attachment, NetConf, NetConfList};
+pub use result::{CniResult, Dns, Interface, IpConfig, Route};

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod error;
+pub mod ipam;
 pub mod ipnet;
 pub mod lock;
 pub mod netlink;

@@ -1,0 +1,129 @@
+//! IPAM delegation: find the plugin named by `ipam.type` on `CNI_PATH` and run
+//! it with our own stdin and `CNI_*` environment, as libcni's `invoke` does.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command as Process, Stdio};
+
+use crate::error::{CniError, Result};
+use crate::skel::{CmdArgs, Command};
+use crate::spec::CniResult;
+
+/// The delegate's binary: `name` in the first `CNI_PATH` directory holding it.
+pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(CniError::invalid_config(format!("invalid plugin type {name:?}")));
+    }
+    path.iter().map(|dir| dir.join(name)).find(|p| p.is_file()).ok_or_else(|| {
+        let dirs: Vec<String> = path.iter().map(|p| p.display().to_string()).collect();
+        CniError::internal(format!("failed to find plugin {name:?} in path [{}]", dirs.join(" ")))
+    })
+}
+
+/// Run `plugin` for `verb` with the caller's stdin and environment.
+/// A failing delegate's CNI error is returned with its own code.
+pub fn exec(plugin: &str, verb: Command, args: &CmdArgs) -> Result<Vec<u8>> {
+    let bin = find_plugin(plugin, &args.path)?;
+    let mut tries = 0;
+    let mut child = loop {
+        let spawned = Process::new(&bin)
+            .envs(args.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CNI_COMMAND", verb.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn();
+        match spawned {
+            Ok(c) => break c,
+            // libcni retries while the binary is being replaced.
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100 * tries));
+            }
+            Err(e) => {
+                return Err(CniError::internal(format!("failed to run IPAM plugin {}: {e}", bin.display())))
+            }
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A delegate that exits without reading stdin is judged by its output below.
+        let _ = stdin.write_all(&args.stdin);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| CniError::internal(format!("failed to run IPAM plugin {plugin}: {e}")))?;
+    if out.status.success() {
+        return Ok(out.stdout);
+    }
+    Err(delegate_error(plugin, verb, &out.stdout, out.status.code()))
+}
+
+fn delegate_error(plugin: &str, verb: Command, stdout: &[u8], status: Option<i32>) -> CniError {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(stdout).ok();
+    match parsed.as_ref().and_then(|v| Some((v.get("code")?.as_u64()?, v))) {
+        Some((code, v)) => {
+            let msg = v.get("msg").and_then(|m| m.as_str()).unwrap_or("");
+            let details = v.get("details").and_then(|m| m.as_str()).unwrap_or("");
+            CniError::new(code as u32, format!("{plugin} {}: {msg}", verb.as_str())).with_details(details)
+        }
+        None => CniError::internal(format!(
+            "{plugin} {} failed (exit {}): {}",
+            verb.as_str(),
+            status.map_or("signal".to_string(), |c| c.to_string()),
+            String::from_utf8_lossy(stdout).trim()
+        )),
+    }
+}
+
+/// IPAM ADD: the delegate's result, read in whatever version it answered.
+pub fn add(plugin: &str, args: &CmdArgs) -> Result<CniResult> {
+    let out = exec(plugin, Command::Add, args)?;
+    let value: serde_json::Value = serde_json::from_slice(&out)
+        .map_err(|e| CniError::decode(format!("failed to parse {plugin} result: {e}")))?;
+    CniResult::parse(&value, &args.conf.cni_version)
+}
+
+pub fn del(plugin: &str, args: &CmdArgs) -> Result<()> {
+    exec(plugin, Command::Del, args).map(drop)
+}
+
+pub fn check(plugin: &str, args: &CmdArgs) -> Result<()> {
+    exec(plugin, Command::Check, args).map(drop)
+}
+
+pub fn status(plugin: &str, args: &CmdArgs) -> Result<()> {
+    exec(plugin, Command::Status, args).map(drop)
+}
+
+pub fn gc(plugin: &str, args: &CmdArgs) -> Result<()> {
+    exec(plugin, Command::Gc, args).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names_cannot_be_paths() {
+        for bad in ["", "../x", "a/b", ".."] {
+            assert_eq!(find_plugin(bad, &[PathBuf::from("/bin")]).unwrap_err().code, 7, "{bad}");
+        }
+        let e =
+            find_plugin("no-such-plugin", &[PathBuf::from("/bin"), PathBuf::from("/usr/bin")]).unwrap_err();
+        assert_eq!(e.msg, "failed to find plugin \"no-such-plugin\" in path [/bin /usr/bin]");
+        assert_eq!(
+            find_plugin("sh", &[PathBuf::from("/nonexistent"), PathBuf::from("/bin")]).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+    }
+
+    #[test]
+    fn delegate_errors_keep_their_code() {
+        let e =
+            delegate_error("host-local", Command::Add, br#"{"code":11,"msg":"busy","details":"d"}"#, Some(1));
+        assert_eq!((e.code, e.msg.as_str(), e.details.as_str()), (11, "host-local ADD: busy", "d"));
+        let e = delegate_error("host-local", Command::Del, b"garbage", Some(2));
+        assert_eq!(e.code, 999);
+        assert!(e.msg.contains("exit 2") && e.msg.contains("garbage"));
+    }
+}

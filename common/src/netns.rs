@@ -45,6 +45,29 @@ impl Netns {
         Ok(Netns { file, path: path.to_path_buf() })
     }
 
+    /// The container netns for ADD/CHECK: any failure is a clear CNI error.
+    pub fn open_container(path: &str) -> crate::Result<Netns> {
+        Netns::open(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => crate::CniError::invalid_netns(format!("netns {path:?} does not exist")),
+            _ => crate::CniError::invalid_netns(format!("failed to open netns {path:?}: {e}")),
+        })
+    }
+
+    /// The container netns for DEL: `None` when there is none any more (empty
+    /// path, deleted bind mount, exited process), so DEL can still clean up
+    /// host-side state and succeed.
+    pub fn open_if_exists(path: &str) -> crate::Result<Option<Netns>> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        match Netns::open(path) {
+            Ok(ns) => Ok(Some(ns)),
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::InvalidInput) => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
+            Err(e) => Err(crate::CniError::invalid_netns(format!("failed to open netns {path:?}: {e}"))),
+        }
+    }
+
     /// The netns of the calling thread.
     pub fn current() -> io::Result<Netns> {
         Netns::open("/proc/thread-self/ns/net")
@@ -105,5 +128,8 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         let e = Netns::open("/nonexistent/netns").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(Netns::open_if_exists("/nonexistent/netns").unwrap().is_none());
+        assert!(Netns::open_if_exists("").unwrap().is_none());
+        assert_eq!(Netns::open_container("/nonexistent/netns").unwrap_err().code, 8);
     }
 }

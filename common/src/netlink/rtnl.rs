@@ -14,6 +14,8 @@ mod addr;
 mod link;
 mod neigh;
 mod route;
+#[cfg(test)]
+mod tests;
 
 pub use addr::{Addr, AddrOpts};
 pub use link::{

@@ -10,6 +10,8 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+pub mod rtnl;
+
 pub const NLMSG_HDRLEN: usize = 16;
 const NLA_HDRLEN: usize = 4;
 pub const NLA_F_NESTED: u16 = 1 << 15;

@@ -13,3 +13,24 @@ pub mod spec;
 pub mod sysctl;
 
 pub use error::{CniError, Context, Result};
+
+/// Fill `buf` from the kernel's random pool (names, MACs).
+pub fn random_bytes(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: writes at most the remaining length into our own buffer.
+        let n = unsafe {
+            libc::getrandom(buf[filled..].as_mut_ptr() as *mut libc::c_void, buf.len() - filled, 0)
+        };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // getrandom cannot fail on a supported kernel; fall back to the clock.
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            for (i, b) in buf[filled..].iter_mut().enumerate() {
+                *b = (t.as_nanos() >> ((i % 16) * 8)) as u8 ^ std::process::id() as u8;
+            }
+            return;
+        }
+    }
+}

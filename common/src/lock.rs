@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 /// An exclusive flock held until drop.
@@ -35,6 +35,27 @@ impl FileLock {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// Where our runtime locks live (created 0700 on first use).
+pub const RUNTIME_LOCK_DIR: &str = "/run/cni-rs/locks";
+
+/// An exclusive lock named `name` under [`RUNTIME_LOCK_DIR`], for state that
+/// parallel plugin runs share (bridge creation, nf_tables rule setup).
+pub fn runtime_lock(name: &str) -> crate::Result<FileLock> {
+    if !crate::spec::valid_name(name) {
+        return Err(crate::CniError::internal(format!("invalid lock name {name:?}")));
+    }
+    let dir = Path::new(RUNTIME_LOCK_DIR);
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| crate::CniError::io(format!("creating {RUNTIME_LOCK_DIR}: {e}")))?;
+    }
+    let path = dir.join(format!("{name}.lock"));
+    FileLock::exclusive(&path).map_err(|e| crate::CniError::io(format!("locking {}: {e}", path.display())))
 }
 
 #[cfg(test)]

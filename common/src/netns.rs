@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,9 @@ impl Netns {
     /// The container netns for ADD/CHECK: any failure is a clear CNI error.
     pub fn open_container(path: &str) -> crate::Result<Netns> {
         Netns::open(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => crate::CniError::invalid_netns(format!("netns {path:?} does not exist")),
+            io::ErrorKind::NotFound => {
+                crate::CniError::invalid_netns(format!("netns {path:?} does not exist"))
+            }
             _ => crate::CniError::invalid_netns(format!("failed to open netns {path:?}: {e}")),
         })
     }
@@ -71,6 +73,11 @@ impl Netns {
     /// The netns of the calling thread.
     pub fn current() -> io::Result<Netns> {
         Netns::open("/proc/thread-self/ns/net")
+    }
+
+    /// The namespace fd, e.g. for IFLA_NET_NS_FD when creating a link inside it.
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
     }
 
     pub fn path(&self) -> &Path {

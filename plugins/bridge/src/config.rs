@@ -52,10 +52,15 @@ impl Config {
             c.is_gateway = true;
         }
         if c.hairpin_mode && c.promisc_mode {
-            return Err(CniError::invalid_config("cannot set hairpin mode and promiscuous mode at the same time"));
+            return Err(CniError::invalid_config(
+                "cannot set hairpin mode and promiscuous mode at the same time",
+            ));
         }
         if !(0..=4094).contains(&c.vlan) {
-            return Err(CniError::invalid_config(format!("invalid VLAN ID {} (must be between 0 and 4094)", c.vlan)));
+            return Err(CniError::invalid_config(format!(
+                "invalid VLAN ID {} (must be between 0 and 4094)",
+                c.vlan
+            )));
         }
         c.trunk_vlans()?;
         if let Some(b) = &c.ip_masq_backend {
@@ -83,7 +88,9 @@ impl Config {
             if (1..=4094).contains(&v) {
                 Ok(v as u16)
             } else {
-                Err(CniError::invalid_config(format!("invalid vlanTrunk ID {v} (must be between 1 and 4094)")))
+                Err(CniError::invalid_config(format!(
+                    "invalid vlanTrunk ID {v} (must be between 1 and 4094)"
+                )))
             }
         };
         for t in &self.vlan_trunk {
@@ -99,7 +106,11 @@ impl Config {
                 (None, Some(_), None) | (None, None, Some(_)) => {
                     return Err(CniError::invalid_config("vlanTrunk ranges need both minID and maxID"))
                 }
-                _ => return Err(CniError::invalid_config("each vlanTrunk entry needs either id or minID/maxID")),
+                _ => {
+                    return Err(CniError::invalid_config(
+                        "each vlanTrunk entry needs either id or minID/maxID",
+                    ))
+                }
             }
         }
         ids.sort_unstable();

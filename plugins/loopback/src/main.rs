@@ -23,7 +23,10 @@ impl Plugin for Loopback {
         nl.set_up(lo.index).map_err(|e| CniError::internal(format!("setting lo up: {e}")))?;
         let addrs = nl.addrs(Some(lo.index), Family::Any)?;
         if let Some(odd) = addrs.iter().find(|a| !a.addr.is_loopback()) {
-            return Err(CniError::internal(format!("lo carries a non-loopback address {}/{}", odd.addr, odd.prefix)));
+            return Err(CniError::internal(format!(
+                "lo carries a non-loopback address {}/{}",
+                odd.addr, odd.prefix
+            )));
         }
         // A chained loopback passes the previous result through unchanged.
         if let Some(prev) = &args.conf.prev_result {
@@ -63,7 +66,8 @@ impl Plugin for Loopback {
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let ns = Netns::open_container(&args.netns)?;
-        let lo = Rtnl::in_netns(&ns)?.link_by_name("lo").map_err(|e| CniError::internal(format!("lo: {e}")))?;
+        let lo =
+            Rtnl::in_netns(&ns)?.link_by_name("lo").map_err(|e| CniError::internal(format!("lo: {e}")))?;
         if !lo.is_up() {
             return Err(CniError::internal("lo is down"));
         }

@@ -1,0 +1,137 @@
+//! The container end: sysctls, addresses and routes inside the container netns.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use common::ipnet::IpNet;
+use common::netlink::rtnl::{self, AddrOpts, Family, Link, Rtnl};
+use common::netns::Netns;
+use common::spec::{IpConfig, Route};
+use common::{sysctl, CniError, Result};
+
+use crate::links::link_error;
+
+const IFA_F_TENTATIVE: u32 = 0x40;
+
+/// Configure `ifname` in `ns`: DAD policy and ARP notification first, then
+/// addresses, link up, then routes (which need the addresses).
+pub fn configure(
+    ns: &Netns,
+    nl: &mut Rtnl,
+    ifname: &str,
+    ips: &[IpConfig],
+    routes: &[Route],
+    enable_dad: bool,
+) -> Result<Link> {
+    let has_v6 = ips.iter().any(|ip| !ip.address.is_ipv4());
+    ns.run(|| container_sysctls(ifname, has_v6, enable_dad))??;
+    let link = nl.link_by_name(ifname).map_err(|e| link_error("container interface", e))?;
+    for ip in ips {
+        // Without DAD a container's IPv6 address is usable at once instead of a second later.
+        let opts = AddrOpts { nodad: !enable_dad && !ip.address.is_ipv4(), ..Default::default() };
+        match nl.add_addr(link.index, ip.address.addr, ip.address.prefix, &opts) {
+            Ok(()) => {}
+            Err(e) if e.is(libc::EEXIST) => {}
+            Err(e) => return Err(link_error(&format!("adding {} to {ifname}", ip.address), e)),
+        }
+    }
+    nl.set_up(link.index).map_err(|e| link_error("setting the container interface up", e))?;
+    if enable_dad && has_v6 {
+        settle_addresses(nl, link.index)?;
+    }
+    for r in routes {
+        let route = kernel_route(r, ips, link.index)?;
+        match nl.add_route(&route) {
+            Ok(()) => {}
+            Err(e) if e.is(libc::EEXIST) => {}
+            Err(e) => return Err(link_error(&format!("adding route to {}", r.dst), e)),
+        }
+    }
+    nl.link_by_index(link.index).map_err(|e| link_error("container interface", e))
+}
+
+fn container_sysctls(ifname: &str, has_v6: bool, enable_dad: bool) -> Result<()> {
+    // Gratuitous ARP when the address comes up, so neighbours learn the new MAC.
+    sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
+    if has_v6 {
+        if enable_dad {
+            sysctl::write(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1")?;
+            sysctl::write(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1")?;
+        } else {
+            sysctl::write(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
+        }
+    }
+    Ok(())
+}
+
+/// With DAD on, wait (bounded) until no address is tentative: routes through
+/// a tentative source would fail.
+fn settle_addresses(nl: &mut Rtnl, index: u32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tentative = nl.addrs(Some(index), Family::V6)?.iter().any(|a| a.flags & IFA_F_TENTATIVE != 0);
+        if !tentative {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CniError::internal(
+                "IPv6 addresses still tentative after 5s of duplicate address detection",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A result route as the kernel wants it: network address, the family's
+/// gateway when the route names none, through the container interface.
+pub fn kernel_route(r: &Route, ips: &[IpConfig], oif: u32) -> Result<rtnl::Route> {
+    let net = r.dst.network();
+    let mut route = rtnl::Route::new(net.addr, net.prefix);
+    route.gateway = r.gw.or_else(|| default_gateway(ips, &r.dst.addr));
+    route.oif = Some(oif);
+    if let Some(t) = r.table {
+        route.table = t;
+    }
+    if let Some(s) = r.scope {
+        route.scope = s;
+    }
+    route.priority = r.priority;
+    route.mtu = r.mtu;
+    route.advmss = r.adv_mss;
+    if route.gateway.is_none() && r.scope.is_none() {
+        route.scope = libc::RT_SCOPE_LINK;
+    }
+    Ok(route)
+}
+
+fn default_gateway(ips: &[IpConfig], like: &IpAddr) -> Option<IpAddr> {
+    ips.iter().filter(|ip| ip.address.addr.is_ipv4() == like.is_ipv4()).find_map(|ip| ip.gateway)
+}
+
+/// Whether `ns` still has the addresses and routes the result promised (CHECK).
+pub fn verify(nl: &mut Rtnl, ifname: &str, ips: &[&IpConfig], routes: &[Route]) -> Result<Link> {
+    let link = nl
+        .link_by_name(ifname)
+        .map_err(|e| CniError::internal(format!("container interface {ifname:?} is missing: {e}")))?;
+    let have: Vec<IpNet> = nl
+        .addrs(Some(link.index), Family::Any)?
+        .into_iter()
+        .map(|a| IpNet { addr: a.addr, prefix: a.prefix })
+        .collect();
+    for ip in ips {
+        if !have.contains(&ip.address) {
+            return Err(CniError::internal(format!("{ifname} lacks its address {}", ip.address)));
+        }
+    }
+    let all = nl.routes(Family::Any, 0)?;
+    for r in routes {
+        let net = r.dst.network();
+        let found = all
+            .iter()
+            .any(|k| k.dst == net.addr && k.prefix == net.prefix && (r.gw.is_none() || k.gateway == r.gw));
+        if !found {
+            return Err(CniError::internal(format!("route to {} is missing in the container", r.dst)));
+        }
+    }
+    Ok(link)
+}

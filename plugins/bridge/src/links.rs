@@ -1,0 +1,213 @@
+//! Host-side links: the bridge and the veth pair that plugs a container into it.
+
+use std::net::IpAddr;
+
+use common::ipnet::IpNet;
+use common::netlink::rtnl::{AddrOpts, BridgeOpts, BridgePortOpts, BridgeVlan, Family, Link, Rtnl};
+use common::netlink::NlError;
+use common::netns::Netns;
+use common::{sysctl, CniError, Result};
+
+use crate::config::Config;
+
+/// Bridge creation and teardown on failure are serialized per bridge, so a
+/// failed ADD never deletes a bridge another ADD is plugging into.
+pub fn bridge_lock(bridge: &str) -> Result<common::lock::FileLock> {
+    common::lock::runtime_lock(&format!("bridge-{bridge}"))
+}
+
+/// Find or create the bridge. Returns it and whether this call created it.
+pub fn ensure_bridge(nl: &mut Rtnl, conf: &Config) -> Result<(Link, bool)> {
+    let mut created = false;
+    let link = match nl.link_by_name(&conf.bridge) {
+        Ok(l) => l,
+        Err(e) if e.not_found() => {
+            // A fixed MAC of our own: the bridge then never takes its ports' MACs,
+            // so it cannot change or fall to zero as containers come and go.
+            let opts = BridgeOpts {
+                mtu: (conf.mtu > 0).then_some(conf.mtu),
+                mac: Some(random_mac()),
+                vlan_filtering: conf.uses_vlans().then_some(true),
+            };
+            match nl.add_bridge(&conf.bridge, &opts) {
+                Ok(()) => created = true,
+                Err(e) if e.is(libc::EEXIST) => {} // a parallel ADD won the race
+                Err(e) => return Err(link_error(&format!("creating bridge {:?}", conf.bridge), e)),
+            }
+            nl.link_by_name(&conf.bridge).map_err(|e| link_error(&format!("bridge {:?}", conf.bridge), e))?
+        }
+        Err(e) => return Err(link_error(&format!("bridge {:?}", conf.bridge), e)),
+    };
+    if link.kind.as_deref() != Some("bridge") {
+        return Err(CniError::invalid_config(format!(
+            "{:?} already exists but is not a bridge",
+            conf.bridge
+        )));
+    }
+    if created {
+        // Bridges never autoconfigure from router adverts on the container side.
+        let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_ra", conf.bridge), "0");
+    } else if link.mac == Some([0; 6]) {
+        nl.set_mac(link.index, random_mac()).map_err(|e| link_error("setting the bridge MAC", e))?;
+    }
+    if conf.promisc_mode && !link.is_promisc() {
+        nl.set_promisc(link.index, true).map_err(|e| link_error("setting the bridge promiscuous", e))?;
+    }
+    if !link.is_up() {
+        nl.set_up(link.index).map_err(|e| link_error("setting the bridge up", e))?;
+    }
+    Ok((link, created))
+}
+
+/// Delete a bridge this ADD created, if nothing else was plugged in meanwhile.
+pub fn remove_bridge_if_unused(nl: &mut Rtnl, bridge: &Link) -> Result<()> {
+    let ports = nl.links()?.iter().filter(|l| l.master == Some(bridge.index)).count();
+    if ports == 0 {
+        match nl.del_link(bridge.index) {
+            Ok(()) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(link_error("removing the bridge", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Create the veth pair from inside the container, so the container end gets
+/// `ifname` (and MAC) at birth and the host end appears in our netns under a
+/// fresh random name. Returns the host end's name.
+pub fn create_veth(
+    container: &mut Rtnl,
+    host_ns: &Netns,
+    ifname: &str,
+    mtu: u32,
+    mac: Option<[u8; 6]>,
+) -> Result<String> {
+    for _ in 0..4 {
+        let host_name = format!("veth{:08x}", random_u32());
+        let mtu = (mtu > 0).then_some(mtu);
+        match container.add_veth(ifname, &host_name, Some(host_ns.fd()), mtu, mac) {
+            Ok(()) => return Ok(host_name),
+            Err(e) if e.is(libc::EEXIST) => {
+                // Either the container already has `ifname` or the random name collided.
+                if container.link_by_name(ifname).is_ok() {
+                    return Err(CniError::internal(format!(
+                        "container already has an interface named {ifname:?}"
+                    )));
+                }
+            }
+            Err(e) => return Err(link_error("creating the veth pair", e)),
+        }
+    }
+    Err(CniError::try_again("could not find a free name for the host veth"))
+}
+
+/// Plug the host end into the bridge with the configured port settings.
+pub fn attach_port(nl: &mut Rtnl, conf: &Config, bridge: &Link, host_veth: &str) -> Result<Link> {
+    let port = nl.link_by_name(host_veth).map_err(|e| link_error("host veth", e))?;
+    nl.set_master(port.index, bridge.index).map_err(|e| link_error("attaching the veth to the bridge", e))?;
+    if conf.hairpin_mode || conf.port_isolation {
+        let opts = BridgePortOpts {
+            hairpin: conf.hairpin_mode.then_some(true),
+            isolated: conf.port_isolation.then_some(true),
+            learning: None,
+        };
+        nl.set_bridge_port(port.index, &opts).map_err(|e| link_error("setting bridge port flags", e))?;
+    }
+    if conf.uses_vlans() {
+        configure_vlans(nl, conf, port.index)?;
+    }
+    nl.set_up(port.index).map_err(|e| link_error("setting the host veth up", e))?;
+    nl.link_by_index(port.index).map_err(|e| link_error("host veth", e))
+}
+
+fn configure_vlans(nl: &mut Rtnl, conf: &Config, port: u32) -> Result<()> {
+    let unsupported = |e: NlError| {
+        if e.is(libc::EOPNOTSUPP) {
+            CniError::unsupported_field("vlan/vlanTrunk: this kernel has no bridge VLAN filtering")
+        } else {
+            link_error("configuring bridge port VLANs", e)
+        }
+    };
+    if !conf.preserve_default_vlan {
+        match nl.bridge_vlan_del(port, 1, false) {
+            Ok(()) => {}
+            Err(e) if e.not_found() || e.is(libc::EINVAL) => {}
+            Err(e) => return Err(unsupported(e)),
+        }
+    }
+    for vid in conf.trunk_vlans()? {
+        nl.bridge_vlan_add(port, BridgeVlan { vid, pvid: false, untagged: false }, false)
+            .map_err(unsupported)?;
+    }
+    if conf.vlan > 0 {
+        let vid = conf.vlan as u16;
+        nl.bridge_vlan_add(port, BridgeVlan { vid, pvid: true, untagged: true }, false)
+            .map_err(unsupported)?;
+    }
+    Ok(())
+}
+
+/// Put the gateway address on the bridge (once per subnet), as the reference
+/// does: IPv4 allows one address unless `forceAddress` replaces it; IPv6 allows
+/// one per non-overlapping subnet.
+pub fn ensure_gateway_addr(nl: &mut Rtnl, conf: &Config, bridge: &Link, gw: &IpNet) -> Result<()> {
+    let family = Family::of(&gw.addr);
+    for a in nl.addrs(Some(bridge.index), family)? {
+        if a.addr == gw.addr && a.prefix == gw.prefix {
+            return Ok(());
+        }
+        let existing = IpNet { addr: a.addr, prefix: a.prefix };
+        if a.addr.is_ipv6() && is_link_local(&a.addr) {
+            continue;
+        }
+        if gw.is_ipv4() || existing.contains(&gw.addr) || gw.contains(&existing.addr) {
+            if !conf.force_address {
+                return Err(CniError::internal(format!(
+                    "{:?} already has an IP address different from {gw}",
+                    conf.bridge
+                )));
+            }
+            nl.del_addr(bridge.index, a.addr, a.prefix)
+                .map_err(|e| link_error("removing the old bridge address", e))?;
+        }
+    }
+    // No DAD on the gateway: containers must reach it at once.
+    let opts = AddrOpts { nodad: gw.addr.is_ipv6(), ..Default::default() };
+    match nl.add_addr(bridge.index, gw.addr, gw.prefix, &opts) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is(libc::EEXIST) => Ok(()),
+        Err(e) => Err(link_error(&format!("adding {gw} to {:?}", conf.bridge), e)),
+    }
+}
+
+pub fn enable_forwarding(v4: bool, v6: bool) -> Result<()> {
+    if v4 {
+        sysctl::ensure("net/ipv4/ip_forward", "1")?;
+    }
+    if v6 {
+        sysctl::ensure("net/ipv6/conf/all/forwarding", "1")?;
+    }
+    Ok(())
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+}
+
+pub fn link_error(what: &str, e: NlError) -> CniError {
+    CniError::internal(format!("{what}: {e}"))
+}
+
+pub fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    common::random_bytes(&mut b);
+    u32::from_ne_bytes(b)
+}
+
+/// A random, locally administered unicast MAC.
+pub fn random_mac() -> [u8; 6] {
+    let mut m = [0u8; 6];
+    common::random_bytes(&mut m);
+    m[0] = (m[0] & 0xfe) | 0x02;
+    m
+}

@@ -1,0 +1,338 @@
+//! bridge: each container gets a veth pair, one end inside as `CNI_IFNAME`,
+//! the other plugged into a Linux bridge on the host that may carry the
+//! gateway address, masquerade outgoing traffic and guard source MACs.
+//!
+//! ADD either completes or undoes everything it made; DEL removes every
+//! host-side trace even when the container's netns is already gone.
+
+mod config;
+mod container;
+mod links;
+mod masq;
+mod spoofcheck;
+
+use common::ipam;
+use common::ipnet::IpNet;
+use common::netlink::rtnl::{format_mac, Rtnl};
+use common::netns::Netns;
+use common::skel::{self, CmdArgs, Plugin};
+use common::spec::{CniResult, Interface, Route};
+use common::{CniError, Result};
+
+use config::Config;
+
+struct Bridge;
+
+impl Plugin for Bridge {
+    fn about(&self) -> String {
+        format!("CNI bridge plugin v{}", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn known_args(&self) -> &'static [&'static str] {
+        &["MAC"]
+    }
+
+    fn add(&self, args: &CmdArgs) -> Result<CniResult> {
+        let conf = Config::load(args)?;
+        let mac = config::requested_mac(args)?;
+        // Validate the container netns before anything is created.
+        let ns = Netns::open_container(&args.netns)?;
+        let mut cnl = Rtnl::in_netns(&ns)?;
+        if cnl.link_by_name(&args.ifname).is_ok() {
+            return Err(CniError::internal(format!(
+                "container already has an interface named {:?}",
+                args.ifname
+            )));
+        }
+        let mut undo = Undo::new(args);
+        let res = add_attachment(args, &conf, mac, &ns, &mut cnl, &mut undo);
+        if res.is_err() {
+            undo.run(&mut cnl);
+        }
+        res
+    }
+
+    fn del(&self, args: &CmdArgs) -> Result<()> {
+        let mut errors = Vec::new();
+        // The container end takes the host end with it.
+        if let Some(ns) = Netns::open_if_exists(&args.netns)? {
+            if let Err(e) = delete_container_link(&ns, &args.ifname) {
+                errors.push(e);
+            }
+        }
+        if let Some(plugin) = args.conf.ipam_type() {
+            if let Err(e) = ipam::del(plugin, args) {
+                errors.push(e);
+            }
+        }
+        // Tagged state is found by container ID, whatever the config says now.
+        if let Err(e) = masq::del(&args.conf.name, &args.container_id, &args.ifname) {
+            errors.push(e);
+        }
+        if let Err(e) = spoofcheck::del(&args.conf.name, &args.container_id, &args.ifname) {
+            errors.push(e);
+        }
+        join_errors(errors)
+    }
+
+    fn check(&self, args: &CmdArgs) -> Result<()> {
+        let conf = Config::load(args)?;
+        if let Some(plugin) = args.conf.ipam_type() {
+            ipam::check(plugin, args)?;
+        }
+        let prev = args
+            .conf
+            .prev_result
+            .as_ref()
+            .ok_or_else(|| CniError::invalid_config("bridge CHECK needs prevResult"))?;
+        let mut nl = Rtnl::open()?;
+        let bridge = nl
+            .link_by_name(&conf.bridge)
+            .map_err(|e| CniError::internal(format!("bridge {:?} is missing: {e}", conf.bridge)))?;
+        if bridge.kind.as_deref() != Some("bridge") {
+            return Err(CniError::internal(format!("{:?} is not a bridge", conf.bridge)));
+        }
+        if conf.promisc_mode != bridge.is_promisc() {
+            return Err(CniError::internal(format!(
+                "bridge {:?} promiscuous mode differs from the config",
+                conf.bridge
+            )));
+        }
+        let ns = Netns::open_container(&args.netns)?;
+        let mut cnl = Rtnl::in_netns(&ns)?;
+        let ips = prev.ips_of(&args.ifname);
+        let routes: Vec<Route> = prev.routes.clone();
+        if !conf.disable_container_interface {
+            let link = container::verify(&mut cnl, &args.ifname, &ips, &routes)?;
+            // The host end must be the container end's peer and a port of the bridge.
+            let peer =
+                link.link.ok_or_else(|| CniError::internal(format!("{} is not a veth", args.ifname)))?;
+            let host = nl
+                .link_by_index(peer)
+                .map_err(|_| CniError::internal(format!("the host end of {} is missing", args.ifname)))?;
+            if host.master != Some(bridge.index) {
+                return Err(CniError::internal(format!(
+                    "{} is not plugged into {:?}",
+                    host.name, conf.bridge
+                )));
+            }
+        }
+        if conf.ip_masq {
+            let nets: Vec<IpNet> = ips.iter().map(|ip| ip.address).collect();
+            masq::check(&args.conf.name, &args.container_id, &args.ifname, &nets)?;
+        }
+        if conf.macspoofchk {
+            spoofcheck::check(&args.conf.name, &args.container_id, &args.ifname)?;
+        }
+        Ok(())
+    }
+
+    fn status(&self, args: &CmdArgs) -> Result<()> {
+        match args.conf.ipam_type() {
+            Some(plugin) => ipam::status(plugin, args),
+            None => Ok(()),
+        }
+    }
+
+    fn gc(&self, args: &CmdArgs) -> Result<()> {
+        let valid = args.conf.valid_attachments()?;
+        let mut errors = Vec::new();
+        if let Err(e) = masq::gc(&args.conf.name, &valid) {
+            errors.push(e);
+        }
+        if let Err(e) = spoofcheck::gc(&args.conf.name, &valid) {
+            errors.push(e);
+        }
+        if let Some(plugin) = args.conf.ipam_type() {
+            if let Err(e) = ipam::gc(plugin, args) {
+                errors.push(e);
+            }
+        }
+        join_errors(errors)
+    }
+}
+
+/// The ADD story. Every step that makes something registers its undo first.
+fn add_attachment(
+    args: &CmdArgs,
+    conf: &Config,
+    mac: Option<[u8; 6]>,
+    ns: &Netns,
+    cnl: &mut Rtnl,
+    undo: &mut Undo,
+) -> Result<CniResult> {
+    // 1. Addresses first: if IPAM fails, nothing exists yet.
+    let mut res = match args.conf.ipam_type() {
+        Some(plugin) => {
+            let r = ipam::add(plugin, args)?;
+            undo.ipam = Some(plugin.to_string());
+            r
+        }
+        None => CniResult::default(),
+    };
+    if args.conf.ipam_type().is_some() && res.ips.is_empty() {
+        return Err(CniError::internal("IPAM plugin returned no IP addresses"));
+    }
+    if conf.is_gateway {
+        fill_gateways(&mut res);
+    }
+
+    // 2. The bridge and the veth pair, under the bridge lock.
+    let host_ns = Netns::current()?;
+    let mut nl = Rtnl::open()?;
+    let (bridge, host_veth) = {
+        let _lock = links::bridge_lock(&conf.bridge)?;
+        let (bridge, created) = links::ensure_bridge(&mut nl, conf)?;
+        if created {
+            undo.bridge = Some(bridge.clone());
+        }
+        let host_name = links::create_veth(cnl, &host_ns, &args.ifname, conf.mtu, mac)?;
+        undo.container_link = true;
+        let port = links::attach_port(&mut nl, conf, &bridge, &host_name)?;
+        (bridge, port)
+    };
+
+    // 3. MAC spoof check before the container can send anything.
+    let container_mac = cnl.link_by_name(&args.ifname).ok().and_then(|l| l.mac).unwrap_or_default();
+    if conf.macspoofchk {
+        undo.spoofcheck = true;
+        spoofcheck::add(&args.conf.name, &args.container_id, &args.ifname, &host_veth.name, container_mac)?;
+    }
+
+    // 4. The container side: addresses, link up, routes.
+    if conf.is_default_gateway {
+        add_default_routes(&mut res);
+    }
+    let clink = if conf.disable_container_interface {
+        cnl.link_by_name(&args.ifname).map_err(|e| links::link_error("container interface", e))?
+    } else {
+        container::configure(ns, cnl, &args.ifname, &res.ips, &res.routes, conf.enable_dad)?
+    };
+
+    // 5. The gateway on the bridge, forwarding, masquerade.
+    if conf.is_gateway {
+        for ip in res.ips.iter().filter(|ip| ip.gateway.is_some()) {
+            let gw = IpNet { addr: ip.gateway.unwrap(), prefix: ip.address.prefix };
+            links::ensure_gateway_addr(&mut nl, conf, &bridge, &gw)?;
+        }
+        let v4 = res.ips.iter().any(|ip| ip.address.is_ipv4());
+        let v6 = res.ips.iter().any(|ip| !ip.address.is_ipv4());
+        links::enable_forwarding(v4, v6)?;
+    }
+    if conf.ip_masq && !res.ips.is_empty() {
+        undo.masq = true;
+        let nets: Vec<IpNet> = res.ips.iter().map(|ip| ip.address).collect();
+        masq::add(&args.conf.name, &args.container_id, &args.ifname, &nets)?;
+    }
+
+    // 6. The result: bridge, host end, container end; every IP on the container end.
+    let bridge = nl.link_by_index(bridge.index).unwrap_or(bridge);
+    res.interfaces = vec![
+        Interface { name: bridge.name.clone(), mac: mac_of(&bridge.mac), ..Default::default() },
+        Interface { name: host_veth.name.clone(), mac: mac_of(&host_veth.mac), ..Default::default() },
+        Interface {
+            name: clink.name.clone(),
+            mac: mac_of(&clink.mac),
+            sandbox: args.netns.clone(),
+            ..Default::default()
+        },
+    ];
+    for ip in &mut res.ips {
+        ip.interface = Some(2);
+    }
+    if let Some(dns) = args.conf.dns.as_ref().filter(|d| !d.is_empty()) {
+        res.dns = dns.clone();
+    }
+    Ok(res)
+}
+
+/// Gateways the IPAM result left out: the first address of each subnet.
+fn fill_gateways(res: &mut CniResult) {
+    for ip in &mut res.ips {
+        if ip.gateway.is_none() {
+            ip.gateway = Some(common::ipnet::next_ip(&ip.address.network().addr));
+        }
+    }
+}
+
+/// isDefaultGateway: a default route per family through its gateway, unless
+/// IPAM already gave one.
+fn add_default_routes(res: &mut CniResult) {
+    for v4 in [true, false] {
+        let Some(gw) = res.ips.iter().find(|ip| ip.address.is_ipv4() == v4).and_then(|ip| ip.gateway) else {
+            continue;
+        };
+        if res.routes.iter().any(|r| r.dst.is_ipv4() == v4 && r.dst.prefix == 0) {
+            continue;
+        }
+        let any = if v4 { "0.0.0.0/0" } else { "::/0" };
+        res.routes.push(Route::new(any.parse().unwrap(), Some(gw)));
+    }
+}
+
+fn mac_of(mac: &Option<[u8; 6]>) -> String {
+    mac.as_ref().map(format_mac).unwrap_or_default()
+}
+
+fn delete_container_link(ns: &Netns, ifname: &str) -> Result<()> {
+    let mut cnl = Rtnl::in_netns(ns)?;
+    match cnl.del_link_by_name(ifname) {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(links::link_error(&format!("deleting {ifname}"), e)),
+    }
+}
+
+fn join_errors(errors: Vec<CniError>) -> Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.into_iter().next().unwrap()),
+        _ => {
+            let code = errors[0].code;
+            let msg = errors.iter().map(|e| e.msg.as_str()).collect::<Vec<_>>().join("; ");
+            Err(CniError::new(code, msg))
+        }
+    }
+}
+
+/// What a failing ADD must take back, in reverse order of making.
+struct Undo<'a> {
+    args: &'a CmdArgs,
+    ipam: Option<String>,
+    bridge: Option<common::netlink::rtnl::Link>,
+    container_link: bool,
+    spoofcheck: bool,
+    masq: bool,
+}
+
+impl<'a> Undo<'a> {
+    fn new(args: &'a CmdArgs) -> Self {
+        Undo { args, ipam: None, bridge: None, container_link: false, spoofcheck: false, masq: false }
+    }
+
+    /// Best effort: the ADD error is what the runtime sees.
+    fn run(self, cnl: &mut Rtnl) {
+        let a = self.args;
+        if self.masq {
+            let _ = masq::del(&a.conf.name, &a.container_id, &a.ifname);
+        }
+        if self.spoofcheck {
+            let _ = spoofcheck::del(&a.conf.name, &a.container_id, &a.ifname);
+        }
+        if self.container_link {
+            let _ = cnl.del_link_by_name(&a.ifname);
+        }
+        if let Some(bridge) = &self.bridge {
+            if let (Ok(_lock), Ok(mut nl)) = (links::bridge_lock(&bridge.name), Rtnl::open()) {
+                let _ = links::remove_bridge_if_unused(&mut nl, bridge);
+            }
+        }
+        if let Some(plugin) = &self.ipam {
+            let _ = ipam::del(plugin, a);
+        }
+    }
+}
+
+fn main() {
+    skel::run(&Bridge)
+}

@@ -2,9 +2,11 @@
 //! one module per subsystem, so a fix lands once.
 
 pub mod error;
+pub mod conntrack;
 pub mod lock;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod sysctl;
 
 pub use error::{CniError, Context, Result};

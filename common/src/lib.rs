@@ -1,8 +1,8 @@
 //! Shared mechanisms of the CNI plugin suite. Every kernel touch lives here,
 //! one module per subsystem, so a fix lands once.
 
-pub mod error;
 pub mod conntrack;
+pub mod error;
 pub mod lock;
 pub mod netlink;
 pub mod netns;

@@ -134,21 +134,65 @@ pub enum Base {
 /// One nf_tables expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expr {
-    Meta { key: MetaKey, dreg: u32 },
-    MetaSet { key: MetaKey, sreg: u32 },
-    Cmp { sreg: u32, op: CmpOp, data: Vec<u8> },
-    Payload { base: Base, offset: u32, len: u32, dreg: u32 },
+    Meta {
+        key: MetaKey,
+        dreg: u32,
+    },
+    MetaSet {
+        key: MetaKey,
+        sreg: u32,
+    },
+    Cmp {
+        sreg: u32,
+        op: CmpOp,
+        data: Vec<u8>,
+    },
+    Payload {
+        base: Base,
+        offset: u32,
+        len: u32,
+        dreg: u32,
+    },
     /// dreg = (sreg & mask) ^ xor; mask and xor have the same length.
-    Bitwise { sreg: u32, dreg: u32, mask: Vec<u8>, xor: Vec<u8> },
+    Bitwise {
+        sreg: u32,
+        dreg: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
     /// Set membership (dreg None), map lookup (dreg Some), vmap (dreg REG_VERDICT).
-    Lookup { set: String, sreg: u32, dreg: Option<u32>, invert: bool },
-    Ct { key: CtKey, dreg: u32, dir: Option<u8> },
-    Fib { flags: u32, result: u32, dreg: u32 },
-    Immediate { dreg: u32, data: Vec<u8> },
+    Lookup {
+        set: String,
+        sreg: u32,
+        dreg: Option<u32>,
+        invert: bool,
+    },
+    Ct {
+        key: CtKey,
+        dreg: u32,
+        dir: Option<u8>,
+    },
+    Fib {
+        flags: u32,
+        result: u32,
+        dreg: u32,
+    },
+    Immediate {
+        dreg: u32,
+        data: Vec<u8>,
+    },
     Verdict(Verdict),
     /// snat (dnat false) or dnat; family Ip or Ip6; registers holding address / port.
-    Nat { dnat: bool, family: Family, addr: Option<u32>, proto: Option<u32>, flags: u32 },
-    Masq { flags: u32 },
+    Nat {
+        dnat: bool,
+        family: Family,
+        addr: Option<u32>,
+        proto: Option<u32>,
+        flags: u32,
+    },
+    Masq {
+        flags: u32,
+    },
     Counter,
 }
 
@@ -289,10 +333,7 @@ pub fn l4proto(p: u8) -> Vec<Expr> {
 
 /// `ip[6] saddr|daddr [!=] @set`.
 pub fn addr_in_set(field: Addr, v6: bool, set: &str, invert: bool) -> Vec<Expr> {
-    vec![
-        addr_payload(field, v6),
-        Expr::Lookup { set: set.into(), sreg: REG_1, dreg: None, invert },
-    ]
+    vec![addr_payload(field, v6), Expr::Lookup { set: set.into(), sreg: REG_1, dreg: None, invert }]
 }
 
 /// `ip[6] saddr|daddr <op> net/plen`, loading only whole prefix bytes like nft.
@@ -307,7 +348,7 @@ pub fn addr_in_prefix(field: Addr, net: IpAddr, plen: u8, op: CmpOp) -> Vec<Expr
         .collect();
     let masked: Vec<u8> = bytes.iter().zip(&mask).map(|(b, m)| b & m).collect();
     let mut load = addr_payload(field, net.is_ipv6());
-    if plen % 8 == 0 && plen > 0 {
+    if plen & 7 == 0 && plen > 0 {
         if let Expr::Payload { len, .. } = &mut load {
             *len = (plen / 8) as u32;
         }

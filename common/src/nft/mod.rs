@@ -17,9 +17,9 @@ use crate::netns::Netns;
 
 pub mod expr;
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 pub(crate) mod testns;
+#[cfg(test)]
+mod tests;
 
 pub use expr::{Expr, Verdict};
 
@@ -70,6 +70,7 @@ const SET_KEY_LEN: u16 = 5;
 const SET_DATA_TYPE: u16 = 6;
 const SET_DATA_LEN: u16 = 7;
 const SET_ID: u16 = 10;
+const SET_USERDATA: u16 = 13;
 const ELEM_LIST_TABLE: u16 = 1;
 const ELEM_LIST_SET: u16 = 2;
 const ELEM_LIST_ELEMENTS: u16 = 3;
@@ -184,28 +185,30 @@ impl BaseChain {
     }
 }
 
-/// A data type of set keys and map values: nft's type id and its byte length.
+/// A data type of set keys and map values: nft's type id, its byte length
+/// and byte order (0 none, 1 host, 2 network) that nft keeps in set user data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataType {
     pub id: u32,
     pub len: u32,
+    pub order: u32,
 }
 
 impl DataType {
-    pub const MARK: DataType = DataType { id: 19, len: 4 };
-    pub const IPV4_ADDR: DataType = DataType { id: 7, len: 4 };
-    pub const IPV6_ADDR: DataType = DataType { id: 8, len: 16 };
-    pub const ETHER_ADDR: DataType = DataType { id: 9, len: 6 };
-    pub const INET_PROTO: DataType = DataType { id: 12, len: 1 };
-    pub const INET_SERVICE: DataType = DataType { id: 13, len: 2 };
-    pub const IFNAME: DataType = DataType { id: 41, len: 16 };
+    pub const MARK: DataType = DataType { id: 19, len: 4, order: 1 };
+    pub const IPV4_ADDR: DataType = DataType { id: 7, len: 4, order: 2 };
+    pub const IPV6_ADDR: DataType = DataType { id: 8, len: 16, order: 2 };
+    pub const ETHER_ADDR: DataType = DataType { id: 9, len: 6, order: 2 };
+    pub const INET_PROTO: DataType = DataType { id: 12, len: 1, order: 0 };
+    pub const INET_SERVICE: DataType = DataType { id: 13, len: 2, order: 2 };
+    pub const IFNAME: DataType = DataType { id: 41, len: 16, order: 1 };
 
     /// nft's encoding of a concatenation: type ids shifted by 6 bits each,
-    /// every field padded to 4 bytes. A single type stays as it is.
-    fn concat(types: &[DataType]) -> (u32, u32) {
+    /// every field padded to 4 bytes, no single byte order.
+    fn concat(types: &[DataType]) -> (u32, u32, u32) {
         match types {
-            [one] => (one.id, one.len),
-            _ => types.iter().fold((0, 0), |(id, len), t| ((id << 6) | t.id, len + pad4(t.len))),
+            [one] => (one.id, one.len, one.order),
+            _ => types.iter().fold((0, 0, 0), |(id, len, _), t| ((id << 6) | t.id, len + pad4(t.len), 0)),
         }
     }
 }
@@ -515,20 +518,27 @@ impl Batch {
         let what = format!("adding {kind} {t}/{}", s.name);
         let m = self.cmd(nfgen(MSG_NEWSET, NLM_F_CREATE, t.family as u8), what);
         let flags = s.flags | if s.data == SetData::None { 0 } else { SET_F_MAP };
-        let (kt, kl) = DataType::concat(&s.key);
+        let (kt, kl, korder) = DataType::concat(&s.key);
+        // libnftnl set user data: KEYBYTEORDER (0), DATABYTEORDER (1) for maps;
+        // nft needs them to print host-order keys such as ifname back.
+        let mut udata = vec![0, 4];
+        udata.extend_from_slice(&korder.to_ne_bytes());
         m.attr_str(SET_TABLE, &t.name).attr_str(SET_NAME, &s.name).attr_u32_be(SET_FLAGS, flags);
         m.attr_u32_be(SET_KEY_TYPE, kt).attr_u32_be(SET_KEY_LEN, kl);
         match &s.data {
             SetData::None => {}
             SetData::Value(d) => {
-                let (dt, dl) = DataType::concat(d);
+                let (dt, dl, dorder) = DataType::concat(d);
                 m.attr_u32_be(SET_DATA_TYPE, dt).attr_u32_be(SET_DATA_LEN, dl);
+                udata.extend_from_slice(&[1, 4]);
+                udata.extend_from_slice(&dorder.to_ne_bytes());
             }
             SetData::Verdict => {
                 m.attr_u32_be(SET_DATA_TYPE, NFT_DATA_VERDICT);
+                udata.extend_from_slice(&[1, 4, 0, 0, 0, 0]);
             }
         }
-        m.attr_u32_be(SET_ID, id);
+        m.attr_u32_be(SET_ID, id).attr(SET_USERDATA, &udata);
         self
     }
 

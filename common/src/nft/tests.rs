@@ -379,3 +379,28 @@ fn bridge_mac_spoof_check_matches_nft() {
     nft.commit(Batch::new().delete_table(&t)).unwrap();
     assert_eq!(ns.run(&["nft", "list", "ruleset"]), "");
 }
+
+/// Kernels before 6.3 refuse DESTROY* with EINVAL (unknown message type).
+/// Simulate that with a message type no kernel knows: commit must fall back
+/// to DEL and count "not found" as success, keeping the other commands.
+#[test]
+fn destroy_falls_back_to_delete_on_old_kernels() {
+    let Some(ns) = TestNs::new("nft") else { return };
+    let mut nft = Nft::in_netns(&ns.netns()).unwrap();
+    let t = Table::new(Family::Inet, "cni_old");
+    let gone = Table::new(Family::Inet, "cni_gone");
+    let mut b = masq_batch(&t);
+    b.destroy_table(&gone);
+    b.destroy_elements(&t, "net_y", &[key::ip(v4("10.88.0.5")), key::ip(v4("10.88.0.7"))]);
+    for c in b.cmds.iter_mut().filter(|c| c.fallback.is_some()) {
+        let mut fake = nfgen(99, 0, Family::Inet as u8);
+        fake.attr_str(TABLE_NAME, "unused");
+        c.msg = fake;
+    }
+    nft.commit(&b).unwrap();
+    assert!(nft.table_exists(&t).unwrap());
+    assert!(nft.list_elements(&t, "net_y").unwrap().is_empty());
+    assert_eq!(nft.list_rules(&t, "postrouting").unwrap().len(), 1);
+    nft.commit(Batch::new().destroy_table(&t)).unwrap();
+    assert!(nft.list_tables(None).unwrap().is_empty());
+}

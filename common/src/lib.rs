@@ -2,12 +2,14 @@
 //! one module per subsystem, so a fix lands once.
 
 pub mod args;
+pub mod conntrack;
 pub mod error;
 pub mod ipam;
 pub mod ipnet;
 pub mod lock;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod skel;
 pub mod spec;
 pub mod sysctl;

@@ -453,34 +453,52 @@ impl Socket {
     /// Send several messages in one datagram (an nfnetlink batch) and wait for
     /// an answer to every message that asked for an ACK. Returns the first error.
     pub fn transact(&mut self, msgs: &mut [Msg]) -> NlResult<()> {
+        match self.transact_all(msgs)?.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Socket::transact`], but returns every refusal with the index of
+    /// the message it answers, in message order, so a caller can name the
+    /// failed command. An error for a message that did not ask for an ACK
+    /// (a refused batch header) ends the wait at once.
+    pub fn transact_all(&mut self, msgs: &mut [Msg]) -> NlResult<Vec<(usize, NlError)>> {
         let mut wire = Vec::new();
+        let mut seqs = Vec::with_capacity(msgs.len());
         let mut pending = Vec::new();
         for m in msgs.iter_mut() {
             let seq = self.next_seq();
+            seqs.push(seq);
             if m.flags() & NLM_F_ACK != 0 {
                 pending.push(seq);
             }
             wire.extend_from_slice(m.finish(seq));
         }
         self.send_bytes(&wire)?;
-        let mut first_err = None;
+        let mut errors = Vec::new();
         while !pending.is_empty() {
             for (s, r) in self.recv_replies()? {
                 if r.ty != NLMSG_ERROR {
                     continue;
                 }
-                if let Some(i) = pending.iter().position(|&p| p == s) {
-                    pending.swap_remove(i);
-                    if let Err(e) = Self::ack_result(&r) {
-                        first_err.get_or_insert(e);
+                let Some(idx) = seqs.iter().position(|&q| q == s) else { continue };
+                match pending.iter().position(|&p| p == s) {
+                    Some(i) => {
+                        pending.swap_remove(i);
                     }
+                    None => {
+                        Self::ack_result(&r)?;
+                        continue;
+                    }
+                }
+                if let Err(e) = Self::ack_result(&r) {
+                    errors.push((idx, e));
                 }
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        errors.sort_by_key(|(i, _)| *i);
+        Ok(errors)
     }
 }
 

@@ -1,18 +1,171 @@
-//! placeholder until the nf_tables layer lands
+//! Masquerade of container traffic leaving its subnet, in nf_tables.
+//!
+//! ```text
+//! table inet cnirs_bridge {
+//!   set m4_<net> { type ipv4_addr }      # container IPs, comment "<cid> <ifname>"
+//!   set m6_<net> { type ipv6_addr }
+//!   chain postrouting { type nat hook postrouting priority srcnat
+//!     # one rule per (network, subnet), comment "<net> <subnet>":
+//!     ip saddr @m4_<net> ip saddr 10.88.0.0/16 ip daddr != 10.88.0.0/16 ip daddr != 224.0.0.0/4 masquerade
+//!   }
+//! }
+//! ```
+//! Adding a container adds one set element; the rule count depends on the
+//! number of networks, not containers, so ADD and the packet path stay flat.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
 use common::ipnet::IpNet;
+use common::nft::expr::{self, Addr, CmpOp};
+use common::nft::{tag, BaseChain, Batch, DataType, Elem, Family, Hook, Nft, Rule, SetSpec, Table};
 use common::spec::Attachment;
-use common::Result;
-#[allow(unused)]
-pub fn add(_n: &str, _c: &str, _i: &str, _x: &[IpNet]) -> Result<()> {
+use common::{CniError, Result};
+
+const CHAIN: &str = "postrouting";
+
+fn table() -> Table {
+    Table::new(Family::Inet, "cnirs_bridge")
+}
+
+fn set_name(network: &str, v6: bool) -> String {
+    format!("m{}_{network}", if v6 { 6 } else { 4 })
+}
+
+fn rule_comment(network: &str, subnet: &IpNet) -> String {
+    format!("{network} {}", subnet.network())
+}
+
+fn masq_rule(network: &str, subnet: &IpNet) -> Rule {
+    let v6 = !subnet.is_ipv4();
+    let net = subnet.network();
+    let multicast: (IpAddr, u8) = if v6 { ("ff00::".parse().unwrap(), 8) } else { ("224.0.0.0".parse().unwrap(), 4) };
+    Rule::new(
+        [
+            expr::nfproto(v6),
+            expr::addr_in_set(Addr::Src, v6, &set_name(network, v6), false),
+            expr::addr_in_prefix(Addr::Src, net.addr, net.prefix, CmpOp::Eq),
+            expr::addr_in_prefix(Addr::Dst, net.addr, net.prefix, CmpOp::Neq),
+            expr::addr_in_prefix(Addr::Dst, multicast.0, multicast.1, CmpOp::Neq),
+            expr::masquerade(0),
+        ]
+        .concat(),
+    )
+    .comment(rule_comment(network, subnet))
+}
+
+fn lock() -> Result<common::lock::FileLock> {
+    common::lock::runtime_lock("nft-cnirs_bridge")
+}
+
+/// Masquerade traffic from `ips` leaving their subnets.
+pub fn add(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Result<()> {
+    let _lock = lock()?;
+    let mut nft = Nft::open()?;
+    let t = table();
+    let existing: BTreeSet<String> = match nft.list_rules(&t, CHAIN) {
+        Ok(rules) => rules.into_iter().filter_map(|r| r.comment).collect(),
+        Err(e) if e.not_found() => BTreeSet::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut b = Batch::new();
+    b.add_table(&t).add_chain(&t, CHAIN, Some(BaseChain::nat(Hook::Postrouting, 100)));
+    for v6 in [false, true] {
+        let mine: Vec<&IpNet> = ips.iter().filter(|ip| ip.is_ipv4() != v6).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let kind = if v6 { DataType::IPV6_ADDR } else { DataType::IPV4_ADDR };
+        let set = set_name(network, v6);
+        b.add_set(&t, &SetSpec::set(&set, &[kind]));
+        let elems: Vec<Elem> = mine
+            .iter()
+            .map(|ip| Elem::new(common::nft::key::ip(ip.addr)).comment(tag::of(container_id, ifname)))
+            .collect();
+        b.add_elements(&t, &set, &elems);
+        for ip in mine {
+            if !existing.contains(&rule_comment(network, ip)) {
+                b.add_rule(&t, CHAIN, &masq_rule(network, ip));
+            }
+        }
+    }
+    nft.commit(&b).map_err(|e| CniError::internal(format!("setting up masquerade: {e}")))
+}
+
+/// Remove this attachment's addresses; a network's rules and sets go with
+/// its last container, and the table with the last network.
+pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
+    let mine = |a: Option<&Attachment>| a.is_some_and(|a| a.container_id == container_id && a.ifname == ifname);
+    prune(network, mine)
+}
+
+/// Remove addresses of attachments that are not in `valid`.
+pub fn gc(network: &str, valid: &[Attachment]) -> Result<()> {
+    prune(network, |a| a.is_none_or(|a| !valid.contains(a)))
+}
+
+fn prune(network: &str, doomed: impl Fn(Option<&Attachment>) -> bool) -> Result<()> {
+    let t = table();
+    let mut nft = Nft::open()?;
+    if !nft.table_exists(&t)? {
+        return Ok(()); // nothing was ever masqueraded here
+    }
+    let _lock = lock()?;
+    let mut empty_sets = Vec::new();
+    for v6 in [false, true] {
+        let set = set_name(network, v6);
+        let (_, remaining) = tag::delete_where(&mut nft, &t, &set, &doomed)?;
+        if remaining == 0 {
+            empty_sets.push(set);
+        }
+    }
+    if empty_sets.len() == 2 {
+        remove_network(&mut nft, &t, network)?;
+    }
     Ok(())
 }
-pub fn del(_n: &str, _c: &str, _i: &str) -> Result<()> {
-    Ok(())
+
+fn remove_network(nft: &mut Nft, t: &Table, network: &str) -> Result<()> {
+    let prefix = format!("{network} ");
+    let rules = match nft.list_rules(t, CHAIN) {
+        Ok(r) => r,
+        Err(e) if e.not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let (theirs, others): (Vec<_>, Vec<_>) =
+        rules.into_iter().partition(|r| r.comment.as_deref().is_some_and(|c| c.starts_with(&prefix)));
+    let sets = nft.list_sets(t)?;
+    let other_sets = sets.iter().filter(|s| s.name != set_name(network, false) && s.name != set_name(network, true));
+    let mut b = Batch::new();
+    if others.is_empty() && other_sets.count() == 0 {
+        b.destroy_table(t);
+    } else {
+        for r in theirs {
+            b.delete_rule(t, CHAIN, r.handle);
+        }
+        for s in sets.iter().filter(|s| s.name == set_name(network, false) || s.name == set_name(network, true)) {
+            b.delete_set(t, &s.name);
+        }
+    }
+    nft.commit(&b).map_err(|e| CniError::internal(format!("removing masquerade of {network}: {e}")))
 }
-#[allow(unused)]
-pub fn check(_n: &str, _c: &str, _i: &str, _x: &[IpNet]) -> Result<()> {
-    Ok(())
-}
-pub fn gc(_n: &str, _v: &[Attachment]) -> Result<()> {
+
+/// Every address of the attachment is masqueraded (CHECK).
+pub fn check(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Result<()> {
+    let t = table();
+    let mut nft = Nft::open()?;
+    let rules: BTreeSet<String> = nft.list_rules(&t, CHAIN).map_err(|e| CniError::internal(format!("masquerade state is missing: {e}")))?.into_iter().filter_map(|r| r.comment).collect();
+    let want = tag::of(container_id, ifname);
+    for ip in ips {
+        let set = set_name(network, !ip.is_ipv4());
+        let elems = nft.list_elements(&t, &set).map_err(|e| CniError::internal(format!("masquerade set is missing: {e}")))?;
+        let key = common::nft::key::ip(ip.addr);
+        if !elems.iter().any(|e| e.key == key && e.comment.as_deref() == Some(want.as_str())) {
+            return Err(CniError::internal(format!("{} is not masqueraded", ip.addr)));
+        }
+        if !rules.contains(&rule_comment(network, ip)) {
+            return Err(CniError::internal(format!("the masquerade rule for {} is missing", ip.network())));
+        }
+    }
     Ok(())
 }

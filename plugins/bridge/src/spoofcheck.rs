@@ -1,18 +1,123 @@
-//! placeholder until the nf_tables layer lands
+//! MAC spoof check: frames entering the bridge from a container's port must
+//! carry the container's MAC.
+//!
+//! ```text
+//! table bridge cnirs_bridge_mac {
+//!   map ports { type ifname : verdict }   # "<host veth>" : jump mac_<host veth>, comment "<net> <cid> <ifname>"
+//!   chain prerouting { type filter hook prerouting priority -300; iifname vmap @ports }
+//!   chain mac_<host veth> { ether saddr != <container mac> drop }
+//! }
+//! ```
+//! A packet costs one map lookup and one comparison whatever the number of ports.
 
+use common::nft::expr::{self, CmpOp, Verdict};
+use common::nft::{key, tag, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table};
 use common::spec::Attachment;
-use common::Result;
-#[allow(unused)]
-pub fn add(_n: &str, _c: &str, _i: &str, _h: &str, _m: [u8; 6]) -> Result<()> {
-    Ok(())
+use common::{CniError, Result};
+
+const MAP: &str = "ports";
+const CHAIN: &str = "prerouting";
+
+fn table() -> Table {
+    Table::new(Family::Bridge, "cnirs_bridge_mac")
 }
-pub fn del(_n: &str, _c: &str, _i: &str) -> Result<()> {
-    Ok(())
+
+/// The element comment: network, then the attachment tag.
+fn comment(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("{network} {}", tag::of(container_id, ifname))
 }
-#[allow(unused)]
-pub fn check(_n: &str, _c: &str, _i: &str) -> Result<()> {
-    Ok(())
+
+fn port_chain(host_veth: &str) -> String {
+    format!("mac_{host_veth}")
 }
-pub fn gc(_n: &str, _v: &[Attachment]) -> Result<()> {
+
+fn lock() -> Result<common::lock::FileLock> {
+    common::lock::runtime_lock("nft-cnirs_bridge_mac")
+}
+
+pub fn add(network: &str, container_id: &str, ifname: &str, host_veth: &str, mac: [u8; 6]) -> Result<()> {
+    let _lock = lock()?;
+    let mut nft = Nft::open()?;
+    let t = table();
+    let fresh = !nft.table_exists(&t)?;
+    let chain = port_chain(host_veth);
+    let mut b = Batch::new();
+    b.add_table(&t);
+    b.add_set(&t, &SetSpec::vmap(MAP, &[DataType::IFNAME]));
+    b.add_chain(&t, CHAIN, Some(BaseChain::filter(Hook::Prerouting, -300)));
+    if fresh {
+        b.add_rule(&t, CHAIN, &Rule::new(expr::iifname_vmap(MAP)));
+    }
+    b.add_chain(&t, &chain, None);
+    b.flush_chain(&t, &chain);
+    b.add_rule(&t, &chain, &Rule::new([expr::ether_saddr(mac, CmpOp::Neq), expr::verdict(Verdict::Drop)].concat()));
+    let elem = Elem::new(key::ifname(host_veth))
+        .verdict(Verdict::Jump(chain))
+        .comment(comment(network, container_id, ifname));
+    b.add_elements(&t, MAP, &[elem]);
+    nft.commit(&b).map_err(|e| CniError::internal(format!("setting up the MAC spoof check: {e}")))
+}
+
+pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
+    let want = comment(network, container_id, ifname);
+    prune(|c| c == want)
+}
+
+pub fn gc(network: &str, valid: &[Attachment]) -> Result<()> {
+    let prefix = format!("{network} ");
+    prune(|c| {
+        c.strip_prefix(&prefix).is_some_and(|t| tag::parse(t).is_none_or(|a| !valid.contains(&a)))
+    })
+}
+
+/// Remove the map elements whose comment is doomed, and their chains; the
+/// table goes with the last port.
+fn prune(doomed: impl Fn(&str) -> bool) -> Result<()> {
+    let t = table();
+    let mut nft = Nft::open()?;
+    if !nft.table_exists(&t)? {
+        return Ok(());
+    }
+    let _lock = lock()?;
+    let elems = match nft.list_elements(&t, MAP) {
+        Ok(e) => e,
+        Err(e) if e.not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let (gone, kept): (Vec<Elem>, Vec<Elem>) =
+        elems.into_iter().partition(|e| e.comment.as_deref().is_some_and(&doomed));
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let mut b = Batch::new();
+    if kept.is_empty() {
+        b.destroy_table(&t);
+    } else {
+        let keys: Vec<Vec<u8>> = gone.iter().map(|e| e.key.clone()).collect();
+        b.destroy_elements(&t, MAP, &keys);
+        for e in &gone {
+            if let Some(ElemData::Verdict(Verdict::Jump(chain))) = &e.data {
+                b.flush_chain(&t, chain).delete_chain(&t, chain);
+            }
+        }
+    }
+    nft.commit(&b).map_err(|e| CniError::internal(format!("removing the MAC spoof check: {e}")))
+}
+
+pub fn check(network: &str, container_id: &str, ifname: &str) -> Result<()> {
+    let want = comment(network, container_id, ifname);
+    let mut nft = Nft::open()?;
+    let elems = nft
+        .list_elements(&table(), MAP)
+        .map_err(|e| CniError::internal(format!("MAC spoof check state is missing: {e}")))?;
+    let elem = elems
+        .iter()
+        .find(|e| e.comment.as_deref() == Some(want.as_str()))
+        .ok_or_else(|| CniError::internal(format!("no MAC spoof check for {ifname} of {container_id}")))?;
+    if let Some(ElemData::Verdict(Verdict::Jump(chain))) = &elem.data {
+        if nft.list_rules(&table(), chain).map(|r| r.is_empty()).unwrap_or(true) {
+            return Err(CniError::internal(format!("MAC spoof check chain {chain} is empty or missing")));
+        }
+    }
     Ok(())
 }

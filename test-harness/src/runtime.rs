@@ -545,3 +545,85 @@ pub fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(v: Value) -> NetConfList {
+        NetConfList::parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn runtime_config_has_only_declared_and_supplied_capabilities() {
+        let plugin =
+            json!({"type": "p", "capabilities": {"portMappings": true, "bandwidth": false, "ips": true}});
+        let caps =
+            json!({"portMappings": [{"hostPort": 8080}], "bandwidth": {"x": 1}, "aliases": {"n": ["a"]}});
+        let rc = runtime_config(&plugin, &caps);
+        assert_eq!(Value::Object(rc), json!({"portMappings": [{"hostPort": 8080}]}));
+        assert!(runtime_config(&json!({"type": "p"}), &caps).is_empty());
+        assert!(runtime_config(&plugin, &Value::Null).is_empty());
+    }
+
+    #[test]
+    fn request_injects_name_version_prev_result_and_runtime_config() {
+        let l = list(json!({
+            "cniVersion": "0.4.0", "name": "net1",
+            "plugins": [
+                {"type": "a", "cniVersion": "9.9.9", "name": "other", "x": 1},
+                {"type": "b", "capabilities": {"portMappings": true}}
+            ]
+        }));
+        let rt = Runtime::new(vec![], None, "/nonexistent");
+        let conf = RuntimeConf::new("c1", "/run/netns/x", "eth0").cap_args(json!({"portMappings": [1]}));
+        let first = rt.request(&l, 0, None, &conf).unwrap();
+        assert_eq!(first, json!({"type": "a", "cniVersion": "0.4.0", "name": "net1", "x": 1}));
+
+        let prev = CniResult::parse(
+            &json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
+                    "ips": [{"address": "10.0.0.2/24", "interface": 0}]}),
+            "1.0.0",
+        )
+        .unwrap();
+        let second = rt.request(&l, 1, Some(&prev), &conf).unwrap();
+        assert_eq!(second["capabilities"], json!({"portMappings": true}), "libcni keeps capabilities");
+        assert_eq!(second["runtimeConfig"], json!({"portMappings": [1]}));
+        // prevResult is in the list's version: 0.4.0 IPs carry `version`.
+        assert_eq!(second["prevResult"]["cniVersion"], "0.4.0");
+        assert_eq!(second["prevResult"]["ips"][0]["version"], "4");
+
+        let mut strip = rt.clone();
+        strip.strip_capabilities = true;
+        let s = strip.request(&l, 1, None, &conf).unwrap();
+        assert!(s.get("capabilities").is_none());
+        assert!(s.get("prevResult").is_none());
+    }
+
+    #[test]
+    fn prev_result_that_cannot_be_converted_is_an_error() {
+        let l = list(json!({"cniVersion": "0.2.0", "name": "n", "plugins": [{"type": "a"}]}));
+        let rt = Runtime::new(vec![], None, "/nonexistent");
+        let prev = CniResult { cni_version: "1.0.0".into(), ..Default::default() };
+        let e = rt.request(&l, 0, Some(&prev), &RuntimeConf::default()).unwrap_err();
+        assert!(e.contains("no valid IP"), "{e}");
+    }
+
+    #[test]
+    fn cni_args_round_trip() {
+        let a = parse_cni_args("IgnoreUnknown=1;K8S_POD_NAME=x=y;;");
+        assert_eq!(a, vec![("IgnoreUnknown".into(), "1".into()), ("K8S_POD_NAME".into(), "x=y".into())]);
+        let rc = RuntimeConf::new("c", "", "eth0").cni_args("A=1;B=2");
+        assert_eq!(rc.cni_args_string(), "A=1;B=2");
+    }
+
+    #[test]
+    fn base64_matches_go() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
+    }
+}

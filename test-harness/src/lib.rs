@@ -9,6 +9,10 @@
 //! * [`state`]: kernel state as JSON (`ip -j`, `nft -j`), [`ping`], [`wait_until`].
 //! * [`FakePlugins`]: recording shell-script plugins with canned answers.
 
+// `InvokeError` carries everything a failing test wants to print; its size
+// on the error path of a test harness does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod exec;
 pub mod fake;
 pub mod ns;

@@ -8,6 +8,21 @@
 //!   netns as their own.
 //! * [`state`]: kernel state as JSON (`ip -j`, `nft -j`), [`ping`], [`wait_until`].
 //! * [`FakePlugins`]: recording shell-script plugins with canned answers.
+//!
+//! ```no_run
+//! use serde_json::json;
+//! use test_harness::*;
+//!
+//! let host = HostNs::with_lo().unwrap(); // plugins run with this as their own netns
+//! let ctr = ContainerNs::new().unwrap();
+//! let (rt, _cache) = runtime_in(&host); // binaries from target/<profile>, cache in a temp dir
+//! let list = conflist(r#"{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"bridge","bridge":"cni0",
+//!     "isGateway":true,"ipam":{"type":"host-local","subnet":"10.88.0.0/24"}}]}"#);
+//! let res = rt.add(&list, "ctr1", ctr.path(), "eth0", "", json!({})).unwrap();
+//! assert!(link_exists(&host, "cni0") && ping(&ctr, "10.88.0.1"));
+//! rt.del(&list, "ctr1", ctr.path(), "eth0", "", json!({})).unwrap();
+//! assert!(!link_exists(&ctr, "eth0"));
+//! ```
 
 // `InvokeError` carries everything a failing test wants to print; its size
 // on the error path of a test harness does not matter.

@@ -1,0 +1,185 @@
+//! Exec'ing a plugin the way libcni's `RawExec` does: config on stdin, `CNI_*`
+//! in the environment, result or error JSON on stdout — optionally with a
+//! given netns as the plugin's own ("the host netns" of a test).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::CniError;
+
+/// What one plugin process did.
+#[derive(Clone, Debug, Default)]
+pub struct PluginOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// Exit code; `None` when killed by a signal.
+    pub exit_code: Option<i32>,
+}
+
+impl PluginOutput {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+}
+
+/// Make `cmd` enter the netns at `netns` between fork and exec (setns in
+/// `pre_exec`): the child's own netns is then that one, without the mount
+/// namespace games of `ip netns exec`. The returned file must outlive the spawn.
+pub fn enter_netns_on_spawn(cmd: &mut Command, netns: &Path) -> io::Result<File> {
+    let file = File::open(netns)
+        .map_err(|e| io::Error::new(e.kind(), format!("open netns {}: {e}", netns.display())))?;
+    let fd = file.as_raw_fd();
+    // SAFETY: only an async-signal-safe syscall runs between fork and exec; the
+    // fd stays open in the child until exec (it is CLOEXEC, which is fine).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(file)
+}
+
+/// Run `cmd` with `stdin` fed in and stdout/stderr captured. When `netns` is
+/// given the child runs inside it. Retries up to 5 times on `ETXTBSY` (a
+/// binary or script still open for writing somewhere), like libcni.
+pub fn run_captured(
+    mut make: impl FnMut() -> Command,
+    netns: Option<&Path>,
+    stdin: &[u8],
+) -> io::Result<PluginOutput> {
+    let mut attempt = 0;
+    loop {
+        let mut cmd = make();
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let _ns = match netns {
+            Some(p) => Some(enter_netns_on_spawn(&mut cmd, p)?),
+            None => None,
+        };
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20 << attempt));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut input = child.stdin.take().expect("piped stdin");
+        let out = std::thread::scope(|s| {
+            // Feed stdin from another thread: a plugin may write before it reads.
+            s.spawn(move || {
+                let _ = input.write_all(stdin);
+            });
+            child.wait_with_output()
+        })?;
+        return Ok(PluginOutput {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            exit_code: out.status.code().or_else(|| out.status.signal().map(|s| 128 + s)),
+        });
+    }
+}
+
+/// Find the binary named `name` in `dirs` (libcni `FindInPath`).
+pub fn find_plugin(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Why a runtime operation failed: which plugin, how, and everything it printed.
+#[derive(Clone, Debug, Default)]
+pub struct InvokeError {
+    /// `ADD`, `DEL`, `CHECK`, `GC` or `STATUS`.
+    pub command: String,
+    /// The plugin's `type` (empty when the failure is the runtime's own, e.g. the cache).
+    pub plugin: String,
+    /// Position of the plugin in the list.
+    pub index: Option<usize>,
+    /// The plugin's exit code; `None` when it did not run or was killed.
+    pub exit_code: Option<i32>,
+    /// The CNI error object the plugin printed on stdout, if any.
+    pub error: Option<CniError>,
+    pub stdout: String,
+    pub stderr: String,
+    /// A one-line description, libcni-style.
+    pub message: String,
+}
+
+impl InvokeError {
+    /// The CNI error code, when the plugin printed an error object.
+    pub fn code(&self) -> Option<u32> {
+        self.error.as_ref().map(|e| e.code)
+    }
+
+    /// The CNI error message (or the runtime's own message).
+    pub fn msg(&self) -> &str {
+        self.error.as_ref().map(|e| e.msg.as_str()).unwrap_or(&self.message)
+    }
+
+    pub(crate) fn runtime(command: &str, message: impl Into<String>) -> InvokeError {
+        InvokeError { command: command.into(), message: message.into(), ..Default::default() }
+    }
+
+    /// From a failed plugin run: parse the error object from stdout; when
+    /// stdout is empty, libcni wraps stderr text instead.
+    pub(crate) fn from_output(command: &str, plugin: &str, index: usize, out: PluginOutput) -> InvokeError {
+        let error = parse_error(&out.stdout);
+        let message = match (&error, out.stdout.trim().is_empty()) {
+            (Some(e), _) => format!("plugin type={plugin:?} failed ({}): {e}", command.to_lowercase()),
+            (None, true) => format!(
+                "plugin type={plugin:?} failed ({}): netplugin failed: {:?}",
+                command.to_lowercase(),
+                out.stderr.trim()
+            ),
+            (None, false) => format!(
+                "plugin type={plugin:?} failed ({}): netplugin failed but error parsing its diagnostic message {:?}",
+                command.to_lowercase(),
+                out.stdout.trim()
+            ),
+        };
+        InvokeError {
+            command: command.into(),
+            plugin: plugin.into(),
+            index: Some(index),
+            exit_code: out.exit_code,
+            error,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            message,
+        }
+    }
+}
+
+/// `{"code": N, "msg": "...", "details": "..."}` → CniError.
+pub fn parse_error(stdout: &str) -> Option<CniError> {
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).ok()?;
+    let code = v.get("code")?.as_u64()? as u32;
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    Some(CniError { code, msg: text("msg"), details: text("details") })
+}
+
+impl fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(c) = self.exit_code {
+            write!(f, " [exit {c}]")?;
+        }
+        if !self.stderr.trim().is_empty() && self.error.is_some() {
+            write!(f, "\n--- plugin stderr:\n{}", self.stderr.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvokeError {}

@@ -1,0 +1,202 @@
+//! Leases on disk, laid out exactly as the reference host-local does so the
+//! two can share a data dir in both directions:
+//!
+//! ```text
+//! <dataDir>/<network>/lock                 flock'd while anyone works here
+//! <dataDir>/<network>/<ip>                 one lease, "<containerID>\r\n<ifname>", 0600
+//! <dataDir>/<network>/last_reserved_ip.<n> round-robin cursor of range set n
+//! ```
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use common::lock::FileLock;
+use common::{CniError, Result};
+
+use crate::store::{lease_content, Lease, Store};
+
+const CURSOR_PREFIX: &str = "last_reserved_ip.";
+
+/// The leases of one network, locked for as long as this value lives.
+#[derive(Debug)]
+pub struct DiskStore {
+    dir: PathBuf,
+    _lock: FileLock,
+}
+
+fn io_err(what: &str, path: &Path, e: io::Error) -> CniError {
+    CniError::io(format!("{what} {}: {e}", path.display()))
+}
+
+impl DiskStore {
+    /// Open the network directory, creating it (ADD).
+    pub fn create(dir: &Path) -> Result<DiskStore> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| io_err("cannot create data directory", dir, e))?;
+        Self::lock(dir)
+    }
+
+    /// Open the network directory if it exists: DEL, CHECK and GC have nothing
+    /// to do otherwise and should not leave empty directories behind.
+    pub fn open_existing(dir: &Path) -> Result<Option<DiskStore>> {
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Self::lock(dir).map(Some),
+            Ok(_) => Err(CniError::io(format!("data directory {} is not a directory", dir.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("cannot open data directory", dir, e)),
+        }
+    }
+
+    fn lock(dir: &Path) -> Result<DiskStore> {
+        let path = dir.join("lock");
+        let lock = FileLock::exclusive(&path).map_err(|e| io_err("cannot lock", &path, e))?;
+        Ok(DiskStore { dir: dir.to_path_buf(), _lock: lock })
+    }
+
+    /// The file of a lease. `ip` prints without separators, so the path
+    /// cannot leave the directory.
+    fn lease_path(&self, ip: IpAddr) -> PathBuf {
+        self.dir.join(ip.to_string())
+    }
+
+    fn write_cursor(&self, set: usize, ip: IpAddr) -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.dir.join(format!("{CURSOR_PREFIX}{set}")))?;
+        f.write_all(ip.to_string().as_bytes())
+    }
+}
+
+impl Store for DiskStore {
+    fn reserve(&mut self, ip: IpAddr, id: &str, ifname: &str, set: usize) -> Result<bool> {
+        let path = self.lease_path(ip);
+        // O_EXCL is the real arbiter: a file that exists is a held address,
+        // whoever wrote it.
+        let mut f = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io_err("cannot create lease", &path, e)),
+        };
+        if let Err(e) = f.write_all(lease_content(id, ifname).as_bytes()) {
+            let _ = fs::remove_file(&path);
+            return Err(io_err("cannot write lease", &path, e));
+        }
+        if let Err(e) = self.write_cursor(set, ip) {
+            let _ = fs::remove_file(&path);
+            return Err(io_err("cannot write cursor in", &self.dir, e));
+        }
+        Ok(true)
+    }
+
+    fn last_reserved(&self, set: usize) -> Option<IpAddr> {
+        fs::read_to_string(self.dir.join(format!("{CURSOR_PREFIX}{set}"))).ok()?.trim().parse().ok()
+    }
+
+    /// Every lease file: a regular file named by an IP in its canonical form
+    /// (anything else — lock, cursors, strays, symlinks — is not a lease).
+    /// Unreadable files are skipped, as the reference does.
+    fn leases(&self) -> Result<Vec<Lease>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| io_err("cannot read", &self.dir, e))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(ip) =
+                name.to_str().and_then(|n| n.parse::<IpAddr>().ok().filter(|ip| ip.to_string() == n))
+            else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            if let Ok(content) = fs::read(entry.path()) {
+                out.push(Lease::parse(ip, &String::from_utf8_lossy(&content)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn release(&mut self, ip: IpAddr) -> Result<()> {
+        let path = self.lease_path(ip);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("cannot remove lease", &path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// STATUS: can leases be written under `dir`? Creates it (as ADD would) and
+/// writes and removes a probe file.
+pub fn check_writable(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
+    let probe = dir.join(format!(".status-probe.{}", std::process::id()));
+    OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&probe)?;
+    fs::remove_file(&probe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("host-local-disk-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn layout_matches_the_reference() {
+        let root = tempdir("layout");
+        let dir = root.join("net1");
+        assert!(DiskStore::open_existing(&dir).unwrap().is_none());
+        let mut s = DiskStore::create(&dir).unwrap();
+        let ip: IpAddr = "2001:db8::a".parse().unwrap();
+        assert!(s.reserve(ip, "c1", "eth0", 1).unwrap());
+        assert!(!s.reserve(ip, "c2", "eth0", 1).unwrap());
+        assert_eq!(fs::read_to_string(dir.join("2001:db8::a")).unwrap(), "c1\r\neth0");
+        let mode = fs::metadata(dir.join("2001:db8::a")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(fs::read_to_string(dir.join("last_reserved_ip.1")).unwrap(), "2001:db8::a");
+        assert_eq!(s.last_reserved(1), Some(ip));
+        assert_eq!(s.last_reserved(0), None);
+        assert!(dir.join("lock").exists());
+
+        // Strays are not leases; old single-field leases are.
+        fs::write(dir.join("10.0.0.5"), "old-id").unwrap();
+        fs::write(dir.join("010.0.0.5"), "x").unwrap();
+        fs::write(dir.join("notes"), "c1\r\neth0").unwrap();
+        fs::create_dir(dir.join("10.0.0.6")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("10.0.0.7")).unwrap();
+        let mut l = s.leases().unwrap();
+        l.sort_by_key(|l| l.ip);
+        assert_eq!(l.len(), 2);
+        assert_eq!((l[0].container_id.as_str(), l[0].ifname.as_deref()), ("old-id", None));
+        s.release(ip).unwrap();
+        s.release(ip).unwrap();
+        assert!(!dir.join("2001:db8::a").exists());
+        drop(s);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn status_probe_fails_under_a_regular_file() {
+        let root = tempdir("status");
+        fs::create_dir_all(&root).unwrap();
+        check_writable(&root.join("ok")).unwrap();
+        assert_eq!(fs::read_dir(root.join("ok")).unwrap().count(), 0, "the probe is gone");
+        fs::write(root.join("file"), "").unwrap();
+        assert!(check_writable(&root.join("file").join("net")).is_err());
+        assert!(DiskStore::create(&root.join("file").join("net")).is_err());
+        assert!(DiskStore::open_existing(&root.join("file")).is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,110 @@
+//! What the allocator needs from lease storage, and what a lease says.
+//!
+//! A lease is one address held by one attachment. On disk its content is
+//! `<containerID>\r\n<ifname>`; files written by very old reference versions
+//! hold only the container ID, and those still count as the container's.
+
+use std::net::IpAddr;
+
+use common::Result;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub ip: IpAddr,
+    pub container_id: String,
+    /// None for an old lease that names only the container.
+    pub ifname: Option<String>,
+}
+
+impl Lease {
+    /// Read a lease's content as the reference does: whitespace-trimmed,
+    /// `\r\n` between the two fields.
+    pub fn parse(ip: IpAddr, content: &str) -> Lease {
+        let content = content.trim();
+        let (id, ifname) = match content.split_once("\r\n") {
+            Some((id, ifname)) => (id, Some(ifname.to_string())),
+            None => (content, None),
+        };
+        Lease { ip, container_id: id.to_string(), ifname }
+    }
+
+    /// Held by exactly this attachment.
+    pub fn is(&self, id: &str, ifname: &str) -> bool {
+        self.container_id == id.trim() && self.ifname.as_deref() == Some(ifname)
+    }
+
+    /// An old lease of this container (no interface recorded).
+    pub fn is_legacy_of(&self, id: &str) -> bool {
+        self.ifname.is_none() && self.container_id == id.trim()
+    }
+}
+
+/// The bytes of a lease file, exactly as the reference writes them.
+pub fn lease_content(id: &str, ifname: &str) -> String {
+    format!("{}\r\n{ifname}", id.trim())
+}
+
+/// Lease storage. Callers hold whatever lock the store needs for the whole
+/// operation, so a read-then-reserve sequence is consistent.
+pub trait Store {
+    /// Take `ip` for (id, ifname) unless somebody holds it (false then), and
+    /// remember it as the round-robin cursor of range set `set`.
+    fn reserve(&mut self, ip: IpAddr, id: &str, ifname: &str, set: usize) -> Result<bool>;
+    /// The cursor of range set `set`; None when unknown or unreadable (round
+    /// robin then restarts at the beginning, as in the reference).
+    fn last_reserved(&self, set: usize) -> Option<IpAddr>;
+    fn leases(&self) -> Result<Vec<Lease>>;
+    /// Drop the lease of `ip`; already gone is fine.
+    fn release(&mut self, ip: IpAddr) -> Result<()>;
+}
+
+/// An in-memory store for allocator tests.
+#[cfg(test)]
+#[derive(Default, Debug)]
+pub struct MemStore {
+    pub files: std::collections::BTreeMap<IpAddr, String>,
+    pub cursors: std::collections::HashMap<usize, IpAddr>,
+    /// Make `release` of this address fail, to test error paths.
+    pub fail_release: Option<IpAddr>,
+}
+
+#[cfg(test)]
+impl Store for MemStore {
+    fn reserve(&mut self, ip: IpAddr, id: &str, ifname: &str, set: usize) -> Result<bool> {
+        if self.files.contains_key(&ip) {
+            return Ok(false);
+        }
+        self.files.insert(ip, lease_content(id, ifname));
+        self.cursors.insert(set, ip);
+        Ok(true)
+    }
+    fn last_reserved(&self, set: usize) -> Option<IpAddr> {
+        self.cursors.get(&set).copied()
+    }
+    fn leases(&self) -> Result<Vec<Lease>> {
+        Ok(self.files.iter().map(|(ip, c)| Lease::parse(*ip, c)).collect())
+    }
+    fn release(&mut self, ip: IpAddr) -> Result<()> {
+        if self.fail_release == Some(ip) {
+            return Err(common::CniError::io(format!("cannot remove {ip}")));
+        }
+        self.files.remove(&ip);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_content_round_trips_and_old_files_are_understood() {
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(lease_content(" c1 ", "eth0"), "c1\r\neth0");
+        let l = Lease::parse(ip, "c1\r\neth0");
+        assert!(l.is("c1", "eth0") && !l.is("c1", "eth1") && !l.is("c2", "eth0") && !l.is_legacy_of("c1"));
+        let old = Lease::parse(ip, "c1\n");
+        assert_eq!(old.ifname, None);
+        assert!(old.is_legacy_of("c1") && !old.is("c1", "eth0"));
+    }
+}

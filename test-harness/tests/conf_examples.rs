@@ -6,8 +6,17 @@ use std::path::{Path, PathBuf};
 
 use common::spec::{valid_name, version, NetConfList};
 
-const OUR_PLUGINS: &[&str] =
-    &["bridge", "host-local", "loopback", "macvlan", "portmap", "dns-sidecar", "dnsname", "firewall", "tuning"];
+const OUR_PLUGINS: &[&str] = &[
+    "bridge",
+    "host-local",
+    "loopback",
+    "macvlan",
+    "portmap",
+    "dns-sidecar",
+    "dnsname",
+    "firewall",
+    "tuning",
+];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod conntrack;
 pub mod error;
+pub mod ifconfig;
 pub mod ipam;
 pub mod ipnet;
 pub mod lock;

@@ -33,7 +33,7 @@ impl Plugin for Bridge {
 
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
-        let mac = config::requested_mac(args)?;
+        let mac = args.requested_mac()?;
         // Validate the container netns before anything is created.
         let ns = Netns::open_container(&args.netns)?;
         let mut cnl = Rtnl::in_netns(&ns)?;

@@ -172,11 +172,12 @@ fn add_attachment(
         bc_queue_len: (conf.bc_queue_len > 0).then_some(conf.bc_queue_len),
         netns_fd: (!conf.link_in_container).then(|| ns.fd()),
     };
-    let tmp = if conf.link_in_container {
-        create_macvlan(cnl, master, &opts)?
+    let tmp = temp_name(cnl)?;
+    if conf.link_in_container {
+        create_macvlan(cnl, &tmp, master, &opts)?;
     } else {
-        create_macvlan(&mut Rtnl::open()?, master, &opts)?
-    };
+        create_macvlan(&mut Rtnl::open()?, &tmp, master, &opts)?;
+    }
     undo.link = Some(tmp.clone());
     let link = cnl.link_by_name(&tmp).map_err(|e| link_error("the new macvlan", e))?;
 
@@ -237,25 +238,26 @@ fn add_attachment(
     Ok(res)
 }
 
-/// Create the macvlan with `nl` (which sees the master) under a fresh random
-/// name; `opts.netns_fd` places it in the container. Returns the name.
-fn create_macvlan(nl: &mut Rtnl, master: &Link, opts: &MacvlanOpts) -> Result<String> {
-    for _ in 0..4 {
+/// A random temporary name free in the container netns.
+fn temp_name(cnl: &mut Rtnl) -> Result<String> {
+    for _ in 0..8 {
         let mut b = [0u8; 4];
         common::random_bytes(&mut b);
         let name = format!("mv{:08x}", u32::from_ne_bytes(b));
-        match nl.add_macvlan(&name, master.index, opts) {
-            Ok(()) => return Ok(name),
-            Err(e) if e.is(libc::EEXIST) => continue, // the random name collided
-            Err(e) => {
-                return Err(link_error(
-                    &format!("creating a macvlan ({:?}) on {:?}", opts.mode, master.name),
-                    e,
-                ))
-            }
+        if cnl.link_by_name(&name).is_err() {
+            return Ok(name);
         }
     }
     Err(CniError::try_again("could not find a free temporary name for the macvlan"))
+}
+
+/// Create the macvlan `name` with `nl` (which sees the master); `opts.netns_fd`
+/// places it in the container.
+fn create_macvlan(nl: &mut Rtnl, name: &str, master: &Link, opts: &MacvlanOpts) -> Result<()> {
+    nl.add_macvlan(name, master.index, opts).map_err(|e| {
+        let mode = format!("{:?}", opts.mode).to_lowercase();
+        link_error(&format!("creating a {mode} macvlan on {:?}", master.name), e)
+    })
 }
 
 fn notify_sysctls(ifname: &str) -> Result<()> {

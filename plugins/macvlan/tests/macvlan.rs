@@ -255,6 +255,125 @@ fn neighbours_learn_the_new_address_without_traffic() {
     lan.del(&list, "c1", &c);
 }
 
+/// An AF_PACKET socket in `ns` that receives every ARP packet (payload only).
+fn arp_sniffer(ns: &TestNs) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    ns.run(|| {
+        let proto = (0x0806u16).to_be() as i32;
+        // SAFETY: plain socket(2), owned at once.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto) };
+        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        // SAFETY: fresh descriptor nobody else owns.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    })
+    .unwrap()
+}
+
+/// Gratuitous ARP requests for `ip` from `mac` queued on the sniffer.
+fn garps(fd: &std::os::fd::OwnedFd, ip: [u8; 4], mac: [u8; 6]) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n = 0;
+    let mut buf = [0u8; 128];
+    loop {
+        // SAFETY: valid fd and buffer.
+        let len = unsafe {
+            libc::recv(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT)
+        };
+        if len < 0 {
+            return n;
+        }
+        let p = &buf[..len as usize];
+        let is_garp = p.len() >= 28
+            && p[6..8] == [0, 1]
+            && p[8..14] == mac
+            && p[14..18] == ip
+            && p[24..28] == ip
+            && p[18..24] == [0; 6];
+        n += is_garp as usize;
+    }
+}
+
+#[test]
+fn the_plugin_sends_its_own_gratuitous_arp() {
+    require_root!();
+    let lan = Lan::new();
+    let sniffer = arp_sniffer(&lan.peer);
+    let c = ctr();
+    let list = lan.list("1.1.0", json!({"mac": "02:dd:00:00:00:01"}));
+    lan.add(&list, "c1", &c).unwrap();
+    let (ip, mac) = ([10, 77, 0, 10], [2, 0xdd, 0, 0, 0, 1]);
+    // One from the kernel (arp_notify when the link comes up), one of our own.
+    let mut seen = 0;
+    let two = wait_until(Duration::from_secs(2), || {
+        seen += garps(&sniffer, ip, mac);
+        seen >= 2
+    });
+    assert!(two, "saw {seen} gratuitous ARP(s), want the kernel's and the plugin's");
+    lan.del(&list, "c1", &c);
+}
+
+/// An AF_PACKET socket in `ns` receiving IPv6 packets (from the IPv6 header on).
+fn ipv6_sniffer(ns: &TestNs) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    ns.run(|| {
+        let proto = (0x86ddu16).to_be() as i32;
+        // SAFETY: plain socket(2), owned at once.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto) };
+        assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+        // SAFETY: fresh descriptor nobody else owns.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    })
+    .unwrap()
+}
+
+/// Unsolicited NAs (to ff02::1, override set, solicited clear) for `ip`
+/// carrying `mac` as target link-layer address.
+fn unsolicited_nas(fd: &std::os::fd::OwnedFd, ip: std::net::Ipv6Addr, mac: [u8; 6]) -> usize {
+    use std::os::fd::AsRawFd;
+    let all_nodes = "ff02::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let mut n = 0;
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: valid fd and buffer.
+        let len = unsafe {
+            libc::recv(fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), libc::MSG_DONTWAIT)
+        };
+        if len < 0 {
+            return n;
+        }
+        let p = &buf[..len as usize];
+        let icmp = p.get(40..).unwrap_or(&[]);
+        let is_na = p.len() >= 40 + 32
+            && p[6] == 58 // ICMPv6
+            && p[7] == 255 // hop limit
+            && p[24..40] == all_nodes
+            && icmp[0] == 136
+            && icmp[4] & 0x60 == 0x20
+            && icmp[8..24] == ip.octets()
+            && icmp[24..26] == [2, 1]
+            && icmp[26..32] == mac;
+        n += is_na as usize;
+    }
+}
+
+#[test]
+fn the_plugin_sends_an_unsolicited_neighbour_advertisement() {
+    require_root!();
+    let lan = Lan::new();
+    let sniffer = ipv6_sniffer(&lan.peer);
+    let c = ctr();
+    let list = lan.list("1.1.0", json!({"mac": "02:dd:00:00:00:02", "ipam": lan.ipam_dual()}));
+    lan.add(&list, "c1", &c).unwrap();
+    let mut seen = 0;
+    // One from the kernel (ndisc_notify), one of our own.
+    let ok = wait_until(Duration::from_secs(3), || {
+        seen += unsolicited_nas(&sniffer, "fd77::a".parse().unwrap(), [2, 0xdd, 0, 0, 0, 2]);
+        seen >= 2
+    });
+    assert!(ok, "saw {seen} unsolicited NA(s) for fd77::a, want the kernel's and the plugin's");
+    lan.del(&list, "c1", &c);
+}
+
 // ----- modes ----------------------------------------------------------------------------
 
 #[test]

@@ -9,7 +9,7 @@ mod config;
 
 use std::net::IpAddr;
 
-use common::netlink::rtnl::{format_mac, Link, MacvlanOpts, Rtnl};
+use common::netlink::rtnl::{format_mac, Link, MacvlanMode, MacvlanOpts, Rtnl};
 use common::netlink::NlError;
 use common::netns::Netns;
 use common::skel::{self, CmdArgs, Plugin};
@@ -256,7 +256,11 @@ fn temp_name(cnl: &mut Rtnl) -> Result<String> {
 fn create_macvlan(nl: &mut Rtnl, name: &str, master: &Link, opts: &MacvlanOpts) -> Result<()> {
     nl.add_macvlan(name, master.index, opts).map_err(|e| {
         let mode = format!("{:?}", opts.mode).to_lowercase();
-        link_error(&format!("creating a {mode} macvlan on {:?}", master.name), e)
+        let mut err = link_error(&format!("creating a {mode} macvlan on {:?}", master.name), e.clone());
+        if e.is(libc::EINVAL) && opts.mode == MacvlanMode::Passthru {
+            err.msg += " (a passthru macvlan must be its master's only macvlan)";
+        }
+        err
     })
 }
 

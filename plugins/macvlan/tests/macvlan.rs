@@ -429,7 +429,7 @@ fn vepa_and_passthru_modes_are_set() {
     // A master carries one passthru device only: the second ADD fails cleanly.
     let c2 = ctr();
     let e = lan.add(&list, "c3", &c2).unwrap_err();
-    assert!(e.msg().contains("macvlan"), "{e}");
+    assert!(e.msg().contains("passthru"), "{e}");
     assert_eq!(link_names(&c2), ["lo"]);
     assert_eq!(lan.leases(NET).len(), 1, "only c2's lease: {:?}", lan.leases(NET));
     lan.del(&list, "c2", &c);

@@ -1,0 +1,419 @@
+//! Root tests of the bridge plugin: the built binaries (`cargo build
+//! --workspace --bins` first) driven by the harness' libcni-like runtime, with
+//! our host-local as IPAM on a temp data dir. Plugins run in a fresh "host"
+//! netns per test; every container is its own netns; every assertion reads
+//! kernel state (`ip -j`, `nft -j`) or real packets. Each test skips itself
+//! when not root.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use test_harness::*;
+
+// ----- helpers ------------------------------------------------------------------
+
+/// The network name of every test (each test has its own host netns and data dir).
+const NET: &str = "brtest";
+/// The bridge of every test (inside the test's host netns).
+const BR: &str = "cnibr0";
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// One test's world: the host netns plugins run in, a runtime with its cache,
+/// and host-local's data dir.
+struct World {
+    host: HostNs,
+    rt: Runtime,
+    _cache: TempDir,
+    data: TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let host = HostNs::with_lo().expect("host netns");
+        let (rt, cache) = runtime_in(&host);
+        World { host, rt, _cache: cache, data: TempDir::new().expect("data dir") }
+    }
+
+    /// A host-local IPAM section: one range set per subnet, leases in our data dir.
+    fn ipam(&self, subnets: &[&str]) -> Value {
+        let ranges: Vec<Value> = subnets.iter().map(|s| json!([{ "subnet": s }])).collect();
+        json!({"type": "host-local", "dataDir": self.data.path(), "ranges": ranges})
+    }
+
+    /// A one-plugin list: `{"type":"bridge","bridge":BR}` plus `fields`.
+    fn list(&self, version: &str, fields: Value) -> NetConfList {
+        let mut plugin = json!({"type": "bridge", "bridge": BR});
+        for (k, v) in fields.as_object().expect("fields object") {
+            plugin[k] = v.clone();
+        }
+        conflist_value(&json!({"cniVersion": version, "name": NET, "plugins": [plugin]}))
+    }
+
+    fn add(&self, list: &NetConfList, cid: &str, ctr: &ContainerNs) -> CniResult {
+        self.rt.add(list, cid, ctr.path(), "eth0", "", json!({})).unwrap_or_else(|e| panic!("ADD {cid}: {e}"))
+    }
+
+    fn add_err(&self, list: &NetConfList, cid: &str, netns: &str) -> InvokeError {
+        match self.rt.add(list, cid, netns, "eth0", "", json!({})) {
+            Ok(r) => panic!("ADD {cid} should fail, got {r:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn del(&self, list: &NetConfList, cid: &str, netns: &str) {
+        self.rt.del(list, cid, netns, "eth0", "", json!({})).unwrap_or_else(|e| panic!("DEL {cid}: {e}"));
+    }
+
+    fn check(&self, list: &NetConfList, cid: &str, ctr: &ContainerNs) -> Result<(), InvokeError> {
+        self.rt.check(list, cid, ctr.path(), "eth0", "", json!({}))
+    }
+
+    /// host-local lease files (named by an IP) of our network.
+    fn leases(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.data.join(NET))
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.retain(|n| n.parse::<std::net::IpAddr>().is_ok());
+        v.sort();
+        v
+    }
+
+    /// Names of the host's links of a kind (`bridge`, `veth`).
+    fn host_links_of_kind(&self, kind: &str) -> Vec<String> {
+        let v = self.host.ip_json(&["-d", "link", "show", "type", kind]).expect("ip link show type");
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    fn host_veths(&self) -> Vec<String> {
+        self.host_links_of_kind("veth")
+    }
+
+    /// Ports of our bridge.
+    fn ports(&self) -> Vec<String> {
+        let v = self.host.ip_json(&["link", "show", "master", BR]).unwrap_or(json!([]));
+        v.as_array().into_iter().flatten().filter_map(|l| l["ifname"].as_str().map(str::to_string)).collect()
+    }
+
+    /// Every set/map element in the host's ruleset whose JSON mentions `needle`
+    /// (a container ID or an address).
+    fn nft_elems_with(&self, needle: &str) -> Vec<String> {
+        nft_elems(&self.host).into_iter().filter(|e| e.contains(needle)).collect()
+    }
+}
+
+/// Every element of every set and map of `ns`'s ruleset, as JSON text.
+fn nft_elems(ns: &TestNs) -> Vec<String> {
+    let rs = nft_ruleset(ns);
+    ["set", "map"]
+        .iter()
+        .flat_map(|k| nft_objects(&rs, k))
+        .flat_map(|s| s["elem"].as_array().cloned().unwrap_or_default())
+        .map(|e| e.to_string())
+        .collect()
+}
+
+fn ctr() -> ContainerNs {
+    ContainerNs::with_lo().expect("container netns")
+}
+
+/// The first address of `res` of the family, without prefix.
+fn ip_of(res: &CniResult, v4: bool) -> String {
+    res.ips
+        .iter()
+        .find(|i| i.address.is_ipv4() == v4)
+        .map(|i| i.address.addr.to_string())
+        .unwrap_or_else(|| panic!("no IPv{} in {res:?}", if v4 { 4 } else { 6 }))
+}
+
+fn gw_of(res: &CniResult, v4: bool) -> String {
+    res.ips
+        .iter()
+        .find(|i| i.address.is_ipv4() == v4)
+        .and_then(|i| i.gateway)
+        .map(|g| g.to_string())
+        .unwrap_or_else(|| panic!("no gateway in {res:?}"))
+}
+
+/// The host end of the container's veth, named in the result.
+fn host_veth(res: &CniResult) -> String {
+    res.interfaces.get(1).map(|i| i.name.clone()).expect("result names the host veth")
+}
+
+/// The MAC address the kernel shows for `ifname` in `ns`.
+fn kernel_mac(ns: &TestNs, ifname: &str) -> String {
+    link(ns, ifname).unwrap_or_else(|| panic!("{ifname} missing"))["address"].as_str().unwrap().to_string()
+}
+
+fn flags(ns: &TestNs, ifname: &str) -> Vec<String> {
+    link(ns, ifname).unwrap_or_else(|| panic!("{ifname} missing"))["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect()
+}
+
+fn mtu(ns: &TestNs, ifname: &str) -> u64 {
+    link(ns, ifname).unwrap_or_else(|| panic!("{ifname} missing"))["mtu"].as_u64().unwrap()
+}
+
+/// Bridge-port details of a host veth (`info_slave_data`).
+fn port_data(ns: &TestNs, ifname: &str) -> Value {
+    link(ns, ifname).unwrap_or_else(|| panic!("{ifname} missing"))["linkinfo"]["info_slave_data"].clone()
+}
+
+/// Pings that should keep failing: none of `n` tries succeeds.
+fn never_pings(from: &TestNs, ip: &str, n: usize) -> bool {
+    (0..n).all(|_| !ping_timeout(from, ip, Duration::from_millis(500)))
+}
+
+/// Pings that may need a moment (ARP, gratuitous ARP): succeeds within 5 s.
+fn pings_soon(from: &TestNs, ip: &str) -> bool {
+    wait_until(Duration::from_secs(5), || ping(from, ip))
+}
+
+/// A UDP listener in `ns` (python3) that prints the source address of the
+/// first datagram on port 9999. Kill it (by its own PID) when done.
+struct UdpListener {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl UdpListener {
+    fn start(ns: &TestNs) -> UdpListener {
+        const PY: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9999))
+s.settimeout(5)
+print("ready", flush=True)
+try:
+    _, a = s.recvfrom(100)
+    print(a[0], flush=True)
+except socket.timeout:
+    print("timeout", flush=True)
+"#;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "python3", "-c", PY])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 listener");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().and_then(|l| l.ok()).as_deref(), Some("ready"), "listener did not start");
+        UdpListener { child, lines }
+    }
+
+    /// The source address of the first datagram (or "timeout").
+    fn source(mut self) -> String {
+        let line = self.lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        let _ = self.child.wait();
+        line
+    }
+}
+
+impl Drop for UdpListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Send a few UDP datagrams from inside `from` to `dst:9999`.
+fn send_udp(from: &TestNs, dst: &str) {
+    let dst = format!("{dst}:9999");
+    from.run(move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("udp socket");
+        for _ in 0..10 {
+            let _ = s.send_to(b"hello", &dst);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .expect("run in netns");
+}
+
+/// An "outside" netns linked to the host by a veth: host 203.0.113.1/24 on
+/// `up0`, outside 203.0.113.2/24; the outside has no route to the containers.
+fn outside_peer(w: &World) -> TestNs {
+    let out = TestNs::with_lo().expect("outside netns");
+    veth(&w.host, "up0", &out, "eth0").unwrap();
+    w.host.ip(&["addr", "add", "203.0.113.1/24", "dev", "up0"]).unwrap();
+    out.ip(&["addr", "add", "203.0.113.2/24", "dev", "eth0"]).unwrap();
+    // Without masquerade the datagram arrives from an address the outside cannot
+    // route back to; loose reverse-path filtering lets the listener see it.
+    for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.eth0.rp_filter"] {
+        out.set_sysctl(key, "0").unwrap();
+    }
+    out
+}
+
+/// What source address the outside peer sees for UDP from a container.
+fn source_seen_outside(w: &World, ip_masq: bool) -> (String, String) {
+    let out = outside_peer(w);
+    let list = w.list(
+        "1.0.0",
+        json!({"isDefaultGateway": true, "ipMasq": ip_masq, "ipam": w.ipam(&["10.77.20.0/24"])}),
+    );
+    let c = ctr();
+    let res = w.add(&list, "ctr-m", &c);
+    let listener = UdpListener::start(&out);
+    send_udp(&c, "203.0.113.2");
+    let seen = listener.source();
+    w.del(&list, "ctr-m", &c.path_str());
+    (seen, ip_of(&res, true))
+}
+
+// ----- 1. connectivity and the result ------------------------------------------
+
+#[test]
+fn two_containers_ping_each_other_and_the_gateway() {
+    require_root!();
+    let w = World::new();
+    let list = w.list("1.0.0", json!({"isGateway": true, "ipam": w.ipam(&["10.77.1.0/24"])}));
+    let (a, b) = (ctr(), ctr());
+    let ra = w.add(&list, "ctr-a", &a);
+    let rb = w.add(&list, "ctr-b", &b);
+    let (ipa, ipb, gw) = (ip_of(&ra, true), ip_of(&rb, true), gw_of(&ra, true));
+    assert_eq!(gw, "10.77.1.1");
+    assert!(addrs(&w.host, BR).contains(&"10.77.1.1/24".to_string()), "gateway on the bridge");
+    assert_eq!(w.host.sysctl("net.ipv4.ip_forward").unwrap(), "1", "isGateway enables forwarding");
+    assert!(ping(&a, &gw), "a -> gateway");
+    assert!(ping(&b, &gw), "b -> gateway");
+    assert!(ping(&a, &ipb), "a -> b");
+    assert!(ping(&b, &ipa), "b -> a");
+    w.del(&list, "ctr-a", &a.path_str());
+    w.del(&list, "ctr-b", &b.path_str());
+    assert!(w.leases().is_empty(), "leases released: {:?}", w.leases());
+    assert!(w.host_veths().is_empty(), "host veths gone: {:?}", w.host_veths());
+}
+
+#[test]
+fn result_names_bridge_host_veth_and_container_with_kernel_macs() {
+    require_root!();
+    let w = World::new();
+    let ipam = json!({"type": "host-local", "dataDir": w.data.path(),
+        "ranges": [[{"subnet": "10.77.2.0/24"}]], "routes": [{"dst": "192.168.50.0/24"}]});
+    let list = w.list("1.0.0", json!({"isGateway": true, "ipam": ipam}));
+    let c = ctr();
+    let res = w.add(&list, "ctr-r", &c);
+
+    let names: Vec<&str> = res.interfaces.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "interfaces = [bridge, host veth, container]: {names:?}");
+    assert_eq!(names[0], BR);
+    assert!(names[1].starts_with("veth"), "host veth name {:?}", names[1]);
+    assert_eq!(names[2], "eth0");
+    assert_eq!(res.interfaces[0].sandbox, "", "bridge has no sandbox");
+    assert_eq!(res.interfaces[1].sandbox, "", "host veth has no sandbox");
+    assert_eq!(res.interfaces[2].sandbox, c.path_str(), "container interface sandbox");
+
+    assert_eq!(res.interfaces[0].mac, kernel_mac(&w.host, BR), "bridge MAC");
+    assert_eq!(res.interfaces[1].mac, kernel_mac(&w.host, names[1]), "host veth MAC");
+    assert_eq!(res.interfaces[2].mac, kernel_mac(&c, "eth0"), "container MAC");
+    assert_eq!(link(&w.host, names[1]).unwrap()["master"], BR, "host veth is a bridge port");
+
+    assert_eq!(res.ips.len(), 1);
+    for ip in &res.ips {
+        assert_eq!(ip.interface, Some(2), "every ip points at the container interface");
+    }
+    assert_eq!(res.ips[0].gateway.map(|g| g.to_string()).as_deref(), Some("10.77.2.1"));
+    assert!(addrs(&c, "eth0").contains(&res.ips[0].address.to_string()), "address in the kernel");
+    assert_eq!(res.routes.len(), 1, "IPAM routes pass through: {:?}", res.routes);
+    assert_eq!(res.routes[0].dst.to_string(), "192.168.50.0/24");
+    let r = routes(&c);
+    let route = r.as_array().unwrap().iter().find(|r| r["dst"] == "192.168.50.0/24").expect("route installed");
+    assert_eq!(route["gateway"], "10.77.2.1", "route through the gateway");
+    assert!(flags(&c, "eth0").contains(&"UP".to_string()), "container interface up");
+    w.del(&list, "ctr-r", &c.path_str());
+}
+
+#[test]
+fn result_is_valid_in_every_version() {
+    require_root!();
+    let w = World::new();
+    for (n, ver) in ["0.2.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"].into_iter().enumerate() {
+        let list = w.list(ver, json!({"isGateway": true, "ipam": w.ipam(&["10.77.3.0/24"])}));
+        let c = ctr();
+        let cid = format!("ctr-v{n}");
+        let rc = RuntimeConf::new(&cid, c.path(), "eth0");
+        let req = w.rt.request(&list, 0, None, &rc).unwrap();
+        let out = w.rt.invoke("ADD", &list, 0, &req, &rc).unwrap_or_else(|e| panic!("ADD {ver}: {e}"));
+        let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{ver}: {e}: {}", out.stdout));
+        assert_eq!(v["cniVersion"], ver, "{v}");
+        let ip = addrs(&c, "eth0").into_iter().find(|a| a.starts_with("10.77.3.")).expect("address set");
+        if ver == "0.2.0" {
+            assert_eq!(v["ip4"]["ip"], ip.as_str(), "0.2.0 ip4.ip: {v}");
+            assert_eq!(v["ip4"]["gateway"], "10.77.3.1", "0.2.0 ip4.gateway: {v}");
+            assert!(v.get("interfaces").is_none() && v.get("ips").is_none(), "no 0.3 keys in 0.2.0: {v}");
+        } else {
+            assert_eq!(v["interfaces"].as_array().map(Vec::len), Some(3), "{ver}: {v}");
+            assert_eq!(v["interfaces"][2]["sandbox"], c.path_str().as_str(), "{ver}: {v}");
+            assert_eq!(v["ips"][0]["address"], ip.as_str(), "{ver}: {v}");
+            assert_eq!(v["ips"][0]["interface"], 2, "{ver}: {v}");
+            if ver.starts_with("0.") {
+                assert_eq!(v["ips"][0]["version"], "4", "{ver} ips carry version: {v}");
+            } else {
+                assert!(v["ips"][0].get("version").is_none(), "{ver} ips have no version: {v}");
+            }
+        }
+        w.del(&list, &cid, &c.path_str());
+    }
+    assert!(w.leases().is_empty(), "{:?}", w.leases());
+}
+
+// ----- 2. masquerade -----------------------------------------------------------
+
+#[test]
+fn ipmasq_outside_peer_sees_the_host_address() {
+    require_root!();
+    let w = World::new();
+    let (seen, _) = source_seen_outside(&w, true);
+    assert_eq!(seen, "203.0.113.1", "masqueraded to the host's address on the way out");
+    assert!(nft_is_empty(&w.host), "masquerade state gone after DEL:\n{}", nft_text(&w.host));
+}
+
+#[test]
+fn without_ipmasq_outside_peer_sees_the_container_address() {
+    require_root!();
+    let w = World::new();
+    let (seen, ip) = source_seen_outside(&w, false);
+    assert_eq!(seen, ip, "no masquerade: the container's own address");
+    assert!(nft_is_empty(&w.host), "no nf_tables state without ipMasq:\n{}", nft_text(&w.host));
+}
+
+/// The kernel brings a veth's carrier, and so the bridge port, up through
+/// linkwatch, which may defer the event by up to a second; ADD must not return
+/// before the port forwards, or the container's first packets are dropped.
+#[test]
+fn host_port_forwards_when_add_returns() {
+    require_root!();
+    let w = World::new();
+    let list = w.list("1.0.0", json!({"isGateway": true, "ipam": w.ipam(&["10.77.4.0/24"])}));
+    let ctrs: Vec<ContainerNs> = (0..8).map(|_| ctr()).collect();
+    for (i, c) in ctrs.iter().enumerate() {
+        let res = w.add(&list, &format!("ctr-f{i}"), c);
+        let port = host_veth(&res);
+        let data = port_data(&w.host, &port);
+        assert_eq!(data["state"], "forwarding", "ADD {i} returned before its port forwards: {data}");
+        assert_eq!(link(&w.host, &port).unwrap()["operstate"], "UP", "ADD {i}: host veth not oper-up");
+        assert!(ping(c, "10.77.4.1"), "ADD {i}: first ping to the gateway lost");
+    }
+    for (i, c) in ctrs.iter().enumerate() {
+        w.del(&list, &format!("ctr-f{i}"), &c.path_str());
+    }
+}

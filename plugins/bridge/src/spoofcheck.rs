@@ -11,7 +11,9 @@
 //! A packet costs one map lookup and one comparison whatever the number of ports.
 
 use common::nft::expr::{self, CmpOp, Verdict};
-use common::nft::{key, tag, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table};
+use common::nft::{
+    key, tag, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table,
+};
 use common::spec::Attachment;
 use common::{CniError, Result};
 
@@ -50,10 +52,16 @@ pub fn add(network: &str, container_id: &str, ifname: &str, host_veth: &str, mac
     }
     b.add_chain(&t, &chain, None);
     b.flush_chain(&t, &chain);
-    b.add_rule(&t, &chain, &Rule::new([expr::ether_saddr(mac, CmpOp::Neq), expr::verdict(Verdict::Drop)].concat()));
-    let elem = Elem::new(key::ifname(host_veth))
-        .verdict(Verdict::Jump(chain))
-        .comment(comment(network, container_id, ifname));
+    b.add_rule(
+        &t,
+        &chain,
+        &Rule::new([expr::ether_saddr(mac, CmpOp::Neq), expr::verdict(Verdict::Drop)].concat()),
+    );
+    let elem = Elem::new(key::ifname(host_veth)).verdict(Verdict::Jump(chain)).comment(comment(
+        network,
+        container_id,
+        ifname,
+    ));
     b.add_elements(&t, MAP, &[elem]);
     nft.commit(&b).map_err(|e| CniError::internal(format!("setting up the MAC spoof check: {e}")))
 }
@@ -65,9 +73,7 @@ pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
 
 pub fn gc(network: &str, valid: &[Attachment]) -> Result<()> {
     let prefix = format!("{network} ");
-    prune(|c| {
-        c.strip_prefix(&prefix).is_some_and(|t| tag::parse(t).is_none_or(|a| !valid.contains(&a)))
-    })
+    prune(|c| c.strip_prefix(&prefix).is_some_and(|t| tag::parse(t).is_none_or(|a| !valid.contains(&a))))
 }
 
 /// Remove the map elements whose comment is doomed, and their chains; the

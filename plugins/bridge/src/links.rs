@@ -32,6 +32,11 @@ pub fn ensure_bridge(nl: &mut Rtnl, conf: &Config) -> Result<(Link, bool)> {
             match nl.add_bridge(&conf.bridge, &opts) {
                 Ok(()) => created = true,
                 Err(e) if e.is(libc::EEXIST) => {} // a parallel ADD won the race
+                Err(e) if e.is(libc::EOPNOTSUPP) && conf.uses_vlans() => {
+                    return Err(CniError::unsupported_field(
+                        "vlan/vlanTrunk: this kernel has no bridge VLAN filtering",
+                    ))
+                }
                 Err(e) => return Err(link_error(&format!("creating bridge {:?}", conf.bridge), e)),
             }
             nl.link_by_name(&conf.bridge).map_err(|e| link_error(&format!("bridge {:?}", conf.bridge), e))?

@@ -723,3 +723,398 @@ fn vlan_without_kernel_support_is_a_clear_error_and_leaves_nothing() {
     assert_eq!(link_names(&c), ["lo"], "container untouched");
     assert!(w.leases().is_empty(), "lease released: {:?}", w.leases());
 }
+
+// ----- 4. failed ADDs leave nothing --------------------------------------------
+
+#[test]
+fn bad_netns_path_creates_no_bridge() {
+    require_root!();
+    let w = World::new();
+    let list =
+        w.list("1.0.0", json!({"isGateway": true, "ipMasq": true, "ipam": w.ipam(&["10.77.30.0/24"])}));
+    for bad in ["/run/netns/cni-t-does-not-exist", "/tmp"] {
+        let e = w.add_err(&list, "ctr-badns", bad);
+        assert!(e.msg().contains("netns") || e.msg().contains("namespace"), "{bad}: {e}");
+        assert!(!link_exists(&w.host, BR), "{bad}: no bridge: {:?}", link_names(&w.host));
+        assert!(w.host_veths().is_empty(), "{bad}: no veth");
+        assert!(w.leases().is_empty(), "{bad}: no lease: {:?}", w.leases());
+        assert!(nft_is_empty(&w.host), "{bad}: no nf_tables state");
+    }
+}
+
+#[test]
+fn failing_ipam_leaves_no_veth_and_no_bridge() {
+    require_root!();
+    let w = World::new();
+    let fake = FakePlugins::new().unwrap();
+    fake.plugin("fake-ipam", Value::Null).unwrap();
+    fake.fail("fake-ipam", "ADD", 11, "no addresses today").unwrap();
+    let mut rt = w.rt.clone();
+    rt.bin_dirs.push(fake.bin_dir());
+    let list =
+        w.list("1.0.0", json!({"isGateway": true, "macspoofchk": true, "ipam": {"type": "fake-ipam"}}));
+    let c = ctr();
+    let e = rt.add(&list, "ctr-ipamfail", c.path(), "eth0", "", json!({})).expect_err("ADD must fail");
+    assert_eq!(e.code(), Some(11), "IPAM's error is passed on: {e}");
+    assert!(e.msg().contains("no addresses today"), "{e}");
+    assert!(!link_exists(&w.host, BR), "no bridge: {:?}", link_names(&w.host));
+    assert!(w.host_veths().is_empty(), "no veth: {:?}", w.host_veths());
+    assert_eq!(link_names(&c), ["lo"], "container untouched");
+    assert!(nft_is_empty(&w.host), "no nf_tables state:\n{}", nft_text(&w.host));
+}
+
+#[test]
+fn exhausted_range_leaves_no_extra_veth() {
+    require_root!();
+    let w = World::new();
+    // A /30 has one address besides the gateway.
+    let list = w.list("1.0.0", json!({"isGateway": true, "ipam": w.ipam(&["10.77.31.0/30"])}));
+    let (a, b) = (ctr(), ctr());
+    w.add(&list, "ctr-first", &a);
+    let e = w.add_err(&list, "ctr-second", &b.path_str());
+    assert!(e.msg().contains("no IP addresses available") || e.msg().contains("exhausted"), "{e}");
+    assert_eq!(w.ports().len(), 1, "only the first container's port: {:?}", w.ports());
+    assert_eq!(w.host_veths().len(), 1);
+    assert_eq!(link_names(&b), ["lo"], "second container untouched");
+    assert_eq!(w.leases(), ["10.77.31.2"]);
+    w.del(&list, "ctr-first", &a.path_str());
+}
+
+#[test]
+fn failure_after_ipam_releases_lease_and_removes_everything() {
+    require_root!();
+    let w = World::new();
+    preset_bridge(&w); // another IPv4 on the bridge and forceAddress false: fails after IPAM
+    let list = w.list(
+        "1.0.0",
+        json!({"isGateway": true, "ipMasq": true, "macspoofchk": true, "ipam": w.ipam(&["10.77.32.0/24"])}),
+    );
+    let c = ctr();
+    let e = w.add_err(&list, "ctr-late", &c.path_str());
+    assert!(e.msg().contains("already has an IP address"), "{e}");
+    assert!(w.leases().is_empty(), "lease released: {:?}", w.leases());
+    assert!(w.host_veths().is_empty(), "veth gone: {:?}", w.host_veths());
+    assert_eq!(link_names(&c), ["lo"], "container end gone");
+    assert!(nft_elems(&w.host).is_empty(), "no nf_tables elements:\n{}", nft_text(&w.host));
+    assert!(link_exists(&w.host, BR), "the pre-existing bridge stays");
+}
+
+// ----- 5. DEL when the netns is gone -------------------------------------------
+
+/// ADD with masquerade and spoof check, drop the container netns, then DEL
+/// with `netns` (the old path or empty); `keep_prev` = whether the runtime
+/// still has the cached result (prevResult) to send.
+fn del_after_netns_gone(netns_for_del: Option<&str>, keep_prev: bool) {
+    let w = World::new();
+    let list = w.list(
+        "1.0.0",
+        json!({"isGateway": true, "ipMasq": true, "macspoofchk": true, "ipam": w.ipam(&["10.77.33.0/24"])}),
+    );
+    let c = ctr();
+    let res = w.add(&list, "ctr-gone", &c);
+    let ip = ip_of(&res, true);
+    assert!(!w.nft_elems_with("ctr-gone").is_empty(), "state exists:\n{}", nft_text(&w.host));
+    assert_eq!(w.leases(), [ip.clone()]);
+    let path = c.path_str();
+    drop(c);
+    assert!(wait_until(Duration::from_secs(2), || w.host_veths().is_empty()), "veth goes with the netns");
+    if !keep_prev {
+        std::fs::remove_file(w.rt.cache_path(NET, "ctr-gone", "eth0")).unwrap();
+    }
+    let netns = netns_for_del.map(|_| path.as_str()).unwrap_or("");
+    w.del(&list, "ctr-gone", netns);
+    assert!(w.nft_elems_with("ctr-gone").is_empty(), "spoof-check elements gone:\n{}", nft_text(&w.host));
+    assert!(w.nft_elems_with(&ip).is_empty(), "masquerade element gone:\n{}", nft_text(&w.host));
+    assert!(w.leases().is_empty(), "lease gone: {:?}", w.leases());
+    w.del(&list, "ctr-gone", netns); // twice is fine
+    assert!(nft_is_empty(&w.host), "nothing left after the last DEL:\n{}", nft_text(&w.host));
+}
+
+#[test]
+fn del_with_gone_netns_path_and_prev_result_cleans_up() {
+    require_root!();
+    del_after_netns_gone(Some("original"), true);
+}
+
+#[test]
+fn del_with_gone_netns_path_without_prev_result_cleans_up() {
+    require_root!();
+    del_after_netns_gone(Some("original"), false);
+}
+
+#[test]
+fn del_with_empty_netns_and_prev_result_cleans_up() {
+    require_root!();
+    del_after_netns_gone(None, true);
+}
+
+#[test]
+fn del_with_empty_netns_without_prev_result_cleans_up() {
+    require_root!();
+    del_after_netns_gone(None, false);
+}
+
+#[test]
+fn del_twice_with_live_netns_is_ok() {
+    require_root!();
+    let w = World::new();
+    let list = w.list("0.3.1", json!({"ipMasq": true, "ipam": w.ipam(&["10.77.34.0/24"])}));
+    let c = ctr();
+    w.add(&list, "ctr-twice", &c);
+    w.del(&list, "ctr-twice", &c.path_str());
+    w.del(&list, "ctr-twice", &c.path_str());
+    assert_eq!(link_names(&c), ["lo"]);
+    assert!(w.leases().is_empty() && nft_is_empty(&w.host));
+}
+
+// ----- 6. concurrency ----------------------------------------------------------
+
+#[test]
+fn parallel_adds_on_a_missing_bridge_then_parallel_dels() {
+    require_root!();
+    const N: usize = 32;
+    let w = World::new();
+    let list =
+        w.list("1.0.0", json!({"isGateway": true, "ipMasq": true, "ipam": w.ipam(&["10.77.40.0/24"])}));
+    assert!(!link_exists(&w.host, BR));
+    let ctrs: Vec<ContainerNs> = (0..N).map(|_| ctr()).collect();
+    let results: Vec<Result<CniResult, InvokeError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ctrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (w, list) = (&w, &list);
+                s.spawn(move || w.rt.add(list, &format!("ctr-p{i}"), c.path(), "eth0", "", json!({})))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let errors: Vec<String> =
+        results.iter().filter_map(|r| r.as_ref().err().map(|e| e.to_string())).collect();
+    assert!(errors.is_empty(), "{} of {N} ADDs failed: {errors:#?}", errors.len());
+    assert_eq!(w.host_links_of_kind("bridge"), [BR], "exactly one bridge");
+    let ips: HashSet<String> = results.iter().map(|r| ip_of(r.as_ref().unwrap(), true)).collect();
+    assert_eq!(ips.len(), N, "distinct addresses");
+    assert_eq!(w.leases().len(), N);
+    assert_eq!(w.ports().len(), N, "every port on the bridge");
+
+    let dels: Vec<Result<(), InvokeError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = ctrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (w, list) = (&w, &list);
+                s.spawn(move || w.rt.del(list, &format!("ctr-p{i}"), c.path(), "eth0", "", json!({})))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let errors: Vec<String> = dels.iter().filter_map(|r| r.as_ref().err().map(|e| e.to_string())).collect();
+    assert!(errors.is_empty(), "{} of {N} DELs failed: {errors:#?}", errors.len());
+    let mut left = link_names(&w.host);
+    left.sort();
+    assert_eq!(left, [BR, "lo"], "nothing but the bridge");
+    assert!(w.leases().is_empty(), "{:?}", w.leases());
+    assert!(nft_is_empty(&w.host), "{}", nft_text(&w.host));
+}
+
+// ----- 7. the bridge MAC -------------------------------------------------------
+
+#[test]
+fn bridge_mac_survives_the_last_container_and_a_new_add_works() {
+    require_root!();
+    let w = World::new();
+    let list = w.list("1.0.0", json!({"isGateway": true, "ipam": w.ipam(&["10.77.41.0/24"])}));
+    let a = ctr();
+    w.add(&list, "ctr-first", &a);
+    let mac = kernel_mac(&w.host, BR);
+    w.del(&list, "ctr-first", &a.path_str());
+    drop(a);
+    assert!(w.ports().is_empty(), "no port left");
+    let after = kernel_mac(&w.host, BR);
+    assert_ne!(after, "00:00:00:00:00:00", "bridge MAC fell to zero");
+    assert_eq!(after, mac, "bridge MAC unchanged");
+    let b = ctr();
+    let res = w.add(&list, "ctr-next", &b);
+    assert_eq!(res.interfaces[0].mac, mac);
+    assert!(ping(&b, "10.77.41.1"));
+    w.del(&list, "ctr-next", &b.path_str());
+}
+
+// ----- 8. CHECK ----------------------------------------------------------------
+
+/// A network with masquerade for the CHECK tests, and one attached container.
+fn checked_attachment(w: &World, cid: &str, n: u8) -> (NetConfList, ContainerNs, CniResult) {
+    let list = w.list(
+        "1.0.0",
+        json!({"isGateway": true, "ipMasq": true, "macspoofchk": true,
+               "ipam": w.ipam(&[&format!("10.77.{n}.0/24")])}),
+    );
+    let c = ctr();
+    let res = w.add(&list, cid, &c);
+    w.check(&list, cid, &c).unwrap_or_else(|e| panic!("CHECK right after ADD: {e}"));
+    (list, c, res)
+}
+
+#[test]
+fn check_fails_when_the_container_address_is_removed() {
+    require_root!();
+    let w = World::new();
+    let (list, c, res) = checked_attachment(&w, "ctr-ck1", 42);
+    c.ip(&["addr", "del", &res.ips[0].address.to_string(), "dev", "eth0"]).unwrap();
+    let e = w.check(&list, "ctr-ck1", &c).expect_err("CHECK must notice the missing address");
+    assert!(e.msg().contains(&res.ips[0].address.to_string()), "{e}");
+    w.del(&list, "ctr-ck1", &c.path_str());
+}
+
+#[test]
+fn check_fails_when_the_host_veth_leaves_the_bridge() {
+    require_root!();
+    let w = World::new();
+    let (list, c, res) = checked_attachment(&w, "ctr-ck2", 43);
+    w.host.ip(&["link", "set", "dev", &host_veth(&res), "nomaster"]).unwrap();
+    let e = w.check(&list, "ctr-ck2", &c).expect_err("CHECK must notice the unplugged port");
+    assert!(e.msg().contains("not plugged into"), "{e}");
+    w.del(&list, "ctr-ck2", &c.path_str());
+}
+
+#[test]
+fn check_fails_when_the_masquerade_element_is_deleted() {
+    require_root!();
+    let w = World::new();
+    let (list, c, res) = checked_attachment(&w, "ctr-ck3", 44);
+    let ip = ip_of(&res, true);
+    let set = format!("m4_{NET}");
+    let out = w
+        .host
+        .spawn(&["nft", "delete", "element", "inet", "cnirs_bridge", &set, &format!("{{ {ip} }}")], b"")
+        .unwrap();
+    assert!(out.success(), "nft delete element: {}", out.stderr);
+    let e = w.check(&list, "ctr-ck3", &c).expect_err("CHECK must notice the missing masquerade");
+    assert!(e.msg().contains("masquerade"), "{e}");
+    w.del(&list, "ctr-ck3", &c.path_str());
+    assert!(nft_is_empty(&w.host), "{}", nft_text(&w.host));
+}
+
+// ----- 9. GC and STATUS --------------------------------------------------------
+
+#[test]
+fn gc_removes_state_of_attachments_not_in_the_valid_list() {
+    require_root!();
+    let w = World::new();
+    let list = w.list(
+        "1.1.0",
+        json!({"isGateway": true, "ipMasq": true, "macspoofchk": true, "ipam": w.ipam(&["10.77.45.0/24"])}),
+    );
+    let (keep, stale) = (ctr(), ctr());
+    let rk = w.add(&list, "ctr-keep", &keep);
+    let rs = w.add(&list, "ctr-stale", &stale);
+    let (ipk, ips) = (ip_of(&rk, true), ip_of(&rs, true));
+    // The runtime forgot the stale one (no cache entry): only the plugins' GC can clean it.
+    std::fs::remove_file(w.rt.cache_path(NET, "ctr-stale", "eth0")).unwrap();
+    w.rt.gc(&list, &[("ctr-keep", "eth0")]).unwrap_or_else(|e| panic!("GC: {e:?}"));
+
+    assert_eq!(w.leases(), [ipk.clone()], "stale lease gone, valid one kept");
+    assert!(w.nft_elems_with("ctr-stale").is_empty(), "stale nft state gone:\n{}", nft_text(&w.host));
+    assert!(w.nft_elems_with(&ips).is_empty(), "stale masquerade gone:\n{}", nft_text(&w.host));
+    assert!(!w.nft_elems_with(&ipk).is_empty(), "valid masquerade kept:\n{}", nft_text(&w.host));
+    w.check(&list, "ctr-keep", &keep).unwrap_or_else(|e| panic!("the valid attachment is intact: {e}"));
+    w.del(&list, "ctr-keep", &keep.path_str());
+    assert!(nft_is_empty(&w.host), "{}", nft_text(&w.host));
+}
+
+#[test]
+fn status_is_ok_with_a_usable_data_dir() {
+    require_root!();
+    let w = World::new();
+    let list = w.list("1.1.0", json!({"ipam": w.ipam(&["10.77.46.0/24"])}));
+    w.rt.status(&list).unwrap_or_else(|e| panic!("STATUS: {e}"));
+}
+
+#[test]
+fn status_fails_with_50_when_the_data_dir_is_unusable() {
+    require_root!();
+    let w = World::new();
+    let file = w.data.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let ipam =
+        json!({"type": "host-local", "dataDir": file.join("sub"), "ranges": [[{"subnet": "10.77.47.0/24"}]]});
+    let list = w.list("1.1.0", json!({"ipam": ipam}));
+    let e = w.rt.status(&list).expect_err("STATUS must fail");
+    assert_eq!(e.code(), Some(50), "{e}");
+}
+
+// ----- 10. real clients' configurations ----------------------------------------
+
+/// The first plugin of a client's conflist, with only host-local's `dataDir`
+/// pointed at our temp dir (never /var/lib/cni).
+fn client_list(w: &World, path: &str, plugin_index: usize) -> (NetConfList, String) {
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut plugin = v["plugins"][plugin_index].clone();
+    assert_eq!(plugin["type"], "bridge", "{path}");
+    plugin["ipam"]["dataDir"] = json!(w.data.path());
+    let bridge = plugin["bridge"].as_str().unwrap().to_string();
+    v["plugins"] = json!([plugin]);
+    (conflist_value(&v), bridge)
+}
+
+fn client_leases(w: &World, net: &str) -> usize {
+    std::fs::read_dir(w.data.join(net))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<std::net::IpAddr>().is_ok())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn podman_bridge_entry_works_unmodified() {
+    require_root!();
+    let w = World::new();
+    let (list, bridge) = client_list(&w, "/work/shared/clients/podman/br1.conflist", 0);
+    assert_eq!(list.cni_version, "0.4.0");
+    let (a, b) = (ctr(), ctr());
+    let ra = RuntimeConf::new("podman-a", a.path(), "eth0")
+        .cni_args("IgnoreUnknown=1;K8S_POD_NAME=x")
+        .cap_args(json!({"ips": ["10.231.1.50"]}));
+    let rb = RuntimeConf::new("podman-b", b.path(), "eth0").cni_args("IgnoreUnknown=1;K8S_POD_NAME=x");
+    let res = w.rt.add_rt(&list, &ra).unwrap_or_else(|e| panic!("podman ADD: {e}"));
+    let res_b = w.rt.add_rt(&list, &rb).unwrap_or_else(|e| panic!("podman ADD: {e}"));
+    assert_eq!(ip_of(&res, true), "10.231.1.50", "the ips capability reaches host-local");
+    assert_eq!(res.interfaces[0].name, bridge);
+    assert_eq!(port_data(&w.host, &host_veth(&res))["hairpin"], true);
+    assert!(has_route(&a, "default"), "IPAM's default route");
+    assert!(ping(&a, "10.231.1.1") && ping(&a, &ip_of(&res_b, true)));
+    w.rt.check_rt(&list, &ra).unwrap_or_else(|e| panic!("podman CHECK: {e}"));
+    assert!(!w.nft_elems_with("10.231.1.50").is_empty(), "masqueraded");
+    w.rt.del_rt(&list, &ra).unwrap_or_else(|e| panic!("podman DEL: {e}"));
+    w.rt.del_rt(&list, &rb).unwrap_or_else(|e| panic!("podman DEL: {e}"));
+    assert_eq!(client_leases(&w, "br1"), 0);
+    assert!(nft_is_empty(&w.host), "{}", nft_text(&w.host));
+}
+
+#[test]
+fn containerd_bridge_entry_works_unmodified() {
+    require_root!();
+    let w = World::new();
+    let (list, bridge) = client_list(&w, "/work/shared/clients/cri/10-k8s-node.conflist", 0);
+    assert_eq!(list.cni_version, "1.0.0");
+    let c = ctr();
+    let rc = RuntimeConf::new("cri-pod", c.path(), "eth0").cni_args(
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=x;K8S_POD_INFRA_CONTAINER_ID=cri-pod",
+    );
+    let res = w.rt.add_rt(&list, &rc).unwrap_or_else(|e| panic!("containerd ADD: {e}"));
+    assert_eq!(res.interfaces[0].name, bridge);
+    assert!(ip_of(&res, true).starts_with("10.232.1."), "{res:?}");
+    assert!(has_route(&c, "default"));
+    assert!(ping(&c, "10.232.1.1"));
+    w.rt.check_rt(&list, &rc).unwrap_or_else(|e| panic!("containerd CHECK: {e}"));
+    // containerd deletes after the task exited: the netns may be gone.
+    let path = c.path_str();
+    drop(c);
+    let rc = RuntimeConf { netns: path, ..rc };
+    w.rt.del_rt(&list, &rc).unwrap_or_else(|e| panic!("containerd DEL: {e}"));
+    assert_eq!(client_leases(&w, "k8s-pods"), 0);
+    assert!(nft_is_empty(&w.host), "{}", nft_text(&w.host));
+}

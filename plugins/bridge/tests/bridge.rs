@@ -5,10 +5,13 @@
 //! kernel state (`ip -j`, `nft -j`) or real packets. Each test skips itself
 //! when not root.
 
+// `InvokeError` carries everything a failing test prints; its size on the
+// error path of a test does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -799,6 +802,25 @@ fn failure_after_ipam_releases_lease_and_removes_everything() {
     assert!(link_exists(&w.host, BR), "the pre-existing bridge stays");
 }
 
+#[test]
+fn failure_after_creating_the_bridge_removes_the_bridge() {
+    require_root!();
+    let w = World::new();
+    // A route through a gateway outside the subnet: the container side fails
+    // after the bridge and the veth exist.
+    let ipam = json!({"type": "host-local", "dataDir": w.data.path(),
+        "ranges": [[{"subnet": "10.77.35.0/24"}]], "routes": [{"dst": "192.168.0.0/16", "gw": "172.31.0.1"}]});
+    let list = w.list("1.0.0", json!({"isGateway": true, "macspoofchk": true, "ipam": ipam}));
+    let c = ctr();
+    let e = w.add_err(&list, "ctr-route", &c.path_str());
+    assert!(e.msg().contains("192.168.0.0/16"), "{e}");
+    assert!(!link_exists(&w.host, BR), "the bridge this ADD created is gone: {:?}", link_names(&w.host));
+    assert!(w.host_veths().is_empty(), "veth gone");
+    assert_eq!(link_names(&c), ["lo"], "container end gone");
+    assert!(w.leases().is_empty(), "lease released: {:?}", w.leases());
+    assert!(nft_is_empty(&w.host), "spoof check undone:\n{}", nft_text(&w.host));
+}
+
 // ----- 5. DEL when the netns is gone -------------------------------------------
 
 /// ADD with masquerade and spoof check, drop the container netns, then DEL
@@ -814,7 +836,7 @@ fn del_after_netns_gone(netns_for_del: Option<&str>, keep_prev: bool) {
     let res = w.add(&list, "ctr-gone", &c);
     let ip = ip_of(&res, true);
     assert!(!w.nft_elems_with("ctr-gone").is_empty(), "state exists:\n{}", nft_text(&w.host));
-    assert_eq!(w.leases(), [ip.clone()]);
+    assert_eq!(w.leases(), std::slice::from_ref(&ip));
     let path = c.path_str();
     drop(c);
     assert!(wait_until(Duration::from_secs(2), || w.host_veths().is_empty()), "veth goes with the netns");
@@ -867,6 +889,21 @@ fn del_twice_with_live_netns_is_ok() {
     assert!(w.leases().is_empty() && nft_is_empty(&w.host));
 }
 
+#[test]
+fn del_with_a_config_that_dropped_ipmasq_still_removes_masquerade() {
+    require_root!();
+    let w = World::new();
+    let with =
+        w.list("1.0.0", json!({"ipMasq": true, "macspoofchk": true, "ipam": w.ipam(&["10.77.36.0/24"])}));
+    let without = w.list("1.0.0", json!({"ipam": w.ipam(&["10.77.36.0/24"])}));
+    let c = ctr();
+    w.add(&with, "ctr-cfg", &c);
+    assert!(!nft_is_empty(&w.host));
+    w.del(&without, "ctr-cfg", &c.path_str());
+    assert!(nft_is_empty(&w.host), "state found by container ID, not config:\n{}", nft_text(&w.host));
+    assert!(w.leases().is_empty());
+}
+
 // ----- 6. concurrency ----------------------------------------------------------
 
 #[test]
@@ -874,8 +911,10 @@ fn parallel_adds_on_a_missing_bridge_then_parallel_dels() {
     require_root!();
     const N: usize = 32;
     let w = World::new();
-    let list =
-        w.list("1.0.0", json!({"isGateway": true, "ipMasq": true, "ipam": w.ipam(&["10.77.40.0/24"])}));
+    let list = w.list(
+        "1.0.0",
+        json!({"isGateway": true, "ipMasq": true, "macspoofchk": true, "ipam": w.ipam(&["10.77.40.0/24"])}),
+    );
     assert!(!link_exists(&w.host, BR));
     let ctrs: Vec<ContainerNs> = (0..N).map(|_| ctr()).collect();
     let results: Vec<Result<CniResult, InvokeError>> = std::thread::scope(|s| {
@@ -897,6 +936,10 @@ fn parallel_adds_on_a_missing_bridge_then_parallel_dels() {
     assert_eq!(ips.len(), N, "distinct addresses");
     assert_eq!(w.leases().len(), N);
     assert_eq!(w.ports().len(), N, "every port on the bridge");
+    assert_eq!(nft_elems(&w.host).len(), 2 * N, "a masquerade and a spoof-check element each");
+    for (i, c) in ctrs.iter().enumerate() {
+        assert!(ping(c, "10.77.40.1"), "container {i} reaches the gateway");
+    }
 
     let dels: Vec<Result<(), InvokeError>> = std::thread::scope(|s| {
         let handles: Vec<_> = ctrs
@@ -1014,7 +1057,7 @@ fn gc_removes_state_of_attachments_not_in_the_valid_list() {
     std::fs::remove_file(w.rt.cache_path(NET, "ctr-stale", "eth0")).unwrap();
     w.rt.gc(&list, &[("ctr-keep", "eth0")]).unwrap_or_else(|e| panic!("GC: {e:?}"));
 
-    assert_eq!(w.leases(), [ipk.clone()], "stale lease gone, valid one kept");
+    assert_eq!(w.leases(), std::slice::from_ref(&ipk), "stale lease gone, valid one kept");
     assert!(w.nft_elems_with("ctr-stale").is_empty(), "stale nft state gone:\n{}", nft_text(&w.host));
     assert!(w.nft_elems_with(&ips).is_empty(), "stale masquerade gone:\n{}", nft_text(&w.host));
     assert!(!w.nft_elems_with(&ipk).is_empty(), "valid masquerade kept:\n{}", nft_text(&w.host));

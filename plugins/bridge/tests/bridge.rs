@@ -1000,6 +1000,53 @@ fn checked_attachment(w: &World, cid: &str, n: u8) -> (NetConfList, ContainerNs,
 }
 
 #[test]
+fn check_passes_for_dual_stack_default_gateway_with_all_features() {
+    require_root!();
+    let w = World::new();
+    let list = w.list(
+        "1.1.0",
+        json!({"isDefaultGateway": true, "ipMasq": true, "macspoofchk": true, "hairpinMode": true,
+               "ipam": dual(&w, 48)}),
+    );
+    let c = ctr();
+    let res = w.add(&list, "ctr-ck0", &c);
+    assert_eq!(res.routes.len(), 2, "a default route per family: {:?}", res.routes);
+    assert!(has_route(&c, "default"), "{}", routes(&c));
+    w.check(&list, "ctr-ck0", &c).unwrap_or_else(|e| panic!("CHECK: {e}"));
+    w.del(&list, "ctr-ck0", &c.path_str());
+    assert!(nft_is_empty(&w.host), "{}", nft_text(&w.host));
+}
+
+#[test]
+fn check_fails_when_the_spoof_check_element_is_deleted() {
+    require_root!();
+    let w = World::new();
+    let (list, c, res) = checked_attachment(&w, "ctr-ck4", 49);
+    let port = host_veth(&res);
+    let out = w
+        .host
+        .spawn(
+            &[
+                "nft",
+                "delete",
+                "element",
+                "bridge",
+                "cnirs_bridge_mac",
+                "ports",
+                &format!("{{ \"{port}\" }}"),
+            ],
+            b"",
+        )
+        .unwrap();
+    assert!(out.success(), "nft delete element: {}", out.stderr);
+    let e = w.check(&list, "ctr-ck4", &c).expect_err("CHECK must notice the missing spoof check");
+    assert!(e.msg().contains("spoof"), "{e}");
+    w.del(&list, "ctr-ck4", &c.path_str());
+    // DEL still removes the attachment's port chain (and so the whole table).
+    assert!(nft_is_empty(&w.host), "spoof-check leftovers after DEL:\n{}", nft_text(&w.host));
+}
+
+#[test]
 fn check_fails_when_the_container_address_is_removed() {
     require_root!();
     let w = World::new();

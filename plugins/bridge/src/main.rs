@@ -225,6 +225,11 @@ fn add_attachment(
     }
 
     // 6. The result: bridge, host end, container end; every IP on the container end.
+    let host_veth = if conf.disable_container_interface {
+        host_veth
+    } else {
+        links::wait_port_up(&mut nl, host_veth.index)?
+    };
     let bridge = nl.link_by_index(bridge.index).unwrap_or(bridge);
     res.interfaces = vec![
         Interface { name: bridge.name.clone(), mac: mac_of(&bridge.mac), ..Default::default() },

@@ -116,6 +116,35 @@ impl From<std::io::Error> for CniError {
     }
 }
 
+/// Errors collected by a teardown (DEL, GC) that keeps going past failures
+/// and reports them all at the end.
+#[derive(Debug, Default)]
+pub struct Errors(Vec<CniError>);
+
+impl Errors {
+    pub fn new() -> Self {
+        Errors(Vec::new())
+    }
+
+    /// Keep the error of `r`, if any.
+    pub fn note<T>(&mut self, r: Result<T>) {
+        if let Err(e) = r {
+            self.0.push(e);
+        }
+    }
+
+    /// Ok when nothing failed; otherwise one error with every message, the
+    /// first failure's code.
+    pub fn into_result(self) -> Result<()> {
+        let mut it = self.0.into_iter();
+        let Some(mut first) = it.next() else { return Ok(()) };
+        for e in it {
+            first.msg = format!("{}; {}", first.msg, e.msg);
+        }
+        Err(first)
+    }
+}
+
 /// Attach context to any error on the way into a `CniError`.
 pub trait Context<T> {
     fn context(self, what: impl fmt::Display) -> Result<T>;
@@ -146,6 +175,17 @@ mod tests {
         let e = e.with_details("more");
         let v: serde_json::Value = serde_json::from_str(&e.to_json("1.0.0")).unwrap();
         assert_eq!(v["details"], "more");
+    }
+
+    #[test]
+    fn errors_keep_going_and_report_all() {
+        let mut errs = Errors::new();
+        errs.note(Ok::<(), CniError>(()));
+        assert!(Errors::new().into_result().is_ok());
+        errs.note::<()>(Err(CniError::try_again("first")));
+        errs.note::<()>(Err(CniError::internal("second")));
+        let e = errs.into_result().unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (11, "first; second"));
     }
 
     #[test]

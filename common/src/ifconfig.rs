@@ -142,3 +142,13 @@ pub fn verify(nl: &mut Rtnl, ifname: &str, ips: &[&IpConfig], routes: &[Route]) 
     }
     Ok(link)
 }
+
+/// Delete `ifname` inside `ns`; an interface that is already gone is fine (DEL).
+pub fn delete_link(ns: &Netns, ifname: &str) -> Result<()> {
+    let mut nl = Rtnl::in_netns(ns)?;
+    match nl.del_link_by_name(ifname) {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(CniError::internal(format!("deleting {ifname}: {e}"))),
+    }
+}

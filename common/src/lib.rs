@@ -16,7 +16,7 @@ pub mod skel;
 pub mod spec;
 pub mod sysctl;
 
-pub use error::{CniError, Context, Result};
+pub use error::{CniError, Context, Errors, Result};
 
 /// Fill `buf` from the kernel's random pool (names, MACs).
 pub fn random_bytes(buf: &mut [u8]) {

@@ -16,7 +16,7 @@ use common::netns::Netns;
 use common::skel::{self, CmdArgs, Plugin};
 use common::spec::{CniResult, Interface, Route};
 use common::{ifconfig, ipam};
-use common::{CniError, Result};
+use common::{CniError, Errors, Result};
 
 use config::Config;
 
@@ -52,26 +52,18 @@ impl Plugin for Bridge {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        let mut errors = Vec::new();
+        let mut errors = Errors::new();
         // The container end takes the host end with it.
         if let Some(ns) = Netns::open_if_exists(&args.netns)? {
-            if let Err(e) = delete_container_link(&ns, &args.ifname) {
-                errors.push(e);
-            }
+            errors.note(ifconfig::delete_link(&ns, &args.ifname));
         }
         if let Some(plugin) = args.conf.ipam_type() {
-            if let Err(e) = ipam::del(plugin, args) {
-                errors.push(e);
-            }
+            errors.note(ipam::del(plugin, args));
         }
         // Tagged state is found by container ID, whatever the config says now.
-        if let Err(e) = masq::del(&args.conf.name, &args.container_id, &args.ifname) {
-            errors.push(e);
-        }
-        if let Err(e) = spoofcheck::del(&args.conf.name, &args.container_id, &args.ifname) {
-            errors.push(e);
-        }
-        join_errors(errors)
+        errors.note(masq::del(&args.conf.name, &args.container_id, &args.ifname));
+        errors.note(spoofcheck::del(&args.conf.name, &args.container_id, &args.ifname));
+        errors.into_result()
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
@@ -135,19 +127,13 @@ impl Plugin for Bridge {
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {
         let valid = args.conf.valid_attachments()?;
-        let mut errors = Vec::new();
-        if let Err(e) = masq::gc(&args.conf.name, &valid) {
-            errors.push(e);
-        }
-        if let Err(e) = spoofcheck::gc(&args.conf.name, &valid) {
-            errors.push(e);
-        }
+        let mut errors = Errors::new();
+        errors.note(masq::gc(&args.conf.name, &valid));
+        errors.note(spoofcheck::gc(&args.conf.name, &valid));
         if let Some(plugin) = args.conf.ipam_type() {
-            if let Err(e) = ipam::gc(plugin, args) {
-                errors.push(e);
-            }
+            errors.note(ipam::gc(plugin, args));
         }
-        join_errors(errors)
+        errors.into_result()
     }
 }
 
@@ -276,27 +262,6 @@ fn add_default_routes(res: &mut CniResult) {
 
 fn mac_of(mac: &Option<[u8; 6]>) -> String {
     mac.as_ref().map(format_mac).unwrap_or_default()
-}
-
-fn delete_container_link(ns: &Netns, ifname: &str) -> Result<()> {
-    let mut cnl = Rtnl::in_netns(ns)?;
-    match cnl.del_link_by_name(ifname) {
-        Ok(()) => Ok(()),
-        Err(e) if e.not_found() => Ok(()),
-        Err(e) => Err(links::link_error(&format!("deleting {ifname}"), e)),
-    }
-}
-
-fn join_errors(errors: Vec<CniError>) -> Result<()> {
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.into_iter().next().unwrap()),
-        _ => {
-            let code = errors[0].code;
-            let msg = errors.iter().map(|e| e.msg.as_str()).collect::<Vec<_>>().join("; ");
-            Err(CniError::new(code, msg))
-        }
-    }
 }
 
 /// What a failing ADD must take back, in reverse order of making.

@@ -15,7 +15,7 @@ use common::netns::Netns;
 use common::skel::{self, CmdArgs, Plugin};
 use common::spec::{CniResult, Interface};
 use common::{announce, ifconfig, ipam, sysctl};
-use common::{CniError, Result};
+use common::{CniError, Errors, Result};
 
 use config::Config;
 
@@ -56,18 +56,14 @@ impl Plugin for Macvlan {
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
         // No master lookup here: DEL must work after the master is gone.
-        let mut errors = Vec::new();
+        let mut errors = Errors::new();
         if let Some(ns) = Netns::open_if_exists(&args.netns)? {
-            if let Err(e) = delete_link(&ns, &args.ifname) {
-                errors.push(e);
-            }
+            errors.note(ifconfig::delete_link(&ns, &args.ifname));
         }
         if let Some(plugin) = args.conf.ipam_type() {
-            if let Err(e) = ipam::del(plugin, args) {
-                errors.push(e);
-            }
+            errors.note(ipam::del(plugin, args));
         }
-        join_errors(errors)
+        errors.into_result()
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
@@ -274,33 +270,12 @@ fn notify_sysctls(ifname: &str) -> Result<()> {
     Ok(())
 }
 
-fn delete_link(ns: &Netns, ifname: &str) -> Result<()> {
-    let mut cnl = Rtnl::in_netns(ns)?;
-    match cnl.del_link_by_name(ifname) {
-        Ok(()) => Ok(()),
-        Err(e) if e.not_found() => Ok(()),
-        Err(e) => Err(link_error(&format!("deleting {ifname}"), e)),
-    }
-}
-
 fn link_error(what: &str, e: NlError) -> CniError {
     CniError::internal(format!("{what}: {e}"))
 }
 
 fn mac_of(mac: &Option<[u8; 6]>) -> String {
     mac.as_ref().map(format_mac).unwrap_or_default()
-}
-
-fn join_errors(errors: Vec<CniError>) -> Result<()> {
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.into_iter().next().unwrap()),
-        _ => {
-            let code = errors[0].code;
-            let msg = errors.iter().map(|e| e.msg.as_str()).collect::<Vec<_>>().join("; ");
-            Err(CniError::new(code, msg))
-        }
-    }
 }
 
 /// What a failing ADD must take back, in reverse order of making.

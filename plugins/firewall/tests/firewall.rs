@@ -312,6 +312,15 @@ fn config_is_validated_like_the_reference() {
     let mut status = ok.clone();
     status["cniVersion"] = json!("1.1.0");
     assert!(invoke(&lab, "STATUS", "", &status).success());
+    // isolated: the same-bridge rule plus the intra-bridge drop; CHECK; DEL leaves nothing.
+    let iso = conf(json!({"ingressPolicy": "isolated", "cniVersion": "1.1.0"}));
+    assert!(invoke(&lab, "ADD", &ctr.path_str(), &iso).success());
+    let text = nft_text(&lab.host);
+    assert!(text.contains("n isolate cni0") && text.contains("n intra cni0"), "{text}");
+    let out = invoke(&lab, "CHECK", &ctr.path_str(), &iso);
+    assert!(out.success(), "{}", out.stdout);
+    assert!(invoke(&lab, "DEL", "", &iso).success());
+    assert!(nft_is_empty(&lab.host), "{}", nft_text(&lab.host));
     // same-bridge without a host-side interface in prevResult: clear error.
     let mut lone = conf(json!({"ingressPolicy": "same-bridge"}));
     lone["prevResult"]["interfaces"] = json!([{"name": "eth0", "sandbox": ctr.path_str()}]);

@@ -1,0 +1,451 @@
+//! tuning: a chained plugin that sets network sysctls inside the container
+//! netns and attributes (MAC, MTU, promisc, allmulti, txqueuelen) of the
+//! container interface. Previous link attributes are saved in
+//! `<dataDir>/<containerID>_<ifname>.json` (the reference's file and format)
+//! and restored on DEL.
+//!
+//! ADD validates everything before it changes anything, and takes back what
+//! it changed when a later step fails.
+
+mod allowlist;
+mod config;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use common::netlink::rtnl::{format_mac, parse_mac, Link, Rtnl};
+use common::netns::Netns;
+use common::skel::{self, CmdArgs, Plugin};
+use common::spec::CniResult;
+use common::{CniError, Result};
+
+use config::Settings;
+
+/// The saved attributes: the reference's `configToRestore`, plus who it
+/// belongs to (so GC of one network never touches another's files).
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
+struct Saved {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    promisc: Option<bool>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    mtu: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    allmulti: Option<bool>,
+    #[serde(default, rename = "txQLen", skip_serializing_if = "Option::is_none")]
+    txqlen: Option<u32>,
+    #[serde(default, rename = "containerID", skip_serializing_if = "String::is_empty")]
+    container_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    ifname: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    network: String,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn saved_path(dir: &Path, container_id: &str, ifname: &str) -> PathBuf {
+    dir.join(format!("{container_id}_{ifname}.json"))
+}
+
+fn read_saved(path: &Path) -> Option<Saved> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn write_saved(path: &Path, s: &Saved) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| CniError::io(format!("creating {}: {e}", dir.display())))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let data = serde_json::to_vec_pretty(s).map_err(|e| CniError::internal(e.to_string()))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| CniError::io(format!("saving {}: {e}", path.display())))
+}
+
+/// The current values of what `s` is about to change.
+fn snapshot(link: &Link, s: &Settings) -> Saved {
+    Saved {
+        mac: if s.mac.is_some() {
+            link.mac.as_ref().map(format_mac).unwrap_or_default()
+        } else {
+            String::new()
+        },
+        promisc: s.promisc.then(|| link.is_promisc()),
+        mtu: if s.mtu.is_some() { link.mtu } else { 0 },
+        allmulti: s.allmulti.map(|_| link.is_allmulti()),
+        txqlen: s.txqlen.map(|_| link.txqlen),
+        ..Default::default()
+    }
+}
+
+fn link_err<'a>(what: &'a str, ifname: &'a str) -> impl Fn(common::netlink::NlError) -> CniError + 'a {
+    move |e| CniError::internal(format!("{what} of {ifname}: {e}"))
+}
+
+/// Apply the link attributes of `s`, in the reference's order.
+fn apply_link(nl: &mut Rtnl, index: u32, ifname: &str, s: &Settings) -> Result<()> {
+    if let Some(mac) = s.mac {
+        set_mac(nl, index, mac).map_err(link_err("setting the MAC address", ifname))?;
+    }
+    if s.promisc {
+        nl.set_promisc(index, true).map_err(link_err("setting promiscuous mode", ifname))?;
+    }
+    if let Some(mtu) = s.mtu {
+        nl.set_mtu(index, mtu).map_err(link_err("setting the MTU", ifname))?;
+    }
+    if let Some(on) = s.allmulti {
+        nl.set_allmulti(index, on).map_err(link_err("setting all-multicast mode", ifname))?;
+    }
+    if let Some(q) = s.txqlen {
+        nl.set_txqlen(index, q).map_err(link_err("setting txqueuelen", ifname))?;
+    }
+    Ok(())
+}
+
+/// Some drivers refuse a MAC change while up (EBUSY): then down, set, up.
+fn set_mac(nl: &mut Rtnl, index: u32, mac: [u8; 6]) -> common::netlink::NlResult<()> {
+    match nl.set_mac(index, mac) {
+        Err(e) if e.is(EBUSY) => {
+            nl.set_down(index)?;
+            let r = nl.set_mac(index, mac);
+            nl.set_up(index)?;
+            r
+        }
+        r => r,
+    }
+}
+
+const EBUSY: i32 = 16;
+
+/// Put back what `saved` recorded; every attribute is tried.
+fn restore_link(nl: &mut Rtnl, link: &Link, saved: &Saved) -> Vec<String> {
+    let mut errs = Vec::new();
+    let ifname = &link.name;
+    if saved.mtu != 0 {
+        if let Err(e) = nl.set_mtu(link.index, saved.mtu) {
+            errs.push(format!("restoring the MTU of {ifname}: {e}"));
+        }
+    }
+    if !saved.mac.is_empty() {
+        match parse_mac(&saved.mac) {
+            Some(mac) => {
+                if let Err(e) = set_mac(nl, link.index, mac) {
+                    errs.push(format!("restoring the MAC address of {ifname}: {e}"));
+                }
+            }
+            None => errs.push(format!("saved MAC address {:?} is invalid", saved.mac)),
+        }
+    }
+    if let Some(on) = saved.promisc {
+        if let Err(e) = nl.set_promisc(link.index, on) {
+            errs.push(format!("restoring promiscuous mode of {ifname}: {e}"));
+        }
+    }
+    if let Some(on) = saved.allmulti {
+        if let Err(e) = nl.set_allmulti(link.index, on) {
+            errs.push(format!("restoring all-multicast mode of {ifname}: {e}"));
+        }
+    }
+    if let Some(q) = saved.txqlen {
+        if let Err(e) = nl.set_txqlen(link.index, q) {
+            errs.push(format!("restoring txqueuelen of {ifname}: {e}"));
+        }
+    }
+    errs
+}
+
+fn sysctl_error(key: &str, e: std::io::Error) -> CniError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        CniError::invalid_config(format!(
+            "sysctl {key} does not exist in the container's network namespace \
+             (only per-namespace net.* sysctls can be set)"
+        ))
+    } else {
+        CniError::internal(format!("setting sysctl {key}: {e}"))
+    }
+}
+
+/// Write the sysctls inside `ns`; on failure the ones written are put back.
+fn apply_sysctls(ns: &Netns, s: &Settings) -> Result<Vec<(String, String)>> {
+    let list: Vec<(String, String, String)> =
+        s.sysctl.iter().map(|(k, (p, v))| (k.clone(), p.clone(), v.clone())).collect();
+    ns.run(move || {
+        let mut undo: Vec<(String, String)> = Vec::new();
+        for (key, path, value) in &list {
+            let res = common::sysctl::read(path).and_then(|old| {
+                common::sysctl::write(path, value)?;
+                Ok(old)
+            });
+            match res {
+                Ok(old) => undo.push((path.clone(), old)),
+                Err(e) => {
+                    for (p, old) in undo.iter().rev() {
+                        let _ = common::sysctl::write(p, old);
+                    }
+                    return Err(sysctl_error(key, e));
+                }
+            }
+        }
+        Ok(undo)
+    })
+    .map_err(|e| CniError::internal(format!("entering the container netns: {e}")))?
+}
+
+fn undo_sysctls(ns: &Netns, undo: Vec<(String, String)>) {
+    let _ = ns.run(move || {
+        for (p, old) in undo.iter().rev() {
+            let _ = common::sysctl::write(p, old);
+        }
+    });
+}
+
+fn prev_result(args: &CmdArgs) -> Result<CniResult> {
+    args.conf.prev_result.clone().ok_or_else(|| {
+        CniError::invalid_config("tuning must be called as a chained plugin: prevResult is missing")
+    })
+}
+
+struct Tuning;
+
+impl Plugin for Tuning {
+    fn about(&self) -> String {
+        format!("CNI tuning plugin v{}", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn known_args(&self) -> &'static [&'static str] {
+        &["MAC"]
+    }
+
+    fn add(&self, args: &CmdArgs) -> Result<CniResult> {
+        let s = config::load(args)?;
+        let mut res = prev_result(args)?;
+        if s.sysctl.is_empty() && !s.touches_link() {
+            return Ok(res); // Podman's `{"type": "tuning"}`: pass through
+        }
+        let ns = Netns::open_container(&args.netns)?;
+        let mut nl = Rtnl::in_netns(&ns).map_err(|e| CniError::internal(format!("netlink: {e}")))?;
+        let link = if s.touches_link() {
+            Some(nl.link_by_name(&args.ifname).map_err(|e| {
+                CniError::internal(format!("container interface {:?} not found: {e}", args.ifname))
+            })?)
+        } else {
+            None
+        };
+        let undo = apply_sysctls(&ns, &s)?;
+        if let Some(link) = link {
+            let path = saved_path(&s.data_dir, &args.container_id, &args.ifname);
+            let before = snapshot(&link, &s);
+            // A file from an earlier ADD keeps the original values it holds.
+            let existing = read_saved(&path);
+            let mut saved = merge(existing.clone(), before.clone());
+            saved.container_id = args.container_id.clone();
+            saved.ifname = args.ifname.clone();
+            saved.network = args.conf.name.clone();
+            let res_link =
+                write_saved(&path, &saved).and_then(|_| apply_link(&mut nl, link.index, &args.ifname, &s));
+            if let Err(e) = res_link {
+                let _ = restore_link(&mut nl, &link, &before);
+                match existing {
+                    Some(old) => {
+                        let _ = write_saved(&path, &old);
+                    }
+                    None => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                undo_sysctls(&ns, undo);
+                return Err(e);
+            }
+            if let Some(mac) = s.mac {
+                update_result_mac(&mut res, &args.ifname, &format_mac(&mac));
+            }
+        }
+        Ok(res)
+    }
+
+    fn del(&self, args: &CmdArgs) -> Result<()> {
+        let path = saved_path(&config::data_dir(args), &args.container_id, &args.ifname);
+        let Some(saved) = read_saved(&path) else {
+            let _ = std::fs::remove_file(&path); // unreadable: nothing to restore
+            return Ok(());
+        };
+        let mut errs = Vec::new();
+        if let Some(ns) = Netns::open_if_exists(&args.netns)? {
+            match Rtnl::in_netns(&ns) {
+                Ok(mut nl) => {
+                    if let Ok(link) = nl.link_by_name(&args.ifname) {
+                        errs = restore_link(&mut nl, &link, &saved);
+                    }
+                }
+                Err(e) => errs.push(format!("netlink in the container netns: {e}")),
+            }
+        }
+        // Removed either way: a retried DEL has nothing more it could do.
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errs.push(format!("removing {}: {e}", path.display()));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(CniError::internal(errs.join("; ")))
+        }
+    }
+
+    fn check(&self, args: &CmdArgs) -> Result<()> {
+        let s = config::load(args)?;
+        prev_result(args)?;
+        let ns = Netns::open_container(&args.netns)?;
+        let list: Vec<(String, String, String)> =
+            s.sysctl.iter().map(|(k, (p, v))| (k.clone(), p.clone(), v.clone())).collect();
+        ns.run(move || -> Result<()> {
+            for (key, path, want) in &list {
+                let cur = common::sysctl::read(path).map_err(|e| sysctl_error(key, e))?;
+                if cur.trim() != want.trim() {
+                    return Err(CniError::internal(format!(
+                        "sysctl {key} is {cur:?}, the config wants {want:?}"
+                    )));
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| CniError::internal(format!("entering the container netns: {e}")))??;
+        let mut nl = Rtnl::in_netns(&ns).map_err(|e| CniError::internal(format!("netlink: {e}")))?;
+        let link = nl
+            .link_by_name(&args.ifname)
+            .map_err(|_| CniError::internal(format!("cannot find container link {}", args.ifname)))?;
+        let differs = |what: &str, want: String, cur: String| {
+            Err(CniError::internal(format!("{what} of {} is {cur}, the config wants {want}", args.ifname)))
+        };
+        if let Some(mac) = s.mac {
+            if link.mac != Some(mac) {
+                let cur = link.mac.as_ref().map(format_mac).unwrap_or_default();
+                return differs("the MAC address", format_mac(&mac), cur);
+            }
+        }
+        if s.promisc != link.is_promisc() {
+            return differs("promiscuous mode", s.promisc.to_string(), link.is_promisc().to_string());
+        }
+        if let Some(mtu) = s.mtu.filter(|m| *m != link.mtu) {
+            return differs("the MTU", mtu.to_string(), link.mtu.to_string());
+        }
+        if let Some(on) = s.allmulti.filter(|on| *on != link.is_allmulti()) {
+            return differs("all-multicast mode", on.to_string(), link.is_allmulti().to_string());
+        }
+        if let Some(q) = s.txqlen.filter(|q| *q != link.txqlen) {
+            return differs("txqueuelen", q.to_string(), link.txqlen.to_string());
+        }
+        Ok(())
+    }
+
+    fn status(&self, _args: &CmdArgs) -> Result<()> {
+        Ok(())
+    }
+
+    fn gc(&self, args: &CmdArgs) -> Result<()> {
+        let dir = config::data_dir(args);
+        let valid = args.conf.valid_attachments()?;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(CniError::io(format!("reading {}: {e}", dir.display()))),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            // Only files that say they belong to this network (the reference's
+            // files carry no owner and are left alone).
+            let Some(saved) = read_saved(&path) else { continue };
+            if saved.network != args.conf.name || saved.container_id.is_empty() {
+                continue;
+            }
+            let live = valid.iter().any(|a| a.container_id == saved.container_id && a.ifname == saved.ifname);
+            if !live {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Values already saved win over the current ones (they are the originals).
+fn merge(existing: Option<Saved>, current: Saved) -> Saved {
+    let Some(old) = existing else { return current };
+    Saved {
+        mac: if old.mac.is_empty() { current.mac } else { old.mac },
+        promisc: old.promisc.or(current.promisc),
+        mtu: if old.mtu == 0 { current.mtu } else { old.mtu },
+        allmulti: old.allmulti.or(current.allmulti),
+        txqlen: old.txqlen.or(current.txqlen),
+        ..Default::default()
+    }
+}
+
+/// The container's entry for `ifname` gets the new MAC (entries inside a
+/// sandbox first; a result without sandboxes is matched by name alone).
+fn update_result_mac(res: &mut CniResult, ifname: &str, mac: &str) {
+    let sandboxed = res.interfaces.iter().any(|i| i.name == ifname && !i.sandbox.is_empty());
+    for i in res.interfaces.iter_mut().filter(|i| i.name == ifname && (!sandboxed || !i.sandbox.is_empty())) {
+        i.mac = mac.to_string();
+    }
+}
+
+fn main() {
+    skel::run(&Tuning)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_file_is_the_references_format() {
+        let s =
+            Saved { mac: "aa:bb:cc:dd:ee:ff".into(), mtu: 1500, promisc: Some(false), ..Default::default() };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v, serde_json::json!({"mac": "aa:bb:cc:dd:ee:ff", "mtu": 1500, "promisc": false}));
+        // A file the reference wrote reads back.
+        let r: Saved =
+            serde_json::from_str(r#"{"mac":"aa:bb:cc:dd:ee:ff","allmulti":true,"txQLen":5}"#).unwrap();
+        assert_eq!((r.allmulti, r.txqlen), (Some(true), Some(5)));
+    }
+
+    #[test]
+    fn earlier_saved_values_win() {
+        let old = Saved { mtu: 1500, ..Default::default() };
+        let cur = Saved { mtu: 9000, mac: "aa:bb:cc:dd:ee:ff".into(), ..Default::default() };
+        let m = merge(Some(old), cur);
+        assert_eq!((m.mtu, m.mac.as_str()), (1500, "aa:bb:cc:dd:ee:ff"));
+    }
+
+    #[test]
+    fn result_mac_goes_to_the_container_entry() {
+        let mut r: CniResult = serde_json::from_value(serde_json::json!({
+            "interfaces": [{"name": "eth0", "mac": "01:01:01:01:01:01"},
+                           {"name": "eth0", "mac": "02:02:02:02:02:02", "sandbox": "/x"}]
+        }))
+        .unwrap();
+        update_result_mac(&mut r, "eth0", "0a:0b:0c:0d:0e:0f");
+        assert_eq!(r.interfaces[0].mac, "01:01:01:01:01:01");
+        assert_eq!(r.interfaces[1].mac, "0a:0b:0c:0d:0e:0f");
+    }
+}

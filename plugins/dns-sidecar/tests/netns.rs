@@ -178,7 +178,7 @@ impl Lab {
         }
         ns.ip("link set eth0 up");
         ns.ip(&format!("route add default via {gw4}"));
-        let id = format!("{:012x}{}", 0xc0ffee_0000u64 + n as u64, "ab".repeat(26));
+        let id = format!("{:012x}{}", 0x00c0_ffee_0000_u64 + n as u64, "ab".repeat(26));
         Container { ns, id, v4: v4.into(), v6: v6.map(str::to_string) }
     }
 

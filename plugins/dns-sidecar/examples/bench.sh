@@ -32,7 +32,7 @@ ip -n "$H" link add name vc type veth peer name eth0 netns "$C"
 ip -n "$H" link set vc master br0 up
 ip -n "$C" addr add 10.77.0.2/16 dev eth0
 ip -n "$C" link set eth0 up
-echo "nameserver 127.0.0.1" > "$RUN/resolv.conf"
+echo "nameserver 10.77.0.254" > "$RUN/resolv.conf"
 
 add() { # id ip name
   local conf
@@ -62,17 +62,27 @@ if command -v dnsmasq >/dev/null; then
   done > "$RUN/hosts"
   ip netns exec "$H" dnsmasq --keep-in-foreground --no-resolv --no-hosts --addn-hosts="$RUN/hosts" \
     --local=/dns.podman/ --domain=dns.podman --expand-hosts --bind-interfaces --listen-address=10.77.0.254 \
-    --pid-file="$RUN/dnsmasq.pid" --user=root --cache-size=1000 &
+    --pid-file="$RUN/dnsmasq.pid" --user=root --cache-size=1000 \
+    --address=/example.com/192.0.2.1 --local-ttl=300 &
   DNSMASQ=$!
   sleep 0.5
 fi
-for q in "$last A" "$last.dns.podman AAAA" "$rev PTR" "nope.dns.podman A"; do
+for q in "$last A" "$last.dns.podman AAAA" "$rev PTR" "nope.dns.podman A" "example.com A"; do
   set -- $q
   printf '%-28s %-5s sidecar ' "$1" "$2"
   ip netns exec "$C" "$LOAD" 10.77.0.1 "$1" "$2" "$SECS" "$WINDOW"
   if [ -n "$DNSMASQ" ]; then
     printf '%-28s %-5s dnsmasq ' "$1" "$2"
     ip netns exec "$C" "$LOAD" 10.77.0.254 "$1" "$2" "$SECS" "$WINDOW"
+  fi
+done
+# Latency at a moderate load: one query in flight at a time, then 8.
+for w in 1 8; do
+  printf 'latency %-20s window %-2s sidecar ' "$last" "$w"
+  ip netns exec "$C" "$LOAD" 10.77.0.1 "$last" A "$SECS" "$w"
+  if [ -n "$DNSMASQ" ]; then
+    printf 'latency %-20s window %-2s dnsmasq ' "$last" "$w"
+    ip netns exec "$C" "$LOAD" 10.77.0.254 "$last" A "$SECS" "$w"
   fi
 done
 echo "daemon after load: $(grep VmRSS /proc/$PID/status)"

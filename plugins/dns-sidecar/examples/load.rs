@@ -8,7 +8,7 @@
 //! ```
 //! With several names separated by commas they are asked in turn.
 
-use std::mem::{size_of, zeroed};
+use std::mem::zeroed;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -47,15 +47,24 @@ fn main() {
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
     let mut next = 0usize;
+    let mut bufs: Vec<Vec<u8>> = (0..64).map(|_| Vec::with_capacity(512)).collect();
+    let mut sent_at: Vec<Option<Instant>> = vec![None; 65536];
+    let mut rtts: Vec<u32> = Vec::new();
     while Instant::now() < end {
-        // Refill the window in batches of up to 64.
+        // Refill the window in batches of up to 64, each query with its own ID.
         while inflight < window {
             let k = (window - inflight).min(64);
             // SAFETY: zeroed C structs, then pointed at live data below.
             let mut iov: [libc::iovec; 64] = unsafe { zeroed() };
             let mut hdr: [libc::mmsghdr; 64] = unsafe { zeroed() };
+            let now = Instant::now();
             for i in 0..k {
-                let q = &queries[next % queries.len()];
+                let q = &mut bufs[i];
+                q.clear();
+                q.extend_from_slice(&queries[next % queries.len()]);
+                let id = (next % 65536) as u16;
+                wire::set_id(q, id);
+                sent_at[id as usize] = Some(now);
                 next += 1;
                 iov[i] = libc::iovec { iov_base: q.as_ptr() as *mut libc::c_void, iov_len: q.len() };
                 hdr[i].msg_hdr.msg_name = &dst as *const _ as *mut libc::c_void;
@@ -77,6 +86,11 @@ fn main() {
                     let (msg, _) = batch.received(i);
                     if msg.len() >= 4 {
                         rcodes[(msg[3] & 15) as usize] += 1;
+                        if let Some(t) = sent_at[wire::id_of(msg) as usize].take() {
+                            if rtts.len() < 2_000_000 {
+                                rtts.push(t.elapsed().as_micros() as u32);
+                            }
+                        }
                     }
                 }
                 answered += n as u64;
@@ -90,10 +104,15 @@ fn main() {
         }
     }
     let t = start.elapsed().as_secs_f64();
-    let _ = size_of::<u8>();
+    rtts.sort_unstable();
+    let pct =
+        |p: f64| rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1))).copied();
     println!(
-        "{:.0} answers/s ({answered} answers, {sent} sent, {lost} lost, {t:.1} s, window {window}); rcodes {:?}",
+        "{:.0} answers/s ({answered} answers, {sent} sent, {lost} lost, {t:.1} s, window {window}); \
+         rtt p50 {:?} us p99 {:?} us; rcodes {:?}",
         answered as f64 / t,
+        pct(0.50).unwrap_or(0),
+        pct(0.99).unwrap_or(0),
         rcodes.iter().enumerate().filter(|(_, c)| **c > 0).map(|(r, c)| (r, *c)).collect::<Vec<_>>()
     );
 }

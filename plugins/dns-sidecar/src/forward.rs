@@ -433,3 +433,76 @@ fn ask_upstream_tcp(up: SocketAddr, query: &[u8], id: u16, q: &Query) -> io::Res
     wire::set_id(&mut resp, q.id);
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{build_query, parse_query, parse_response, rtype, Rdata, Writer};
+
+    fn forwarder(resolv: &str) -> (Forwarder, PathBuf) {
+        let p = std::env::temp_dir().join(format!("dns-sidecar-fwd-{}-{}", std::process::id(), resolv.len()));
+        std::fs::write(&p, resolv).unwrap();
+        (Forwarder::new(p.clone(), vec!["10.0.0.1".parse().unwrap()]), p)
+    }
+
+    fn upstream_answer(q: &Query, msg: &[u8], ttl: u32) -> Vec<u8> {
+        let mut out = [0u8; 512];
+        let mut w = Writer::reply(q, msg, &mut out, 512, rcode::NOERROR, false);
+        w.a(&[192, 0, 2, 1], ttl);
+        let n = w.finish();
+        out[..n].to_vec()
+    }
+
+    #[test]
+    fn upstreams_skip_our_own_address() {
+        let (f, p) = forwarder("nameserver 10.0.0.1\nnameserver 192.0.2.53\n");
+        assert_eq!(*f.upstreams(), vec!["192.0.2.53:53".parse::<SocketAddr>().unwrap()]);
+        f.reload(Some(vec!["192.0.2.53".parse().unwrap()]));
+        assert_eq!(*f.upstreams(), vec!["10.0.0.1:53".parse::<SocketAddr>().unwrap()]);
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn cache_serves_with_the_clients_id_and_spelling() {
+        let (f, p) = forwarder("nameserver 192.0.2.53\n");
+        let m1 = build_query(1, "example.com", rtype::A, None).unwrap();
+        let q1 = parse_query(&m1).unwrap();
+        f.store(&q1, &upstream_answer(&q1, &m1, 300));
+        let m2 = build_query(2, "ExAmPlE.CoM", rtype::A, None).unwrap();
+        let q2 = parse_query(&m2).unwrap();
+        let mut out = [0u8; 4096];
+        let n = f.cached(&q2, &m2, &mut out, 512).expect("cached");
+        let r = parse_response(&out[..n]).unwrap();
+        assert_eq!(r.id, 2);
+        assert_eq!(r.answers, vec![(Rdata::A("192.0.2.1".parse().unwrap()), 300)]);
+        assert_eq!(&out[12..q2.question_end], &m2[12..q2.question_end]);
+        // Another type, or a query with EDNS, is another entry.
+        let m3 = build_query(3, "example.com", rtype::AAAA, None).unwrap();
+        assert!(f.cached(&parse_query(&m3).unwrap(), &m3, &mut out, 512).is_none());
+        let m4 = build_query(4, "example.com", rtype::A, Some(1232)).unwrap();
+        assert!(f.cached(&parse_query(&m4).unwrap(), &m4, &mut out, 512).is_none());
+        // TTL 0 answers are not kept.
+        let m5 = build_query(5, "zero.example", rtype::A, None).unwrap();
+        let q5 = parse_query(&m5).unwrap();
+        f.store(&q5, &upstream_answer(&q5, &m5, 0));
+        assert!(f.cached(&q5, &m5, &mut out, 512).is_none());
+        // A changed resolv.conf empties the cache.
+        std::fs::write(&p, "nameserver 192.0.2.54\n").unwrap();
+        f.reload(None);
+        assert!(f.cached(&q2, &m2, &mut out, 512).is_none());
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn no_upstream_is_an_immediate_servfail() {
+        let (f, p) = forwarder("# nothing\n");
+        let m = build_query(9, "example.com", rtype::A, None).unwrap();
+        let q = parse_query(&m).unwrap();
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let mut out = [0u8; 512];
+        let n = f.submit(q.clone(), &m, "127.0.0.1:9".parse().unwrap(), &sock, &mut out).unwrap();
+        assert_eq!(parse_response(&out[..n]).unwrap().rcode, rcode::SERVFAIL);
+        assert!(f.resolve_blocking(&q, &m).is_none());
+        std::fs::remove_file(p).unwrap();
+    }
+}

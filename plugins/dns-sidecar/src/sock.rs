@@ -1,6 +1,6 @@
 //! Sockets the way the server needs them: bound with `IP_FREEBIND` (a
 //! gateway address may still be tentative, or appear a moment later),
-//! `SO_REUSEADDR`, IPv6 sockets IPv6-only; and batched UDP I/O with
+//! `SO_REUSEADDR` for TCP only, IPv6 sockets IPv6-only; and batched UDP I/O with
 //! `recvmmsg`/`sendmmsg`, one system call for up to [`BATCH`] queries.
 
 use std::io;
@@ -89,7 +89,12 @@ fn bound_socket(addr: &SocketAddr, ty: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: a fresh descriptor nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let raw = fd.as_raw_fd();
-    setopt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    // TCP: rebind at once over TIME_WAIT after a restart. Not UDP: there it
+    // would let a second server bind the same address and silently take
+    // its queries; a clash must fail loudly instead.
+    if ty == libc::SOCK_STREAM {
+        setopt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    }
     if addr.is_ipv4() {
         setopt(raw, libc::IPPROTO_IP, libc::IP_FREEBIND, 1)?;
     } else {
@@ -334,6 +339,15 @@ mod tests {
             got.push(buf[0]);
         }
         assert_eq!(got, vec![100, 101, 102, 103, 104]);
+    }
+
+    #[test]
+    fn a_second_udp_server_on_the_same_address_is_refused() {
+        let a = bind_udp("127.0.0.1:0".parse().unwrap()).unwrap();
+        let e = bind_udp(a.local_addr().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let t = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(bind_tcp(t.local_addr().unwrap()).is_err());
     }
 
     #[test]

@@ -604,6 +604,19 @@ fn networks_are_isolated_and_strangers_refused() {
     }
     let rs = tcp(&outside, "10.0.0.1", &[("web", rtype::A)]);
     assert_eq!(rs[0].rcode, rcode::REFUSED);
+
+    // A third network claiming network A's gateway cannot take over its
+    // server's address: ADD fails clearly and leaves nothing behind.
+    let netc = t.lab.network("netc");
+    t.lab.bridge("br2", "10.0.0.1/24", None);
+    let c4 = t.lab.container("br2", "10.0.0.9/24", "10.0.0.1", None);
+    let cf = conf(&netc, "1.0.0", "br2", &c4, "10.0.0.1", None, Value::Null);
+    let (rc, out) = t.lab.plugin("ADD", &c4, &cf, "K8S_POD_NAME=thief");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out["msg"].as_str().unwrap().contains("did not start"), "{out}");
+    assert!(!t.lab.run_dir().join(&netc).exists());
+    assert!(daemons_of(&netc).is_empty());
+    assert_eq!(addrs(&udp(&t.c2.ns, "10.0.0.1", "web", rtype::A)), vec!["10.0.0.2"]);
 }
 
 #[test]

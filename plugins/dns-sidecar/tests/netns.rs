@@ -729,3 +729,49 @@ fn chained_only_gc_and_status() {
     assert!(!alive(pid));
     assert!(!lab.run_dir().join(&net).exists());
 }
+
+#[test]
+fn no_query_lost_or_refused_while_records_change() {
+    need_root!();
+    let t = two_on_one();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (good, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let c1 = Netns::open(t.c1.ns.path()).unwrap();
+    std::thread::scope(|s| {
+        let (stop2, good2, bad2) = (stop.clone(), good.clone(), bad.clone());
+        s.spawn(move || {
+            c1.run(|| {
+                let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut buf = [0u8; 512];
+                let mut id = 0u16;
+                while !stop2.load(Ordering::SeqCst) {
+                    id = id.wrapping_add(1);
+                    let q = wire::build_query(id, "web.dns.podman", rtype::A, None).unwrap();
+                    sock.send_to(&q, "10.0.0.1:53").unwrap();
+                    let ok = match sock.recv(&mut buf) {
+                        Ok(n) => wire::parse_response(&buf[..n]).is_some_and(|r| {
+                            r.id == id && r.rcode == rcode::NOERROR && addrs(&r) == ["10.0.0.2"]
+                        }),
+                        Err(_) => false,
+                    };
+                    if ok { &good2 } else { &bad2 }.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .unwrap();
+        });
+        // Churn: the other container leaves and comes back, again and again.
+        let cf2 = conf(&t.net, "1.0.0", "br0", &t.c2, "10.0.0.1", Some("fd00::1"), Value::Null);
+        for i in 0..10 {
+            assert_eq!(t.lab.plugin("DEL", &t.c2, &cf2, "").0, 0);
+            assert_eq!(udp(&t.c1.ns, "10.0.0.1", "db.dns.podman", rtype::A).rcode, rcode::NXDOMAIN);
+            assert_eq!(t.lab.plugin("ADD", &t.c2, &cf2, &format!("K8S_POD_NAME=db{i}")).0, 0);
+            assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", &format!("db{i}"), rtype::A)), vec!["10.0.0.3"]);
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    let (g, b) = (good.load(Ordering::SeqCst), bad.load(Ordering::SeqCst));
+    eprintln!("{g} queries answered during churn, {b} lost or wrong");
+    assert!(g > 100, "the querier ran ({g})");
+    assert_eq!(b, 0);
+}

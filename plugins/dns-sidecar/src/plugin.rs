@@ -1,0 +1,359 @@
+//! The CNI verbs, and starting/stopping the network's daemon.
+//!
+//! Every verb that changes records holds the network's lock from reading the
+//! records until the daemon has acknowledged them, so two plugin calls never
+//! interleave and never start two daemons.
+
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::skel::{CmdArgs, Plugin};
+use common::spec::CniResult;
+use common::{CniError, Result};
+
+use crate::config::{self, DnsConf};
+use crate::server::{self, control, READY_FD_ENV};
+use crate::state::{NetDir, Record, Records};
+use crate::wire::{self, rcode, rtype, Rdata};
+
+pub struct DnsSidecar;
+
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+const CTL_TIMEOUT: Duration = Duration::from_secs(3);
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> CniError {
+    move |e| CniError::io(format!("{what}: {e}"))
+}
+
+impl Plugin for DnsSidecar {
+    fn about(&self) -> String {
+        "dns-sidecar: container names on CNI networks (dnsname-compatible)".into()
+    }
+
+    fn known_args(&self) -> &'static [&'static str] {
+        &["K8S_POD_NAME", "K8S_POD_NAMESPACE", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"]
+    }
+
+    fn add(&self, a: &CmdArgs) -> Result<CniResult> {
+        let conf = DnsConf::parse(&a.conf)?;
+        let prev = a.conf.prev_result.as_ref().ok_or_else(|| {
+            CniError::invalid_config(
+                "dns-sidecar must be chained after a plugin that sets up the interface (no prevResult)",
+            )
+        })?;
+        let ips = config::container_ips(prev, &a.ifname);
+        if ips.is_empty() {
+            return Err(CniError::invalid_config(format!(
+                "prevResult has no IP address for interface {}",
+                a.ifname
+            )));
+        }
+        let gateways = config::gateways(prev, &a.ifname)?;
+        let record = Record {
+            id: a.container_id.clone(),
+            ifname: a.ifname.clone(),
+            names: config::names(a),
+            ips,
+            gateways,
+        };
+
+        let dir = NetDir::new(&a.conf.name);
+        let _lock = dir.lock(true).map_err(io_err("locking DNS state"))?.expect("created");
+        let old = dir.load().map_err(io_err("reading DNS records"))?;
+        let mut new = old.clone();
+        new.domain = conf.domain.clone();
+        let gateways = record.gateways.clone();
+        new.upsert(record);
+        dir.store(&new).map_err(io_err("writing DNS records"))?;
+        if let Err(e) = ensure_daemon(&dir) {
+            // Undo: the records as they were, the daemon as it was.
+            if old.containers.is_empty() {
+                stop_daemon(&dir);
+                let _ = dir.remove();
+            } else if dir.store(&old).is_ok() && dir.daemon_running() {
+                let _ = control(&dir, "reload", CTL_TIMEOUT);
+            }
+            return Err(e);
+        }
+        Ok(config::result(prev, &gateways, &conf.domain))
+    }
+
+    fn del(&self, a: &CmdArgs) -> Result<()> {
+        let dir = NetDir::new(&a.conf.name);
+        let Some(_lock) = dir.lock(false).map_err(io_err("locking DNS state"))? else {
+            return Ok(()); // nothing of this network: already gone
+        };
+        // Unreadable records cannot be served either: treat as empty.
+        let mut recs = dir.load().unwrap_or_default();
+        let removed = recs.remove(&a.container_id, &a.ifname);
+        update(&dir, &recs, removed)
+    }
+
+    fn check(&self, a: &CmdArgs) -> Result<()> {
+        DnsConf::parse(&a.conf)?;
+        let dir = NetDir::new(&a.conf.name);
+        let missing = || {
+            CniError::internal(format!(
+                "container {} has no DNS records on network {}",
+                a.container_id, a.conf.name
+            ))
+        };
+        let _lock = dir.lock(false).map_err(io_err("locking DNS state"))?.ok_or_else(missing)?;
+        let recs = dir.load().map_err(io_err("reading DNS records"))?;
+        let rec = recs.find(&a.container_id, &a.ifname).ok_or_else(missing)?;
+        if let Some(prev) = &a.conf.prev_result {
+            let mut want = config::container_ips(prev, &a.ifname);
+            let mut have = rec.ips.clone();
+            want.sort();
+            have.sort();
+            if want != have {
+                return Err(CniError::internal(format!(
+                    "DNS records of container {} list {:?}, prevResult has {:?}",
+                    a.container_id, have, want
+                )));
+            }
+        }
+        if !dir.daemon_running() {
+            start_daemon(&dir)?;
+        }
+        probe(&recs, rec)
+    }
+
+    fn status(&self, _a: &CmdArgs) -> Result<()> {
+        Ok(())
+    }
+
+    fn gc(&self, a: &CmdArgs) -> Result<()> {
+        let valid = a.conf.valid_attachments()?;
+        let dir = NetDir::new(&a.conf.name);
+        let Some(_lock) = dir.lock(false).map_err(io_err("locking DNS state"))? else {
+            return Ok(());
+        };
+        let mut recs = dir.load().unwrap_or_default();
+        let before = recs.containers.len();
+        recs.containers.retain(|c| valid.iter().any(|v| v.container_id == c.id && v.ifname == c.ifname));
+        update(&dir, &recs, recs.containers.len() != before)
+    }
+}
+
+/// After records were removed (under the lock): stop and clean up when
+/// nothing is left, else store and push them to a running daemon.
+fn update(dir: &NetDir, recs: &Records, changed: bool) -> Result<()> {
+    if recs.containers.is_empty() {
+        stop_daemon(dir);
+        return dir.remove().map_err(io_err("removing DNS state"));
+    }
+    if !changed {
+        return Ok(());
+    }
+    dir.store(recs).map_err(io_err("writing DNS records"))?;
+    if dir.daemon_running() && control(dir, "reload", CTL_TIMEOUT).is_err() {
+        // A daemon that does not take the update is replaced: it must not
+        // keep answering for a container that left.
+        stop_daemon(dir);
+        let _ = start_daemon(dir);
+    }
+    Ok(())
+}
+
+/// Push the records to the running daemon, or start one.
+fn ensure_daemon(dir: &NetDir) -> Result<()> {
+    if dir.daemon_running() {
+        match control(dir, "reload", CTL_TIMEOUT) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Other => {
+                return Err(CniError::internal(format!("DNS server of network {}: {e}", dir.network)))
+            }
+            Err(_) => stop_daemon(dir), // hung or half-dead: replace it
+        }
+    }
+    start_daemon(dir)
+}
+
+/// Start the daemon detached (own session, stdio on /dev/null) and wait
+/// until it listens: it reports `ok` or `err …` on a pipe, then closes it.
+pub fn start_daemon(dir: &NetDir) -> Result<()> {
+    let exe = std::env::current_exe().map_err(io_err("finding our own binary"))?;
+    let mut fds = [0; 2];
+    // SAFETY: fds is an array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io_err("pipe")(io::Error::last_os_error()));
+    }
+    // SAFETY: both fds are fresh and ours.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let wfd = w.as_raw_fd();
+    let mut cmd = Command::new(&exe);
+    cmd.arg("serve")
+        .arg(&dir.network)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .current_dir("/")
+        .env(READY_FD_ENV, "3");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("CNI_") {
+            cmd.env_remove(k);
+        }
+    }
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if wfd == 3 {
+                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(wfd, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(io_err(format!("starting {}", exe.display())))?;
+    drop(w);
+    let said = read_ready(r, START_TIMEOUT);
+    match said.as_deref().map(str::trim) {
+        Ok("ok") => Ok(()),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = match other {
+                Ok(s) => {
+                    s.strip_prefix("err ").unwrap_or(if s.is_empty() { "exited" } else { s }).to_string()
+                }
+                Err(e) => e.to_string(),
+            };
+            Err(CniError::internal(format!("DNS server for network {} did not start: {why}", dir.network)))
+        }
+    }
+}
+
+/// Read the daemon's readiness line (until EOF or timeout).
+fn read_ready(r: OwnedFd, timeout: Duration) -> io::Result<String> {
+    let deadline = Instant::now() + timeout;
+    let mut f = std::fs::File::from(r);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out waiting for it to listen"));
+        }
+        let mut p = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, left.as_millis().max(1) as _) } <= 0 {
+            continue;
+        }
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(String::from_utf8_lossy(&out).into_owned()),
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.contains(&b'\n') {
+                    return Ok(String::from_utf8_lossy(&out).into_owned());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Is `pid` the daemon of `network` (and not a recycled pid)?
+fn is_our_daemon(pid: i32, network: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    args.len() >= 3 && args[1] == b"serve" && args[2] == network.as_bytes()
+}
+
+fn wait_stopped(dir: &NetDir, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if !dir.daemon_running() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Stop the daemon: ask it over the control socket, then SIGTERM, then
+/// SIGKILL (by pidfile, checked to be our daemon). Returns once it is gone.
+pub fn stop_daemon(dir: &NetDir) {
+    if !dir.daemon_running() {
+        return;
+    }
+    if control(dir, "stop", Duration::from_secs(1)).is_ok() && wait_stopped(dir, STOP_WAIT) {
+        return;
+    }
+    let Some(pid) = dir.pid().filter(|p| is_our_daemon(*p, &dir.network)) else { return };
+    for sig in [libc::SIGTERM, libc::SIGKILL] {
+        // SAFETY: signalling a process we verified is our daemon.
+        unsafe { libc::kill(pid, sig) };
+        if wait_stopped(dir, STOP_WAIT) {
+            return;
+        }
+    }
+}
+
+/// CHECK's probe: ask the daemon for one of the container's names, as a
+/// client would, and expect one of its addresses back.
+fn probe(recs: &Records, rec: &Record) -> Result<()> {
+    let name = rec.names.first().ok_or_else(|| CniError::internal("container has no valid DNS name"))?;
+    let fqdn = if recs.domain.is_empty() { name.clone() } else { format!("{name}.{}", recs.domain) };
+    let (qtype, want): (u16, Vec<IpAddr>) = match rec.ips.iter().find(|i| i.is_ipv4()) {
+        Some(_) => (rtype::A, rec.ips.iter().filter(|i| i.is_ipv4()).map(|i| i.addr).collect()),
+        None => (rtype::AAAA, rec.ips.iter().map(|i| i.addr).collect()),
+    };
+    let server = rec.gateways.first().ok_or_else(|| CniError::internal("no listen address"))?;
+    let to = SocketAddr::new(*server, server::port());
+    let query =
+        wire::build_query(0x5ca1, &fqdn, qtype, None).ok_or_else(|| CniError::internal("bad name"))?;
+    let mut last = String::from("no answer");
+    for _ in 0..3 {
+        match ask(&query, to) {
+            Ok(resp) => {
+                let r =
+                    wire::parse_response(&resp).ok_or_else(|| CniError::internal("malformed DNS answer"))?;
+                let got: Vec<IpAddr> = r
+                    .answers
+                    .iter()
+                    .filter_map(|(d, _)| match d {
+                        Rdata::A(v4) => Some(IpAddr::V4(*v4)),
+                        Rdata::Aaaa(v6) => Some(IpAddr::V6(*v6)),
+                        _ => None,
+                    })
+                    .collect();
+                if r.rcode == rcode::NOERROR && got.iter().any(|g| want.contains(g)) {
+                    return Ok(());
+                }
+                last = format!("rcode {} answers {got:?}", r.rcode);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(CniError::internal(format!("DNS server at {to} does not answer {fqdn}: {last}")))
+}
+
+fn ask(query: &[u8], to: SocketAddr) -> io::Result<Vec<u8>> {
+    let s = UdpSocket::bind(crate::sock::any_of(&to.ip()))?;
+    s.connect(to)?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    s.send(query)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = s.recv(&mut buf)?;
+        if n >= wire::HEADER_LEN && wire::id_of(&buf[..n]) == wire::id_of(query) {
+            return Ok(buf[..n].to_vec());
+        }
+    }
+}

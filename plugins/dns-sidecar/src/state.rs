@@ -1,0 +1,288 @@
+//! Per-network state on disk, under `$DNS_SIDECAR_RUN_DIR` (default
+//! `/run/cni/dns-sidecar`) `/<network>/`, mode 0700:
+//!
+//! | file           | written by | purpose                                                    |
+//! |----------------|------------|------------------------------------------------------------|
+//! | `lock`         | plugin     | flock serialising ADD/DEL/CHECK/GC of this network          |
+//! | `records.json` | plugin     | the attachments and their names (tmp + rename, under `lock`) |
+//! | `daemon.lock`  | daemon     | flock held for the daemon's whole life: "is it running?"    |
+//! | `pid`          | daemon     | its pid, for SIGTERM when the control socket does not answer |
+//! | `ctl.sock`     | daemon     | control socket: `reload`, `ping`, `stop`                     |
+//!
+//! Liveness is the `daemon.lock` flock, not the pid: the kernel drops it
+//! when the daemon dies, so a stale pidfile can never pass for a live server.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use common::ipnet::IpNet;
+use common::lock::FileLock;
+use serde::{Deserialize, Serialize};
+
+use crate::table::{Entry, Table};
+
+pub const RUN_DIR_ENV: &str = "DNS_SIDECAR_RUN_DIR";
+pub const DEFAULT_RUN_DIR: &str = "/run/cni/dns-sidecar";
+
+pub fn run_root() -> PathBuf {
+    match std::env::var_os(RUN_DIR_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_RUN_DIR),
+    }
+}
+
+/// One attachment of a container to the network.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub id: String,
+    pub ifname: String,
+    /// Validated, lowercase; the first is the PTR name.
+    pub names: Vec<String>,
+    pub ips: Vec<IpNet>,
+    #[serde(default)]
+    pub gateways: Vec<IpAddr>,
+}
+
+/// Everything the daemon serves for one network.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    #[serde(default)]
+    pub domain: String,
+    #[serde(default)]
+    pub containers: Vec<Record>,
+}
+
+impl Records {
+    /// The addresses to listen on: every gateway, in first-seen order.
+    pub fn listen_addrs(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        for g in self.containers.iter().flat_map(|c| &c.gateways) {
+            if !out.contains(g) {
+                out.push(*g);
+            }
+        }
+        out
+    }
+
+    pub fn table(&self) -> Table {
+        Table::build(&self.domain, self.containers.iter().map(|c| Entry { names: &c.names, ips: &c.ips }))
+    }
+
+    pub fn find(&self, id: &str, ifname: &str) -> Option<&Record> {
+        self.containers.iter().find(|c| c.id == id && c.ifname == ifname)
+    }
+
+    /// Put `r` in place of the attachment with the same (id, ifname).
+    pub fn upsert(&mut self, r: Record) {
+        match self.containers.iter_mut().find(|c| c.id == r.id && c.ifname == r.ifname) {
+            Some(c) => *c = r,
+            None => self.containers.push(r),
+        }
+    }
+
+    /// Drop the attachment; true if it was there.
+    pub fn remove(&mut self, id: &str, ifname: &str) -> bool {
+        let before = self.containers.len();
+        self.containers.retain(|c| !(c.id == id && c.ifname == ifname));
+        self.containers.len() != before
+    }
+}
+
+/// The state directory of one network.
+#[derive(Clone, Debug)]
+pub struct NetDir {
+    pub network: String,
+    pub path: PathBuf,
+}
+
+impl NetDir {
+    /// `network` must already be a valid CNI network name (no `/`, no `..`).
+    pub fn new(network: &str) -> NetDir {
+        NetDir::under(&run_root(), network)
+    }
+
+    pub fn under(root: &Path, network: &str) -> NetDir {
+        NetDir { network: network.to_string(), path: root.join(network) }
+    }
+
+    pub fn records_path(&self) -> PathBuf {
+        self.path.join("records.json")
+    }
+    pub fn pid_path(&self) -> PathBuf {
+        self.path.join("pid")
+    }
+    pub fn ctl_path(&self) -> PathBuf {
+        self.path.join("ctl.sock")
+    }
+    pub fn daemon_lock_path(&self) -> PathBuf {
+        self.path.join("daemon.lock")
+    }
+    fn lock_path(&self) -> PathBuf {
+        self.path.join("lock")
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.is_dir()
+    }
+
+    /// Take the network's lock, creating the directory when `create`. None
+    /// when the directory does not exist and `create` is false. A lock on a
+    /// file that a concurrent DEL unlinked (removing the directory) is
+    /// dropped and taken again on the new one.
+    pub fn lock(&self, create: bool) -> io::Result<Option<FileLock>> {
+        for _ in 0..1000 {
+            if create {
+                self.create()?;
+            } else if !self.exists() {
+                return Ok(None);
+            }
+            let lock = match FileLock::exclusive(self.lock_path()) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if create {
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let held = lock.file().metadata()?;
+            match fs::metadata(self.lock_path()) {
+                Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => return Ok(Some(lock)),
+                _ => continue,
+            }
+        }
+        Err(io::Error::other(format!("could not lock {}", self.lock_path().display())))
+    }
+
+    fn create(&self) -> io::Result<()> {
+        if let Some(root) = self.path.parent() {
+            fs::create_dir_all(root)?;
+        }
+        match DirBuilder::new().mode(0o700).create(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The records (empty when there is no file yet).
+    pub fn load(&self) -> io::Result<Records> {
+        match fs::read(self.records_path()) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.records_path().display()))
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Records::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replace the records atomically (write a temporary file, rename it).
+    pub fn store(&self, r: &Records) -> io::Result<()> {
+        let tmp = self.path.join("records.json.tmp");
+        let bytes = serde_json::to_vec(r).map_err(io::Error::other)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&bytes)?;
+        drop(f);
+        fs::rename(&tmp, self.records_path())
+    }
+
+    /// The daemon's pid, if the pidfile holds one.
+    pub fn pid(&self) -> Option<i32> {
+        fs::read_to_string(self.pid_path()).ok()?.trim().parse().ok().filter(|p| *p > 0)
+    }
+
+    /// Is a daemon holding `daemon.lock`?
+    pub fn daemon_running(&self) -> bool {
+        match FileLock::try_exclusive(self.daemon_lock_path()) {
+            Ok(Some(_)) => false,
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    pub fn remove(&self) -> io::Result<()> {
+        match fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_root(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("dns-sidecar-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        p
+    }
+
+    fn rec(id: &str, name: &str, ip: &str, gw: &str) -> Record {
+        Record {
+            id: id.into(),
+            ifname: "eth0".into(),
+            names: vec![name.into()],
+            ips: vec![ip.parse().unwrap()],
+            gateways: vec![gw.parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn records_round_trip_atomically_in_a_private_dir() {
+        let root = tmp_root("rt");
+        let d = NetDir::under(&root, "net1");
+        assert!(d.lock(false).unwrap().is_none(), "no dir, no create: nothing to lock");
+        assert!(!d.exists());
+        let _l = d.lock(true).unwrap().unwrap();
+        assert_eq!(fs::metadata(&d.path).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(d.load().unwrap(), Records::default());
+        let mut r = Records { domain: "dns.podman".into(), containers: vec![] };
+        r.upsert(rec("c1", "web", "10.1.0.2/24", "10.1.0.1"));
+        r.upsert(rec("c2", "db", "10.1.0.3/24", "10.1.0.1"));
+        r.upsert(rec("c1", "web2", "10.1.0.2/24", "10.1.0.1"));
+        d.store(&r).unwrap();
+        let back = d.load().unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.containers.len(), 2);
+        assert_eq!(back.find("c1", "eth0").unwrap().names, vec!["web2"]);
+        assert_eq!(back.listen_addrs(), vec!["10.1.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(back.table().len(), 2);
+        assert!(!d.path.join("records.json.tmp").exists());
+        let mode = fs::metadata(d.records_path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut r2 = back.clone();
+        assert!(r2.remove("c1", "eth0"));
+        assert!(!r2.remove("c1", "eth0"));
+        assert!(!d.daemon_running());
+        assert_eq!(d.pid(), None);
+        d.remove().unwrap();
+        d.remove().unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_lock_on_a_removed_directory_is_retaken() {
+        let root = tmp_root("relock");
+        let d = NetDir::under(&root, "n");
+        let held = d.lock(true).unwrap().unwrap();
+        let d2 = d.clone();
+        let t = std::thread::spawn(move || {
+            let l = d2.lock(true).unwrap().unwrap();
+            // The lock we got is on the file that exists now.
+            let m = fs::metadata(d2.path.join("lock")).unwrap();
+            assert_eq!(m.ino(), l.file().metadata().unwrap().ino());
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        d.remove().unwrap();
+        drop(held);
+        t.join().unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

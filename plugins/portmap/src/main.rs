@@ -147,8 +147,10 @@ impl Plugin for Portmap {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        // No mappings, no netfilter work (plugins #510/#464): GC covers leftovers.
-        if Config::load(&args.conf)?.mappings.is_empty() {
+        // No mappings, no netfilter work (plugins #510/#464): GC covers
+        // leftovers. Config errors do not stop a DEL: whatever an ADD left
+        // is found by its tag.
+        if config::parse_mappings(args.conf.runtime("portMappings")).is_ok_and(|m| m.is_empty()) {
             return Ok(());
         }
         // By container ID and ifname: the pair is attached once per node.

@@ -3,6 +3,9 @@
 //! clients outside (a peer netns on a veth), on the host, in a second
 //! container and in the container itself. Each test skips without root.
 
+// `InvokeError` carries everything a failing test prints; its size does not matter here.
+#![allow(clippy::result_large_err)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -663,4 +666,46 @@ fn sctp_mappings() {
     env.rt.check(&list, "sctp", a.path(), "eth0", "", json!({ "portMappings": maps })).unwrap();
     env.del(&list, "sctp", &a, maps);
     assert!(nft_is_empty(&env.host), "{}", nft_text(&env.host));
+}
+
+/// The shipped examples (Podman `-p`, Kubernetes hostPort) publish a port for
+/// real; only the lease directory is redirected to a temp dir.
+#[test]
+fn conf_examples_publish_a_port() {
+    let Some(env) = Env::new() else { return };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf-examples");
+    for (file, maps) in [
+        (
+            "podman/bridge-portmap.conflist",
+            json!([{"hostPort": 28080, "containerPort": 80, "protocol": "tcp"}]),
+        ),
+        (
+            "kubernetes/10-hostport.conflist",
+            json!([{"HostPort": 30080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}]),
+        ),
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        v["plugins"][0]["ipam"]["dataDir"] = json!(env.data.path());
+        let list = conflist_value(&v);
+        let port =
+            maps[0].as_object().unwrap().iter().find(|(k, _)| k.eq_ignore_ascii_case("hostPort")).unwrap().1;
+        let port = port.as_u64().unwrap() as u16;
+        let a = ContainerNs::with_lo().unwrap();
+        env.add(&list, "example", &a, maps.clone()).unwrap();
+        let _srv = Server::start(&a, "tcp", 80, "A").unwrap();
+        assert_eq!(
+            ask(&env.outside, "tcp", "192.168.77.1", port).as_deref(),
+            Some("A 192.168.77.2"),
+            "{file}"
+        );
+        assert_eq!(
+            ask(&env.host, "tcp", "127.0.0.1", port).as_deref().map(|s| &s[..2]),
+            Some("A "),
+            "{file}"
+        );
+        env.rt.check(&list, "example", a.path(), "eth0", "", json!({ "portMappings": maps })).unwrap();
+        env.del(&list, "example", &a, maps);
+        assert!(nft_is_empty(&env.host), "{file}: {}", nft_text(&env.host));
+    }
 }

@@ -50,6 +50,23 @@ pub struct CmdArgs {
     pub env: Vec<(String, String)>,
 }
 
+impl CmdArgs {
+    /// The interface MAC requested by the runtime: `runtimeConfig.mac` over
+    /// `args.cni.mac` over `CNI_ARGS` `MAC` (the reference's precedence);
+    /// code 7 when it is not a MAC address.
+    pub fn requested_mac(&self) -> Result<Option<[u8; 6]>> {
+        let from_rc = self.conf.runtime("mac").and_then(|v| v.as_str()).map(str::to_string);
+        let from_args = self.conf.cni_arg("mac").and_then(|v| v.as_str()).map(str::to_string);
+        let from_env = self.args.get("MAC").map(str::to_string);
+        match from_rc.or(from_args).or(from_env).filter(|m| !m.is_empty()) {
+            None => Ok(None),
+            Some(m) => crate::netlink::rtnl::parse_mac(&m)
+                .map(Some)
+                .ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {m:?}"))),
+        }
+    }
+}
+
 /// A CNI plugin: one method per verb. VERSION is answered by the skel.
 pub trait Plugin {
     /// One line for humans who run the binary without CNI_COMMAND.

@@ -183,3 +183,22 @@ impl fmt::Display for InvokeError {
 }
 
 impl std::error::Error for InvokeError {}
+
+/// Run the plugin binary `bin` directly, as a runtime would, with exactly the
+/// `env` given (nothing inherited) and `stdin`, inside `netns` when given.
+pub fn run_plugin(
+    bin: &Path,
+    netns: Option<&Path>,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> io::Result<PluginOutput> {
+    run_captured(
+        || {
+            let mut c = Command::new(bin);
+            c.env_clear().envs(env.iter().copied());
+            c
+        },
+        netns,
+        stdin,
+    )
+}

@@ -39,7 +39,7 @@ pub mod tmp;
 use std::path::PathBuf;
 
 pub use common::spec::{CniResult, NetConfList};
-pub use exec::{find_plugin, InvokeError, PluginOutput};
+pub use exec::{find_plugin, run_plugin, InvokeError, PluginOutput};
 pub use fake::{FakeCall, FakePlugins};
 pub use ns::{is_root, netns_names, veth, ContainerNs, HostNs, TestNs};
 pub use runtime::{parse_cni_args, runtime_config, CachedAttachment, Runtime, RuntimeConf};

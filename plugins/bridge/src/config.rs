@@ -2,7 +2,6 @@
 
 use serde::Deserialize;
 
-use common::netlink::rtnl::parse_mac;
 use common::skel::CmdArgs;
 use common::{CniError, Result};
 
@@ -120,19 +119,5 @@ impl Config {
 
     pub fn uses_vlans(&self) -> bool {
         self.vlan != 0 || !self.vlan_trunk.is_empty()
-    }
-}
-
-/// The container MAC requested by the runtime: runtimeConfig.mac over
-/// args.cni.mac over CNI_ARGS MAC (the reference's precedence).
-pub fn requested_mac(args: &CmdArgs) -> Result<Option<[u8; 6]>> {
-    let from_rc = args.conf.runtime("mac").and_then(|v| v.as_str()).map(str::to_string);
-    let from_args = args.conf.cni_arg("mac").and_then(|v| v.as_str()).map(str::to_string);
-    let from_env = args.args.get("MAC").map(str::to_string);
-    match from_rc.or(from_args).or(from_env).filter(|m| !m.is_empty()) {
-        None => Ok(None),
-        Some(m) => parse_mac(&m)
-            .map(Some)
-            .ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {m:?}"))),
     }
 }

@@ -32,6 +32,11 @@ pub fn ensure_bridge(nl: &mut Rtnl, conf: &Config) -> Result<(Link, bool)> {
             match nl.add_bridge(&conf.bridge, &opts) {
                 Ok(()) => created = true,
                 Err(e) if e.is(libc::EEXIST) => {} // a parallel ADD won the race
+                Err(e) if e.is(libc::EOPNOTSUPP) && conf.uses_vlans() => {
+                    return Err(CniError::unsupported_field(
+                        "vlan/vlanTrunk: this kernel has no bridge VLAN filtering",
+                    ))
+                }
                 Err(e) => return Err(link_error(&format!("creating bridge {:?}", conf.bridge), e)),
             }
             nl.link_by_name(&conf.bridge).map_err(|e| link_error(&format!("bridge {:?}", conf.bridge), e))?
@@ -178,6 +183,21 @@ pub fn ensure_gateway_addr(nl: &mut Rtnl, conf: &Config, bridge: &Link, gw: &IpN
         Err(e) if e.is(libc::EEXIST) => Ok(()),
         Err(e) => Err(link_error(&format!("adding {gw} to {:?}", conf.bridge), e)),
     }
+}
+
+/// Wait until the host end is operationally up: the kernel turns carrier and
+/// bridge port state on asynchronously (linkwatch) after both ends are up, and
+/// until then the container's first packets (ARP, DHCP-less pings) are dropped.
+/// Back-off as the reference plugin: 0, 50, 500, 1000, 1000 ms.
+pub fn wait_port_up(nl: &mut Rtnl, index: u32) -> Result<Link> {
+    for ms in [0u64, 50, 500, 1000, 1000] {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let l = nl.link_by_index(index).map_err(|e| link_error("host veth", e))?;
+        if l.oper_state == common::netlink::rtnl::IF_OPER_UP {
+            return Ok(l);
+        }
+    }
+    Err(CniError::internal("bridge port in error state: the host veth did not come up"))
 }
 
 pub fn enable_forwarding(v4: bool, v6: bool) -> Result<()> {

@@ -6,17 +6,16 @@
 //! host-side trace even when the container's netns is already gone.
 
 mod config;
-mod container;
 mod links;
 mod masq;
 mod spoofcheck;
 
-use common::ipam;
 use common::ipnet::IpNet;
 use common::netlink::rtnl::{format_mac, Rtnl};
 use common::netns::Netns;
 use common::skel::{self, CmdArgs, Plugin};
 use common::spec::{CniResult, Interface, Route};
+use common::{ifconfig, ipam};
 use common::{CniError, Result};
 
 use config::Config;
@@ -34,7 +33,7 @@ impl Plugin for Bridge {
 
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
-        let mac = config::requested_mac(args)?;
+        let mac = args.requested_mac()?;
         // Validate the container netns before anything is created.
         let ns = Netns::open_container(&args.netns)?;
         let mut cnl = Rtnl::in_netns(&ns)?;
@@ -103,7 +102,7 @@ impl Plugin for Bridge {
         let ips = prev.ips_of(&args.ifname);
         let routes: Vec<Route> = prev.routes.clone();
         if !conf.disable_container_interface {
-            let link = container::verify(&mut cnl, &args.ifname, &ips, &routes)?;
+            let link = ifconfig::verify(&mut cnl, &args.ifname, &ips, &routes)?;
             // The host end must be the container end's peer and a port of the bridge.
             let peer =
                 link.link.ok_or_else(|| CniError::internal(format!("{} is not a veth", args.ifname)))?;
@@ -206,7 +205,7 @@ fn add_attachment(
     let clink = if conf.disable_container_interface {
         cnl.link_by_name(&args.ifname).map_err(|e| links::link_error("container interface", e))?
     } else {
-        container::configure(ns, cnl, &args.ifname, &res.ips, &res.routes, conf.enable_dad)?
+        ifconfig::configure(ns, cnl, &args.ifname, &res.ips, &res.routes, conf.enable_dad)?
     };
 
     // 5. The gateway on the bridge, forwarding, masquerade.
@@ -226,6 +225,11 @@ fn add_attachment(
     }
 
     // 6. The result: bridge, host end, container end; every IP on the container end.
+    let host_veth = if conf.disable_container_interface {
+        host_veth
+    } else {
+        links::wait_port_up(&mut nl, host_veth.index)?
+    };
     let bridge = nl.link_by_index(bridge.index).unwrap_or(bridge);
     res.interfaces = vec![
         Interface { name: bridge.name.clone(), mac: mac_of(&bridge.mac), ..Default::default() },

@@ -39,7 +39,8 @@ fn rule_comment(network: &str, subnet: &IpNet) -> String {
 fn masq_rule(network: &str, subnet: &IpNet) -> Rule {
     let v6 = !subnet.is_ipv4();
     let net = subnet.network();
-    let multicast: (IpAddr, u8) = if v6 { ("ff00::".parse().unwrap(), 8) } else { ("224.0.0.0".parse().unwrap(), 4) };
+    let multicast: (IpAddr, u8) =
+        if v6 { ("ff00::".parse().unwrap(), 8) } else { ("224.0.0.0".parse().unwrap(), 4) };
     Rule::new(
         [
             expr::nfproto(v6),
@@ -95,7 +96,8 @@ pub fn add(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Re
 /// Remove this attachment's addresses; a network's rules and sets go with
 /// its last container, and the table with the last network.
 pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
-    let mine = |a: Option<&Attachment>| a.is_some_and(|a| a.container_id == container_id && a.ifname == ifname);
+    let mine =
+        |a: Option<&Attachment>| a.is_some_and(|a| a.container_id == container_id && a.ifname == ifname);
     prune(network, mine)
 }
 
@@ -135,7 +137,8 @@ fn remove_network(nft: &mut Nft, t: &Table, network: &str) -> Result<()> {
     let (theirs, others): (Vec<_>, Vec<_>) =
         rules.into_iter().partition(|r| r.comment.as_deref().is_some_and(|c| c.starts_with(&prefix)));
     let sets = nft.list_sets(t)?;
-    let other_sets = sets.iter().filter(|s| s.name != set_name(network, false) && s.name != set_name(network, true));
+    let other_sets =
+        sets.iter().filter(|s| s.name != set_name(network, false) && s.name != set_name(network, true));
     let mut b = Batch::new();
     if others.is_empty() && other_sets.count() == 0 {
         b.destroy_table(t);
@@ -143,7 +146,9 @@ fn remove_network(nft: &mut Nft, t: &Table, network: &str) -> Result<()> {
         for r in theirs {
             b.delete_rule(t, CHAIN, r.handle);
         }
-        for s in sets.iter().filter(|s| s.name == set_name(network, false) || s.name == set_name(network, true)) {
+        for s in
+            sets.iter().filter(|s| s.name == set_name(network, false) || s.name == set_name(network, true))
+        {
             b.delete_set(t, &s.name);
         }
     }
@@ -154,11 +159,18 @@ fn remove_network(nft: &mut Nft, t: &Table, network: &str) -> Result<()> {
 pub fn check(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Result<()> {
     let t = table();
     let mut nft = Nft::open()?;
-    let rules: BTreeSet<String> = nft.list_rules(&t, CHAIN).map_err(|e| CniError::internal(format!("masquerade state is missing: {e}")))?.into_iter().filter_map(|r| r.comment).collect();
+    let rules: BTreeSet<String> = nft
+        .list_rules(&t, CHAIN)
+        .map_err(|e| CniError::internal(format!("masquerade state is missing: {e}")))?
+        .into_iter()
+        .filter_map(|r| r.comment)
+        .collect();
     let want = tag::of(container_id, ifname);
     for ip in ips {
         let set = set_name(network, !ip.is_ipv4());
-        let elems = nft.list_elements(&t, &set).map_err(|e| CniError::internal(format!("masquerade set is missing: {e}")))?;
+        let elems = nft
+            .list_elements(&t, &set)
+            .map_err(|e| CniError::internal(format!("masquerade set is missing: {e}")))?;
         let key = common::nft::key::ip(ip.addr);
         if !elems.iter().any(|e| e.key == key && e.comment.as_deref() == Some(want.as_str())) {
             return Err(CniError::internal(format!("{} is not masqueraded", ip.addr)));

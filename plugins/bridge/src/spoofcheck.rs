@@ -11,7 +11,9 @@
 //! A packet costs one map lookup and one comparison whatever the number of ports.
 
 use common::nft::expr::{self, CmpOp, Verdict};
-use common::nft::{key, tag, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table};
+use common::nft::{
+    key, tag, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table,
+};
 use common::spec::Attachment;
 use common::{CniError, Result};
 
@@ -50,10 +52,16 @@ pub fn add(network: &str, container_id: &str, ifname: &str, host_veth: &str, mac
     }
     b.add_chain(&t, &chain, None);
     b.flush_chain(&t, &chain);
-    b.add_rule(&t, &chain, &Rule::new([expr::ether_saddr(mac, CmpOp::Neq), expr::verdict(Verdict::Drop)].concat()));
-    let elem = Elem::new(key::ifname(host_veth))
-        .verdict(Verdict::Jump(chain))
-        .comment(comment(network, container_id, ifname));
+    b.add_rule(
+        &t,
+        &chain,
+        &Rule::new([expr::ether_saddr(mac, CmpOp::Neq), expr::verdict(Verdict::Drop)].concat()),
+    );
+    let elem = Elem::new(key::ifname(host_veth)).verdict(Verdict::Jump(chain)).comment(comment(
+        network,
+        container_id,
+        ifname,
+    ));
     b.add_elements(&t, MAP, &[elem]);
     nft.commit(&b).map_err(|e| CniError::internal(format!("setting up the MAC spoof check: {e}")))
 }
@@ -65,13 +73,12 @@ pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
 
 pub fn gc(network: &str, valid: &[Attachment]) -> Result<()> {
     let prefix = format!("{network} ");
-    prune(|c| {
-        c.strip_prefix(&prefix).is_some_and(|t| tag::parse(t).is_none_or(|a| !valid.contains(&a)))
-    })
+    prune(|c| c.strip_prefix(&prefix).is_some_and(|t| tag::parse(t).is_none_or(|a| !valid.contains(&a))))
 }
 
-/// Remove the map elements whose comment is doomed, and their chains; the
-/// table goes with the last port.
+/// Remove the map elements whose comment is doomed, and every port chain no
+/// remaining element jumps to (theirs, and any orphaned by a lost element);
+/// the table goes with the last port.
 fn prune(doomed: impl Fn(&str) -> bool) -> Result<()> {
     let t = table();
     let mut nft = Nft::open()?;
@@ -86,7 +93,20 @@ fn prune(doomed: impl Fn(&str) -> bool) -> Result<()> {
     };
     let (gone, kept): (Vec<Elem>, Vec<Elem>) =
         elems.into_iter().partition(|e| e.comment.as_deref().is_some_and(&doomed));
-    if gone.is_empty() {
+    let jumped_to = |e: &Elem| match &e.data {
+        Some(ElemData::Verdict(Verdict::Jump(chain))) => Some(chain.clone()),
+        _ => None,
+    };
+    let live: std::collections::HashSet<String> = kept.iter().filter_map(jumped_to).collect();
+    // Port chains are added with their element in one batch, so a chain that no
+    // element references is garbage (e.g. its element was deleted by hand).
+    let unused: Vec<String> = nft
+        .list_chains(&t)?
+        .into_iter()
+        .map(|c| c.name)
+        .filter(|c| c.starts_with("mac_") && !live.contains(c))
+        .collect();
+    if gone.is_empty() && unused.is_empty() {
         return Ok(());
     }
     let mut b = Batch::new();
@@ -94,11 +114,11 @@ fn prune(doomed: impl Fn(&str) -> bool) -> Result<()> {
         b.destroy_table(&t);
     } else {
         let keys: Vec<Vec<u8>> = gone.iter().map(|e| e.key.clone()).collect();
-        b.destroy_elements(&t, MAP, &keys);
-        for e in &gone {
-            if let Some(ElemData::Verdict(Verdict::Jump(chain))) = &e.data {
-                b.flush_chain(&t, chain).delete_chain(&t, chain);
-            }
+        if !keys.is_empty() {
+            b.destroy_elements(&t, MAP, &keys);
+        }
+        for chain in &unused {
+            b.flush_chain(&t, chain).delete_chain(&t, chain);
         }
     }
     nft.commit(&b).map_err(|e| CniError::internal(format!("removing the MAC spoof check: {e}")))

@@ -1,15 +1,22 @@
-//! The container end: sysctls, addresses and routes inside the container netns.
+//! A container interface's IP configuration: sysctls, addresses, link up and
+//! routes inside the container netns (what the reference's
+//! `ipam.ConfigureIface` does), and its verification for CHECK.
+//!
+//! Shared by every main plugin that hands an interface to a container.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::ipnet::IpNet;
-use common::netlink::rtnl::{self, AddrOpts, Family, Link, Rtnl};
-use common::netns::Netns;
-use common::spec::{IpConfig, Route};
-use common::{sysctl, CniError, Result};
+use crate::ipnet::IpNet;
+use crate::netlink::rtnl::{self, AddrOpts, Family, Link, Rtnl};
+use crate::netlink::NlError;
+use crate::netns::Netns;
+use crate::spec::{IpConfig, Route};
+use crate::{sysctl, CniError, Result};
 
-use crate::links::link_error;
+fn link_error(what: &str, e: NlError) -> CniError {
+    CniError::internal(format!("{what}: {e}"))
+}
 
 const IFA_F_TENTATIVE: u32 = 0x40;
 

@@ -1,0 +1,126 @@
+//! The macvlan plugin's configuration: every field of the reference plugin,
+//! and the master lookup that validates it.
+
+use serde::Deserialize;
+
+use common::netlink::rtnl::{Family, Link, MacvlanMode, Rtnl};
+use common::netlink::NlError;
+use common::skel::CmdArgs;
+use common::{CniError, Result};
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Raw {
+    master: String,
+    mode: String,
+    mtu: i64,
+    mac: String,
+    link_in_container: bool,
+    #[serde(rename = "bcqueuelen")]
+    bc_queue_len: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The configured master; empty means "the default route's interface".
+    pub master: String,
+    pub mode: MacvlanMode,
+    /// 0: the kernel's choice (the master's MTU).
+    pub mtu: u32,
+    /// runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC > the config's `mac`.
+    pub mac: Option<[u8; 6]>,
+    /// The master lives in the container netns.
+    pub link_in_container: bool,
+    /// 0: the kernel default.
+    pub bc_queue_len: u32,
+}
+
+impl Config {
+    /// Parse and validate everything that needs no kernel lookup (code 7).
+    pub fn load(args: &CmdArgs) -> Result<Config> {
+        let raw: Raw = args.conf.fields()?;
+        let mode = match raw.mode.as_str() {
+            "" => MacvlanMode::Bridge,
+            m @ ("bridge" | "private" | "vepa" | "passthru") => MacvlanMode::parse(m).unwrap(),
+            other => {
+                return Err(CniError::invalid_config(format!(
+                    "unknown macvlan mode {other:?} (must be bridge, private, vepa or passthru)"
+                )))
+            }
+        };
+        if !(0..=i64::from(u32::MAX)).contains(&raw.mtu) {
+            return Err(CniError::invalid_config(format!("invalid MTU {}", raw.mtu)));
+        }
+        if !raw.master.is_empty() {
+            common::skel::validate_ifname(&raw.master)
+                .map_err(|_| CniError::invalid_config(format!("invalid master name {:?}", raw.master)))?;
+        }
+        let mac = match args.requested_mac()? {
+            Some(m) => Some(m),
+            None if raw.mac.is_empty() => None,
+            None => Some(
+                common::netlink::rtnl::parse_mac(&raw.mac)
+                    .ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {:?}", raw.mac)))?,
+            ),
+        };
+        Ok(Config {
+            master: raw.master,
+            mode,
+            mtu: raw.mtu as u32,
+            mac,
+            link_in_container: raw.link_in_container,
+            bc_queue_len: raw.bc_queue_len,
+        })
+    }
+
+    /// The master link as `nl` (the plugin's netns, or the container's with
+    /// `linkInContainer`) sees it; with `check_mtu`, `mtu` must not exceed
+    /// the master's. Errors are config errors (code 7).
+    pub fn master_link(&self, nl: &mut Rtnl, check_mtu: bool) -> Result<Link> {
+        let where_ = if self.link_in_container { " in the container netns" } else { "" };
+        let name = if self.master.is_empty() {
+            default_route_interface(nl)?.ok_or_else(|| {
+                CniError::invalid_config(format!(
+                    "no master given and no default route interface found{where_}"
+                ))
+            })?
+        } else {
+            self.master.clone()
+        };
+        let master = nl.link_by_name(&name).map_err(|e| {
+            CniError::invalid_config(format!("failed to look up master {name:?}{where_}: {}", describe(&e)))
+        })?;
+        if check_mtu && self.mtu > master.mtu {
+            return Err(CniError::invalid_config(format!(
+                "invalid MTU {}, must be [0, master MTU({})]",
+                self.mtu, master.mtu
+            )));
+        }
+        Ok(master)
+    }
+}
+
+/// The interface of the first default route of the main table (IPv4 first).
+pub fn default_route_interface(nl: &mut Rtnl) -> Result<Option<String>> {
+    for family in [Family::V4, Family::V6] {
+        let routes = nl
+            .routes(family, libc::RT_TABLE_MAIN as u32)
+            .map_err(|e| CniError::internal(format!("listing routes: {e}")))?;
+        for r in routes.iter().filter(|r| r.is_default()) {
+            if let Some(oif) = r.oif {
+                if let Ok(l) = nl.link_by_index(oif) {
+                    return Ok(Some(l.name));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn describe(e: &NlError) -> String {
+    if e.not_found() {
+        "no such interface".into()
+    } else {
+        e.to_string()
+    }
+}

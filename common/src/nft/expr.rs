@@ -438,6 +438,37 @@ pub fn dnat_via_map(map: &str, v6: bool) -> Vec<Expr> {
     ]
 }
 
+/// `dnat ip[6] to ip[6] daddr . meta l4proto . th dport map @map`, the map
+/// typed `ipv4_addr|ipv6_addr . inet_proto . inet_service : ipv4_addr|ipv6_addr
+/// . inet_service` (a per-address port map). Registers as nft 1.0.6 uses them.
+pub fn dnat_via_addr_map(map: &str, v6: bool) -> Vec<Expr> {
+    // after the address: 1 slot for IPv4, 4 for IPv6 (REG_2 is slot 4 of REG_1)
+    let (proto_reg, port_reg) = if v6 { (REG_2, REG32_01 + 4) } else { (REG32_01, REG32_01 + 1) };
+    vec![
+        addr_payload(Addr::Dst, v6),
+        Expr::Meta { key: MetaKey::L4Proto, dreg: proto_reg },
+        Expr::Payload { base: Base::Transport, offset: 2, len: 2, dreg: port_reg },
+        Expr::Lookup { set: map.into(), sreg: REG_1, dreg: Some(REG_1), invert: false },
+        Expr::Nat {
+            dnat: true,
+            family: nat_family(v6),
+            addr: Some(REG_1),
+            proto: Some(if v6 { REG_2 } else { REG32_01 }),
+            flags: 0,
+        },
+    ]
+}
+
+/// `ip[6] saddr|daddr . th dport [!=] @set`, the set typed
+/// `ipv4_addr|ipv6_addr . inet_service`.
+pub fn addr_dport_in_set(field: Addr, v6: bool, set: &str, invert: bool) -> Vec<Expr> {
+    vec![
+        addr_payload(field, v6),
+        Expr::Payload { base: Base::Transport, offset: 2, len: 2, dreg: if v6 { REG_2 } else { REG32_01 } },
+        Expr::Lookup { set: set.into(), sreg: REG_1, dreg: None, invert },
+    ]
+}
+
 /// `snat|dnat ip[6] to addr[:port]`.
 pub fn nat_to(dnat: bool, addr: IpAddr, port: Option<u16>) -> Vec<Expr> {
     let v6 = addr.is_ipv6();

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::netlink::{Msg, NlError, Reply, Socket, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE};
+use crate::netlink::{Msg, NlError, Reply, Socket, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use crate::netns::Netns;
 
 pub mod expr;
@@ -586,6 +586,17 @@ impl Batch {
     pub fn add_elements(&mut self, t: &Table, set: &str, elems: &[Elem]) -> &mut Self {
         if !elems.is_empty() {
             let m = self.elem_msg(MSG_NEWSETELEM, NLM_F_CREATE, t, set, elems);
+            self.cmd(m, format!("adding element to set {t}/{set}"));
+        }
+        self
+    }
+
+    /// Add elements that must be new: any existing key, even with the same
+    /// data, fails the batch with EEXIST (`nft create element`). Lets a caller
+    /// notice keys held by others without listing the set first.
+    pub fn create_elements(&mut self, t: &Table, set: &str, elems: &[Elem]) -> &mut Self {
+        if !elems.is_empty() {
+            let m = self.elem_msg(MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, t, set, elems);
             self.cmd(m, format!("adding element to set {t}/{set}"));
         }
         self

@@ -404,3 +404,99 @@ fn destroy_falls_back_to_delete_on_old_kernels() {
     nft.commit(Batch::new().destroy_table(&t)).unwrap();
     assert!(nft.list_tables(None).unwrap().is_empty());
 }
+
+/// The portmap plugin's per-address maps, port sets, jump and localnet drop,
+/// and `create_elements` refusing any existing key.
+#[test]
+fn hostip_maps_and_create_elements_match_nft() {
+    let t = Table::new(Family::Inet, "cni_hp");
+    let (proto, port) = (DataType::INET_PROTO, DataType::INET_SERVICE);
+    let (a4, a6) = (DataType::IPV4_ADDR, DataType::IPV6_ADDR);
+    let mut b = Batch::new();
+    b.add_table(&t)
+        .add_set(&t, &SetSpec::map("hostip4", &[a4, proto, port], &[a4, port]))
+        .add_set(&t, &SetSpec::map("hostip6", &[a6, proto, port], &[a6, port]))
+        .add_set(&t, &SetSpec::set("snat4", &[a4, port]))
+        .add_set(&t, &SetSpec::set("snat6", &[a6, port]))
+        .add_set(&t, &SetSpec::set("localnet", &[DataType::IFNAME]))
+        .add_chain(&t, "hostports", None)
+        .add_chain(&t, "pre", Some(BaseChain::nat(Hook::Prerouting, -100)))
+        .add_chain(&t, "lo", Some(BaseChain::filter(Hook::Prerouting, -300)))
+        .add_chain(&t, "post", Some(BaseChain::nat(Hook::Postrouting, 100)));
+    for v6 in [false, true] {
+        let map = if v6 { "hostip6" } else { "hostip4" };
+        b.add_rule(&t, "hostports", &Rule::new([nfproto(v6), dnat_via_addr_map(map, v6)].concat()));
+    }
+    b.add_rule(
+        &t,
+        "pre",
+        &Rule::new([fib_daddr_local(), verdict(Verdict::Jump("hostports".into()))].concat()),
+    );
+    let lo = [
+        ifname(true, "lo", CmpOp::Neq),
+        nfproto(false),
+        addr_in_prefix(Addr::Dst, v4("127.0.0.0"), 8, CmpOp::Eq),
+        verdict(Verdict::Drop),
+    ];
+    b.add_rule(&t, "lo", &Rule::new(lo.concat()));
+    let net6: IpAddr = "fd00::".parse().unwrap();
+    for (v6, net, plen, set) in [(false, v4("10.88.0.0"), 24, "snat4"), (true, net6, 64, "snat6")] {
+        let r = [
+            ct_status(CT_STATUS_DST_NAT),
+            nfproto(v6),
+            addr_in_prefix(Addr::Src, net, plen, CmpOp::Eq),
+            addr_dport_in_set(Addr::Dst, v6, set, false),
+            masquerade(0),
+        ];
+        b.add_rule(&t, "post", &Rule::new(r.concat()));
+    }
+    let k4 = key::concat(&[&[192, 168, 1, 5], &[6], &key::port(8080)]);
+    let d4 = key::concat(&[&[10, 88, 0, 5], &key::port(80)]);
+    let fd5 = key::ip("fd00::5".parse().unwrap());
+    let k6 = key::concat(&[&key::ip("fd01::1".parse().unwrap()), &[17], &key::port(53)]);
+    let d6 = key::concat(&[&fd5, &key::port(5353)]);
+    b.create_elements(&t, "hostip4", &[Elem::new(k4.clone()).value(d4.clone()).comment("c1 eth0")]);
+    b.create_elements(&t, "hostip6", &[Elem::new(k6.clone()).value(d6.clone())]);
+    b.create_elements(&t, "snat4", &[Elem::new(d4.clone()).comment("c1 eth0")]);
+    b.create_elements(&t, "snat6", &[Elem::new(d6.clone())]);
+    b.add_elements(&t, "localnet", &[Elem::new(key::ifname("cni0"))]);
+    let text = r#"table inet cni_hp {
+        map hostip4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;
+            elements = { 192.168.1.5 . tcp . 8080 comment "c1 eth0" : 10.88.0.5 . 80 } }
+        map hostip6 { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service;
+            elements = { fd01::1 . udp . 53 : fd00::5 . 5353 } }
+        set snat4 { type ipv4_addr . inet_service; elements = { 10.88.0.5 . 80 comment "c1 eth0" } }
+        set snat6 { type ipv6_addr . inet_service; elements = { fd00::5 . 5353 } }
+        set localnet { type ifname; elements = { "cni0" } }
+        chain hostports {
+            dnat ip to ip daddr . meta l4proto . th dport map @hostip4
+            dnat ip6 to ip6 daddr . meta l4proto . th dport map @hostip6
+        }
+        chain pre { type nat hook prerouting priority -100; policy accept;
+            fib daddr type local jump hostports
+        }
+        chain lo { type filter hook prerouting priority -300; policy accept;
+            iifname != "lo" ip daddr 127.0.0.0/8 drop
+        }
+        chain post { type nat hook postrouting priority 100; policy accept;
+            ct status dnat ip saddr 10.88.0.0/24 ip daddr . th dport @snat4 masquerade
+            ct status dnat ip6 saddr fd00::/64 ip6 daddr . th dport @snat6 masquerade
+        }
+    }"#;
+    let Some(ns) = same_as_nft(&b, text) else { return };
+    let mut nft = Nft::in_netns(&ns.netns()).unwrap();
+    assert_eq!(
+        nft.list_elements(&t, "hostip4").unwrap(),
+        vec![Elem::new(k4.clone()).value(d4.clone()).comment("c1 eth0")]
+    );
+
+    // create: even the identical element is refused; add: identical is fine
+    let same = [Elem::new(k4.clone()).value(d4.clone()).comment("c1 eth0")];
+    let e = nft.commit(Batch::new().create_elements(&t, "hostip4", &same)).unwrap_err();
+    assert!(e.err.is(libc::EEXIST), "{e}");
+    assert_eq!(e.to_string(), "nf_tables: adding element to set inet cni_hp/hostip4: File exists");
+    nft.commit(Batch::new().add_elements(&t, "hostip4", &same)).unwrap();
+    let other = [Elem::new(k4).value(key::concat(&[&[10, 88, 0, 6], &key::port(80)]))];
+    assert!(nft.commit(Batch::new().add_elements(&t, "hostip4", &other)).unwrap_err().err.is(libc::EEXIST));
+    nft.commit(Batch::new().destroy_table(&t)).unwrap();
+}

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use common::netlink::rtnl::{AddrOpts, Rtnl};
 use common::netns::Netns;
-use common::nft::{key, Batch, Elem, Family, Nft, Table as NftTable};
+use common::nft::{key, BaseChain, Batch, DataType, Elem, Family, Hook, Nft, SetSpec, Table as NftTable};
 use test_harness::{TempDir, TestNs};
 
 use crate::ctx::{ms, Ctx};
@@ -125,19 +125,29 @@ fn kernel_work(ctr: &TestNs, bridge: u32, ip: Ipv4Addr) -> Result<Steps, String>
     let mut b = Batch::new();
     b.add_elements(&table, "m4", &[Elem::new(key::ip(IpAddr::V4(ip))).comment("floor eth0")]);
     nft.commit(&b).map_err(|x| e("nft add")(&x))?;
-    add.push(("nf_tables set element", ms(t.elapsed())));
+    add.push(("nf_tables set element (open, commit)", ms(t.elapsed())));
+    let t = Instant::now();
+    drop(nft);
+    add.push(("close the nf_tables socket", ms(t.elapsed())));
+    let t = Instant::now();
+    drop((cnl, nl));
+    add.push(("close the netlink sockets", ms(t.elapsed())));
 
     let mut del = Vec::new();
     let t = Instant::now();
     let mut cnl = Rtnl::in_netns(&ctr_ns).map_err(|x| e("container netlink")(&x))?;
     cnl.del_link_by_name("eth0").map_err(|x| e("del veth")(&x))?;
+    drop(cnl);
     del.push(("delete veth pair", ms(t.elapsed())));
     let t = Instant::now();
     let mut nft = Nft::open().map_err(|x| e("nft")(&x))?;
     let mut b = Batch::new();
     b.delete_elements(&table, "m4", &[key::ip(IpAddr::V4(ip))]);
     nft.commit(&b).map_err(|x| e("nft del")(&x))?;
-    del.push(("delete nf_tables set element", ms(t.elapsed())));
+    del.push(("delete nf_tables set element (open, commit)", ms(t.elapsed())));
+    let t = Instant::now();
+    drop(nft);
+    del.push(("close the nf_tables socket", ms(t.elapsed())));
     Ok(Steps { add, del })
 }
 
@@ -199,6 +209,39 @@ pub fn floors(ctx: &mut Ctx) {
             }
         }
     }
+    // The same element, committed in a batch that also "ensures" the table,
+    // chain and set (re-adds of existing objects): does the socket close wait?
+    let mut ensure: Vec<(f64, f64)> = Vec::new();
+    for i in 0..n {
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 77, 10, 200 + (i % 50) as u8));
+        let r = host.run(|| -> Result<(f64, f64), String> {
+            let table = NftTable::new(Family::Inet, "cnibench_floor");
+            let t = Instant::now();
+            let mut nft = Nft::open().map_err(|e| e.to_string())?;
+            let mut b = Batch::new();
+            b.add_table(&table)
+                .add_chain(&table, "postrouting", Some(BaseChain::nat(Hook::Postrouting, 100)))
+                .add_set(&table, &SetSpec::set("m4", &[DataType::IPV4_ADDR]))
+                .add_elements(&table, "m4", &[Elem::new(key::ip(ip))]);
+            nft.commit(&b).map_err(|e| e.to_string())?;
+            let commit = ms(t.elapsed());
+            let t = Instant::now();
+            drop(nft);
+            let close = ms(t.elapsed());
+            let mut nft = Nft::open().map_err(|e| e.to_string())?;
+            let mut b = Batch::new();
+            b.delete_elements(&table, "m4", &[key::ip(ip)]);
+            nft.commit(&b).map_err(|e| e.to_string())?;
+            Ok((commit, close))
+        });
+        match r.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(x) => ensure.push(x),
+            Err(e) => {
+                sec.text(format!("ensure-batch experiment: {e}"));
+                break;
+            }
+        }
+    }
     let mut t = Table::new(&["op", "step", "median ms", "p95 ms"]);
     for (op, runs) in [("ADD", &add), ("DEL", &del)] {
         if runs.is_empty() {
@@ -210,6 +253,21 @@ pub fn floors(ctx: &mut Ctx) {
         }
         let tot: Vec<f64> = runs.iter().map(|r| r.iter().map(|s| s.1).sum()).collect();
         t.row(vec![op.into(), "**total**".into(), fmt_ms(median(&tot)), fmt_ms(percentile(&tot, 95.0))]);
+    }
+    if !ensure.is_empty() {
+        let (c, cl): (Vec<f64>, Vec<f64>) = ensure.into_iter().unzip();
+        t.row(vec![
+            "ADD'".into(),
+            "element + re-add of existing table, chain, set (open, commit)".into(),
+            fmt_ms(median(&c)),
+            fmt_ms(percentile(&c, 95.0)),
+        ]);
+        t.row(vec![
+            "ADD'".into(),
+            "close the nf_tables socket after that".into(),
+            fmt_ms(median(&cl)),
+            fmt_ms(percentile(&cl, 95.0)),
+        ]);
     }
     sec.text(format!(
         "Kernel work alone: what a bridge + ipMasq ADD/DEL asks of the kernel, done in-process with common's \

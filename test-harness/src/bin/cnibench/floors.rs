@@ -209,6 +209,21 @@ pub fn floors(ctx: &mut Ctx) {
             }
         }
     }
+    // loopback's kernel work: lo up in a fresh netns.
+    let mut lo_up = Vec::new();
+    for _ in 0..n {
+        let ctr = TestNs::new().expect("netns");
+        let r = (|| -> Result<f64, String> {
+            let ns = Netns::open(ctr.path()).map_err(|e| e.to_string())?;
+            let t = Instant::now();
+            let mut nl = Rtnl::in_netns(&ns).map_err(|e| e.to_string())?;
+            let lo = nl.link_by_name("lo").map_err(|e| e.to_string())?;
+            nl.set_up(lo.index).map_err(|e| e.to_string())?;
+            drop(nl);
+            Ok(ms(t.elapsed()))
+        })();
+        lo_up.extend(r.ok());
+    }
     // The same element, committed in a batch that also "ensures" the table,
     // chain and set (re-adds of existing objects): does the socket close wait?
     let mut ensure: Vec<(f64, f64)> = Vec::new();
@@ -253,6 +268,14 @@ pub fn floors(ctx: &mut Ctx) {
         }
         let tot: Vec<f64> = runs.iter().map(|r| r.iter().map(|s| s.1).sum()).collect();
         t.row(vec![op.into(), "**total**".into(), fmt_ms(median(&tot)), fmt_ms(percentile(&tot, 95.0))]);
+    }
+    if !lo_up.is_empty() {
+        t.row(vec![
+            "loopback ADD".into(),
+            "lo up in a fresh netns (open socket, lookup, set up, close)".into(),
+            fmt_ms(median(&lo_up)),
+            fmt_ms(percentile(&lo_up, 95.0)),
+        ]);
     }
     if !ensure.is_empty() {
         let (c, cl): (Vec<f64>, Vec<f64>) = ensure.into_iter().unzip();

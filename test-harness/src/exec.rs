@@ -202,3 +202,113 @@ pub fn run_plugin(
         stdin,
     )
 }
+
+/// What the kernel accounted to one finished process (`wait4`'s rusage).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    /// Peak resident set size in KiB (`ru_maxrss`): the process's own, or a
+    /// child's it waited for when that is larger.
+    pub max_rss_kib: u64,
+    /// User and system CPU time in microseconds.
+    pub user_us: u64,
+    pub sys_us: u64,
+}
+
+/// [`run_captured`] with the child reaped by `wait4`, so its resource usage
+/// is known, and no helper thread. Without `netns` the command is spawned from
+/// the calling thread (and so in that thread's netns, with `posix_spawn`),
+/// like a runtime that lives in the host netns. `stdin` is written before the
+/// output is read, so it must fit a pipe buffer (64 KiB), as CNI requests do.
+pub fn run_with_usage(
+    mut cmd: Command,
+    netns: Option<&Path>,
+    stdin: &[u8],
+) -> io::Result<(PluginOutput, Usage)> {
+    use std::io::Read;
+    let _ns = match netns {
+        Some(p) => Some(enter_netns_on_spawn(&mut cmd, p)?),
+        None => None,
+    };
+    if stdin.len() > 60 * 1024 {
+        return Err(io::Error::other("stdin larger than a pipe buffer"));
+    }
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut attempt = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Ok(c) => break c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20 << attempt));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if let Some(mut input) = child.stdin.take() {
+        // EPIPE when the plugin exits without reading: not our concern.
+        let _ = input.write_all(stdin);
+    }
+    let (mut out, mut err) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let (mut obuf, mut ebuf) = (Vec::new(), Vec::new());
+    // Drain both pipes with poll, on this thread.
+    let (mut o_open, mut e_open) = (true, true);
+    let mut chunk = [0u8; 8192];
+    while o_open || e_open {
+        let mut fds = [
+            libc::pollfd { fd: if o_open { out.as_raw_fd() } else { -1 }, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: if e_open { err.as_raw_fd() } else { -1 }, events: libc::POLLIN, revents: 0 },
+        ];
+        // SAFETY: two valid pollfd entries (negative fds are ignored by poll).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if o_open && fds[0].revents != 0 {
+            match out.read(&mut chunk)? {
+                0 => o_open = false,
+                n => obuf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        if e_open && fds[1].revents != 0 {
+            match err.read(&mut chunk)? {
+                0 => e_open = false,
+                n => ebuf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid plain data; filled by wait4.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: our own child, valid out pointers. std never reaps it on its own.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let exit_code = if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Some(128 + libc::WTERMSIG(status))
+    } else {
+        None
+    };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Ok((
+        PluginOutput {
+            stdout: String::from_utf8_lossy(&obuf).into_owned(),
+            stderr: String::from_utf8_lossy(&ebuf).into_owned(),
+            exit_code,
+        },
+        Usage { max_rss_kib: ru.ru_maxrss as u64, user_us: us(ru.ru_utime), sys_us: us(ru.ru_stime) },
+    ))
+}

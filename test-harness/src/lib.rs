@@ -39,10 +39,10 @@ pub mod tmp;
 use std::path::PathBuf;
 
 pub use common::spec::{CniResult, NetConfList};
-pub use exec::{find_plugin, run_plugin, InvokeError, PluginOutput};
+pub use exec::{find_plugin, run_plugin, run_with_usage, InvokeError, PluginOutput, Usage};
 pub use fake::{FakeCall, FakePlugins};
 pub use ns::{is_root, netns_names, veth, ContainerNs, HostNs, TestNs};
-pub use runtime::{parse_cni_args, runtime_config, CachedAttachment, Runtime, RuntimeConf};
+pub use runtime::{parse_cni_args, runtime_config, CachedAttachment, ExecRecord, Runtime, RuntimeConf};
 pub use state::{
     addr_show, addrs, has_route, link, link_exists, link_names, links, nft_is_empty, nft_objects,
     nft_ruleset, nft_text, ping, ping_timeout, routes, routes_all_tables, wait_until,

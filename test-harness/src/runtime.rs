@@ -15,12 +15,14 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::spec::version;
 use common::spec::{CniResult, NetConfList};
 use serde_json::{json, Map, Value};
 
-use crate::exec::{find_plugin, run_captured, InvokeError, PluginOutput};
+use crate::exec::{find_plugin, run_captured, run_with_usage, InvokeError, PluginOutput, Usage};
 
 /// libcni's cache entry kind.
 pub const CACHE_KIND: &str = "cniCacheV1";
@@ -92,6 +94,21 @@ pub struct Runtime {
     pub gc_legacy_key: bool,
     /// Extra environment for every plugin (e.g. `CNI_NETNS_OVERRIDE`).
     pub env: Vec<(String, String)>,
+    /// When set, every plugin exec is reaped with `wait4` and recorded here
+    /// (wall time, peak RSS, CPU time): the benchmark's view of a chain.
+    pub exec_log: Option<Arc<Mutex<Vec<ExecRecord>>>>,
+}
+
+/// One plugin exec as [`Runtime::exec_log`] records it.
+#[derive(Clone, Debug)]
+pub struct ExecRecord {
+    /// The binary's file name.
+    pub plugin: String,
+    /// `CNI_COMMAND`.
+    pub command: String,
+    /// From spawn to reaped.
+    pub wall: Duration,
+    pub usage: Usage,
 }
 
 impl Runtime {
@@ -103,6 +120,7 @@ impl Runtime {
             strip_capabilities: false,
             gc_legacy_key: true,
             env: Vec::new(),
+            exec_log: None,
         }
     }
 
@@ -390,6 +408,20 @@ impl Runtime {
 
     /// Exec one binary in the runtime's host netns with `env` and `stdin`.
     pub fn exec(&self, bin: &Path, env: &[(String, String)], stdin: &[u8]) -> std::io::Result<PluginOutput> {
+        if let Some(log) = &self.exec_log {
+            let mut cmd = Command::new(bin);
+            cmd.envs(env.iter().map(|(k, v)| (k, v)));
+            let start = Instant::now();
+            let (out, usage) = run_with_usage(cmd, self.host.as_deref(), stdin)?;
+            let command = env.iter().find(|(k, _)| k == "CNI_COMMAND").map(|(_, v)| v.clone());
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(ExecRecord {
+                plugin: bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                command: command.unwrap_or_default(),
+                wall: start.elapsed(),
+                usage,
+            });
+            return Ok(out);
+        }
         run_captured(
             || {
                 let mut c = Command::new(bin);

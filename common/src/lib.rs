@@ -1,7 +1,6 @@
 //! Shared mechanisms of the CNI plugin suite. Every kernel touch lives here,
 //! one module per subsystem, so a fix lands once.
 
-pub mod announce;
 pub mod args;
 pub mod conntrack;
 pub mod error;

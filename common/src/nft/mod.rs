@@ -701,6 +701,23 @@ pub struct SetInfo {
     pub data_len: u32,
 }
 
+/// The objects of one table that exist (see [`Nft::present`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Present {
+    pub table: bool,
+    pub chains: std::collections::BTreeSet<String>,
+    pub sets: std::collections::BTreeSet<String>,
+}
+
+impl Present {
+    pub fn chain(&self, name: &str) -> bool {
+        self.chains.contains(name)
+    }
+    pub fn set(&self, name: &str) -> bool {
+        self.sets.contains(name)
+    }
+}
+
 /// A connection to nf_tables in one network namespace.
 pub struct Nft {
     sock: Socket,
@@ -788,6 +805,20 @@ impl Nft {
     /// True when the table exists.
     pub fn table_exists(&mut self, t: &Table) -> NftResult<bool> {
         Ok(self.list_tables(Some(t.family))?.contains(t))
+    }
+
+    /// What already exists of table `t`. Re-adding an existing table, chain
+    /// or set is legal but makes the kernel wait an RCU grace period (6–15 ms)
+    /// when this socket closes, so an ADD adds only what is missing.
+    pub fn present(&mut self, t: &Table) -> NftResult<Present> {
+        // Listing the sets of a missing table fails with ENOENT (chains do not).
+        let sets = match self.list_sets(t) {
+            Ok(s) => s.into_iter().map(|s| s.name).collect(),
+            Err(e) if e.not_found() => return Ok(Present::default()),
+            Err(e) => return Err(e),
+        };
+        let chains = self.list_chains(t)?.into_iter().map(|c| c.name).collect();
+        Ok(Present { table: true, chains, sets })
     }
 
     /// Chains of a table.

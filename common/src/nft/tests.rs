@@ -500,3 +500,15 @@ fn hostip_maps_and_create_elements_match_nft() {
     assert!(nft.commit(Batch::new().add_elements(&t, "hostip4", &other)).unwrap_err().err.is(libc::EEXIST));
     nft.commit(Batch::new().destroy_table(&t)).unwrap();
 }
+
+#[test]
+fn present_reports_what_exists() {
+    let Some(ns) = TestNs::new("nft") else { return };
+    let mut nft = Nft::in_netns(&ns.netns()).unwrap();
+    let t = Table::new(Family::Inet, "cnirs_present");
+    assert_eq!(nft.present(&t).unwrap(), Present::default());
+    nft.commit(&masq_batch(&t)).unwrap();
+    let p = nft.present(&t).unwrap();
+    assert!(p.table && p.chain("postrouting") && p.set("net_y"));
+    assert!(!p.chain("other") && !p.set("other"));
+}

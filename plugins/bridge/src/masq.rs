@@ -61,16 +61,24 @@ fn lock() -> Result<common::lock::FileLock> {
 
 /// Masquerade traffic from `ips` leaving their subnets.
 pub fn add(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Result<()> {
-    let _lock = lock()?;
+    // Declared before the lock so the lock is released first: closing the
+    // socket may wait for the kernel, and parallel ADDs must not queue on that.
     let mut nft = Nft::open()?;
+    let _lock = lock()?;
     let t = table();
+    let present = nft.present(&t)?;
     let existing: BTreeSet<String> = match nft.list_rules(&t, CHAIN) {
         Ok(rules) => rules.into_iter().filter_map(|r| r.comment).collect(),
         Err(e) if e.not_found() => BTreeSet::new(),
         Err(e) => return Err(e.into()),
     };
     let mut b = Batch::new();
-    b.add_table(&t).add_chain(&t, CHAIN, Some(BaseChain::nat(Hook::Postrouting, 100)));
+    if !present.table {
+        b.add_table(&t);
+    }
+    if !present.chain(CHAIN) {
+        b.add_chain(&t, CHAIN, Some(BaseChain::nat(Hook::Postrouting, 100)));
+    }
     for v6 in [false, true] {
         let mine: Vec<&IpNet> = ips.iter().filter(|ip| ip.is_ipv4() != v6).collect();
         if mine.is_empty() {
@@ -78,7 +86,9 @@ pub fn add(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Re
         }
         let kind = if v6 { DataType::IPV6_ADDR } else { DataType::IPV4_ADDR };
         let set = set_name(network, v6);
-        b.add_set(&t, &SetSpec::set(&set, &[kind]));
+        if !present.set(&set) {
+            b.add_set(&t, &SetSpec::set(&set, &[kind]));
+        }
         let elems: Vec<Elem> = mine
             .iter()
             .map(|ip| Elem::new(common::nft::key::ip(ip.addr)).comment(tag::of(container_id, ifname)))

@@ -38,20 +38,29 @@ fn lock() -> Result<common::lock::FileLock> {
 }
 
 pub fn add(network: &str, container_id: &str, ifname: &str, host_veth: &str, mac: [u8; 6]) -> Result<()> {
-    let _lock = lock()?;
+    // The lock goes before the socket closes (see masq::add).
     let mut nft = Nft::open()?;
+    let _lock = lock()?;
     let t = table();
-    let fresh = !nft.table_exists(&t)?;
+    let present = nft.present(&t)?;
     let chain = port_chain(host_veth);
     let mut b = Batch::new();
-    b.add_table(&t);
-    b.add_set(&t, &SetSpec::vmap(MAP, &[DataType::IFNAME]));
-    b.add_chain(&t, CHAIN, Some(BaseChain::filter(Hook::Prerouting, -300)));
-    if fresh {
+    if !present.table {
+        b.add_table(&t);
+    }
+    if !present.set(MAP) {
+        b.add_set(&t, &SetSpec::vmap(MAP, &[DataType::IFNAME]));
+    }
+    if !present.chain(CHAIN) {
+        b.add_chain(&t, CHAIN, Some(BaseChain::filter(Hook::Prerouting, -300)));
         b.add_rule(&t, CHAIN, &Rule::new(expr::iifname_vmap(MAP)));
     }
+    // The host veth name is fresh, so is its chain; a stale one left by a
+    // crash is emptied first.
     b.add_chain(&t, &chain, None);
-    b.flush_chain(&t, &chain);
+    if present.chain(&chain) {
+        b.flush_chain(&t, &chain);
+    }
     b.add_rule(
         &t,
         &chain,

@@ -251,13 +251,21 @@ fn rule_comments(nft: &mut Nft, t: &Table) -> Result<BTreeSet<String>> {
 }
 
 pub fn add(att: &Attachment, ingress: Ingress) -> Result<()> {
-    let _lock = lock()?;
+    // Declared before the lock so the lock is released first: closing the
+    // socket may wait for the kernel, and parallel ADDs must not queue on that.
     let mut nft = Nft::open().map_err(nft_err("opening nf_tables"))?;
+    let _lock = lock()?;
     let t = table();
+    let present = nft.present(&t).map_err(nft_err("listing our table"))?;
     let existing = rule_comments(&mut nft, &t)?;
     let net = att.network;
     let mut b = Batch::new();
-    b.add_table(&t).add_chain(&t, CHAIN, Some(BaseChain::filter(Hook::Forward, PRIORITY)));
+    if !present.table {
+        b.add_table(&t);
+    }
+    if !present.chain(CHAIN) {
+        b.add_chain(&t, CHAIN, Some(BaseChain::filter(Hook::Forward, PRIORITY)));
+    }
     if !existing.contains(CLEAR_COMMENT) {
         b.add_rule(&t, CHAIN, &clear_rule().at(Position::Start));
     }
@@ -268,7 +276,9 @@ pub fn add(att: &Attachment, ingress: Ingress) -> Result<()> {
         }
         let kind = if v6 { DataType::IPV6_ADDR } else { DataType::IPV4_ADDR };
         let set = set_name(net, v6);
-        b.add_set(&t, &SetSpec::set(&set, &[kind]));
+        if !present.set(&set) {
+            b.add_set(&t, &SetSpec::set(&set, &[kind]));
+        }
         let elems: Vec<Elem> = mine
             .iter()
             .map(|ip| Elem::new(key::ip(ip.addr)).comment(tag::of(att.container_id, att.ifname)))
@@ -282,7 +292,9 @@ pub fn add(att: &Attachment, ingress: Ingress) -> Result<()> {
     }
     if ingress != Ingress::Open {
         let bridge = att.bridge.as_deref().unwrap_or_default();
-        b.add_set(&t, &SetSpec::set(ISOLATED_SET, &[DataType::IFNAME]));
+        if !present.set(ISOLATED_SET) {
+            b.add_set(&t, &SetSpec::set(ISOLATED_SET, &[DataType::IFNAME]));
+        }
         b.add_elements(&t, ISOLATED_SET, &[Elem::new(key::ifname(bridge)).comment(net)]);
         let mut wanted = vec![isolate_rule(net, bridge)];
         if ingress == Ingress::Isolated {

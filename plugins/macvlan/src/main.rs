@@ -7,14 +7,12 @@
 
 mod config;
 
-use std::net::IpAddr;
-
 use common::netlink::rtnl::{format_mac, Link, MacvlanMode, MacvlanOpts, Rtnl};
 use common::netlink::NlError;
 use common::netns::Netns;
 use common::skel::{self, CmdArgs, Plugin};
 use common::spec::{CniResult, Interface};
-use common::{announce, ifconfig, ipam, sysctl};
+use common::{ifconfig, ipam, sysctl};
 use common::{CniError, Errors, Result};
 
 use config::Config;
@@ -203,21 +201,14 @@ fn add_attachment(
         None => CniResult::default(),
     };
 
-    // 4. The container side: addresses, link up, routes; then tell the neighbours.
+    // 4. The container side: addresses, then link up (with arp_notify/ndisc_notify
+    //    set the kernel announces them to the LAN as the link comes up), routes.
     let link = if res.ips.is_empty() {
         cnl.set_up(link.index).map_err(|e| link_error("setting the macvlan up", e))?;
         cnl.link_by_index(link.index).map_err(|e| link_error("the macvlan", e))?
     } else {
         ifconfig::configure(ns, cnl, &args.ifname, &res.ips, &res.routes, true)?
     };
-    if let Some(mac) = link.mac {
-        let ips: Vec<IpAddr> = res.ips.iter().map(|ip| ip.address.addr).collect();
-        // Best effort: the kernel also announces (arp_notify/ndisc_notify).
-        if let Err(e) = announce::announce_in(ns, link.index, mac, &ips) {
-            eprintln!("macvlan: announcing addresses on {}: {e}", args.ifname);
-        }
-    }
-
     // 5. The result: the one container interface, every IP on it.
     res.interfaces = vec![Interface {
         name: link.name.clone(),

@@ -31,7 +31,7 @@ pub fn configure(
     enable_dad: bool,
 ) -> Result<Link> {
     let has_v6 = ips.iter().any(|ip| !ip.address.is_ipv4());
-    ns.run(|| container_sysctls(ifname, has_v6, enable_dad))??;
+    ns.visit(|| container_sysctls(ifname, has_v6, enable_dad))??;
     let link = nl.link_by_name(ifname).map_err(|e| link_error("container interface", e))?;
     for ip in ips {
         // Without DAD a container's IPv6 address is usable at once instead of a second later.

@@ -107,9 +107,34 @@ impl Netns {
         })
     }
 
-    /// A netlink socket of `protocol` that lives in this netns.
+    /// A netlink socket of `protocol` that lives in this netns. The calling
+    /// thread enters the netns only for the socket(2) call and comes straight
+    /// back: cheaper than a thread, and a socket keeps the netns it was born in.
     pub fn socket(&self, protocol: libc::c_int) -> io::Result<Socket> {
-        self.run(|| Socket::open(protocol))?
+        self.visit(|| Socket::open(protocol))?
+    }
+
+    /// Run `f` on the calling thread inside this netns, then return to the
+    /// thread's own netns (also when `f` unwinds). For short, non-blocking
+    /// work such as opening sockets or /proc/sys files.
+    pub fn visit<T>(&self, f: impl FnOnce() -> T) -> io::Result<T> {
+        let home = File::open("/proc/thread-self/ns/net")?;
+        // SAFETY: valid netns fd; affects this thread only.
+        if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        struct Return(File);
+        impl Drop for Return {
+            fn drop(&mut self) {
+                // SAFETY: valid netns fd of our own netns.
+                if unsafe { libc::setns(self.0.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+                    // A thread stranded in the wrong netns must never go on working.
+                    std::process::abort();
+                }
+            }
+        }
+        let _back = Return(home);
+        Ok(f())
     }
 
     /// A route netlink socket in this netns.
@@ -127,6 +152,15 @@ mod tests {
         let a = Netns::current().unwrap();
         let b = Netns::open("/proc/self/ns/net").unwrap();
         assert!(a.same_as(&b).unwrap());
+    }
+
+    #[test]
+    fn visit_comes_back_home() {
+        let here = Netns::current().unwrap();
+        let same = Netns::open("/proc/self/ns/net").unwrap();
+        let inode = same.visit(|| Netns::current().unwrap()).unwrap();
+        assert!(inode.same_as(&here).unwrap());
+        assert!(Netns::current().unwrap().same_as(&here).unwrap());
     }
 
     #[test]

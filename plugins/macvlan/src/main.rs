@@ -176,7 +176,7 @@ fn add_attachment(
     let link = cnl.link_by_name(&tmp).map_err(|e| link_error("the new macvlan", e))?;
 
     // 2. Announce address changes from the start, then take the real name.
-    ns.run(|| notify_sysctls(&tmp))??;
+    ns.visit(|| notify_sysctls(&tmp))??;
     match cnl.rename(link.index, &args.ifname) {
         Ok(()) => undo.link = Some(args.ifname.clone()),
         Err(e) if e.is(libc::EEXIST) => {

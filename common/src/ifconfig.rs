@@ -58,9 +58,11 @@ pub fn configure(
 }
 
 fn container_sysctls(ifname: &str, has_v6: bool, enable_dad: bool) -> Result<()> {
-    // Gratuitous ARP when the address comes up, so neighbours learn the new MAC.
+    // Gratuitous ARP / unsolicited NA when the link comes up or its MAC is
+    // (re)set, so neighbours learn the new MAC at once (see `announce`).
     sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
     if has_v6 {
+        sysctl::write(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")?;
         if enable_dad {
             sysctl::write(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1")?;
             sysctl::write(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1")?;
@@ -151,4 +153,14 @@ pub fn delete_link(ns: &Netns, ifname: &str) -> Result<()> {
         Err(e) if e.not_found() => Ok(()),
         Err(e) => Err(CniError::internal(format!("deleting {ifname}: {e}"))),
     }
+}
+
+/// Ask the kernel to announce the interface's addresses again (gratuitous ARP,
+/// unsolicited NA): setting the MAC it already has raises NETDEV_CHANGEADDR,
+/// which the kernel answers with announcements when arp_notify/ndisc_notify are
+/// set. Cheaper than a packet socket of our own, whose close waits for the
+/// network stack to quiesce (~10 ms).
+pub fn announce(nl: &mut Rtnl, link: &Link) -> Result<()> {
+    let Some(mac) = link.mac else { return Ok(()) };
+    nl.set_mac(link.index, mac).map_err(|e| CniError::internal(format!("announcing {}: {e}", link.name)))
 }

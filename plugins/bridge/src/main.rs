@@ -214,7 +214,12 @@ fn add_attachment(
     let host_veth = if conf.disable_container_interface {
         host_veth
     } else {
-        links::wait_port_up(&mut nl, host_veth.index)?
+        let port = links::wait_port_up(&mut nl, host_veth.index)?;
+        // The kernel's announcement when the container end came up was lost:
+        // the bridge port was not forwarding yet. Repeat it now, so a neighbour
+        // holding a stale MAC for a reused address learns the new one at once.
+        ifconfig::announce(cnl, &clink)?;
+        port
     };
     let bridge = nl.link_by_index(bridge.index).unwrap_or(bridge);
     res.interfaces = vec![

@@ -1,0 +1,186 @@
+# Podman 4 (Debian 12) with its CNI backend, on our plugin dir. Sourced by tests/e2e/run.
+# Podman runs in the private mount namespace and in $NSP, our stand-in for the
+# host: its bridges, veths, nf_tables tables and DNS daemons all land there.
+
+PM=$WORK/podman
+LAN_PEER_IP=192.168.77.10
+HOST_IP=203.0.113.1
+
+pm() {
+  CONTAINERS_CONF=$PM/containers.conf CONTAINERS_STORAGE_CONF=$PM/storage.conf \
+    tin_ns "$NSP" podman --root "$PM/root" --runroot "$PM/runroot" --storage-driver vfs "$@"
+}
+# The address of a container on one network.
+pm_ip() { pm inspect -f "{{(index .NetworkSettings.Networks \"$2\").IPAddress}}" "$1"; }
+pm_run() { pm run -d --network "$2" --name "$1" "${@:3}" >/dev/null; } # name network [opts] image cmd
+conflist() { cat "$PM/net.d/$1.conflist"; }
+# The plugin types of a network list, in order.
+plugin_types() {
+  python3 -c 'import json,sys; print(" ".join(p["type"] for p in json.load(sys.stdin)["plugins"]))' < <(conflist "$1")
+}
+# Does a container reach an address (one ping, 3 s)?
+can_ping() { pm exec "$1" ping -c 1 -W 3 "$2" >/dev/null 2>&1; }
+
+p_setup() {
+  command -v podman >/dev/null || skip "podman is not installed (apt-get install podman)"
+  command -v runc >/dev/null || skip "runc is not installed (apt-get install runc)"
+  podman --version
+  mkdir -p "$PM/net.d" "$PM/tmp"
+  # Limits: Podman's default nofile/nproc exceed the hard limits of sandboxes
+  # like CI runners, and runc then fails to apply them.
+  cat >"$PM/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+[network]
+network_backend = "cni"
+cni_plugin_dirs = ["$WORK/bin"]
+network_config_dir = "$PM/net.d"
+default_subnet = "10.89.0.0/24"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$PM/events.log"
+tmp_dir = "$PM/tmp"
+EOF
+  cat >"$PM/storage.conf" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$PM/root"
+runroot = "$PM/runroot"
+EOF
+  # The host's uplink address, and a LAN (a veth to a peer netns) for macvlan.
+  ip -n "$NSP" link add up0 type veth peer name up0p # (no dummy module on every kernel)
+  ip -n "$NSP" link set up0p up
+  ip -n "$NSP" addr add "$HOST_IP/24" dev up0
+  ip -n "$NSP" link set up0 up
+  ip -n "$NSP" link add lan0 type veth peer name eth0 netns "$NSL"
+  ip -n "$NSP" link set lan0 up
+  ip -n "$NSL" addr add "$LAN_PEER_IP/24" dev eth0
+  ip -n "$NSL" link set eth0 up
+  echo 1 >"$WORK/podman-ready" # the cleanup may now call podman
+  # No registry: the image is busybox-static, imported.
+  tar -C "$WORK/rootfs" -c . | pm import - "$IMAGE"
+  pm image exists "$IMAGE"
+  [ "$(pm info --format '{{.Host.NetworkBackend}}')" = cni ] || fail "podman does not use the CNI backend"
+}
+
+p_network_create() {
+  pm network create e2e-net
+  local types
+  types=$(plugin_types e2e-net)
+  log "generated list: $types"
+  [ "$types" = "bridge portmap firewall tuning dnsname" ] || fail "unexpected default list: $types"
+  conflist e2e-net | grep -q '"domainName": "dns.podman"' || fail "no dns.podman domain in the list"
+}
+
+p_dns() {
+  pm_run a1 e2e-net "$IMAGE" sleep 3600
+  pm_run a2 e2e-net "$IMAGE" sleep 3600
+  log "a1=$(pm_ip a1 e2e-net) a2=$(pm_ip a2 e2e-net)"
+  pm exec a1 cat /etc/resolv.conf >&2
+  pm exec a1 ping -c 1 -W 3 a2
+  pm exec a1 ping -c 1 -W 3 a2.dns.podman
+  pm exec a2 ping -c 1 -W 3 a1
+  pm exec a2 ping -c 1 -W 3 a1.dns.podman
+}
+
+p_port() {
+  pm_run web e2e-net -p 8080:80 "$IMAGE" sh -c 'echo hello-from-web >/www/index.html && exec httpd -f -p 80 -h /www'
+  local url got
+  for url in "http://127.0.0.1:8080/" "http://$HOST_IP:8080/"; do
+    got=$(retry 40 0.25 http_get "$NSP" "$url" 2>/dev/null) || got=$(http_get "$NSP" "$url") \
+      || fail "GET $url from the host failed"
+    log "host GET $url -> $got"
+    [ "$got" = hello-from-web ] || fail "GET $url returned '$got'"
+  done
+  # Hairpin: another container on the same bridge, through the host's address.
+  got=$(pm exec a1 timeout 10 wget -q -O- "http://$HOST_IP:8080/") || fail "hairpin GET from a1 failed"
+  log "a1 GET http://$HOST_IP:8080/ -> $got"
+  [ "$got" = hello-from-web ]
+}
+
+p_isolate() {
+  pm network create -o isolate=true e2e-iso1
+  pm network create -o isolate=true e2e-iso2
+  conflist e2e-iso1 | grep -q '"ingressPolicy": "same-bridge"' || fail "no same-bridge policy in the isolated list"
+  pm_run i1 e2e-iso1 "$IMAGE" sleep 3600
+  pm_run i2 e2e-iso2 "$IMAGE" sleep 3600
+  local ip1 ip2 gw1
+  ip1=$(pm_ip i1 e2e-iso1) ip2=$(pm_ip i2 e2e-iso2)
+  gw1=$(pm inspect -f '{{(index .NetworkSettings.Networks "e2e-iso1").Gateway}}' i1)
+  log "i1=$ip1 (gw $gw1) i2=$ip2"
+  # Controls first, so the negative checks below cannot pass for a wrong reason.
+  can_ping i1 "$gw1" || fail "i1 does not reach its own gateway"
+  can_ping i2 "$(pm inspect -f '{{(index .NetworkSettings.Networks "e2e-iso2").Gateway}}' i2)" \
+    || fail "i2 does not reach its own gateway"
+  ! can_ping i1 "$ip2" || fail "i1 ($ip1) reached i2 ($ip2) across isolated networks"
+  ! can_ping i2 "$ip1" || fail "i2 ($ip2) reached i1 ($ip1) across isolated networks"
+  log "i1 <-> i2: no replies, as expected"
+}
+
+p_macvlan() {
+  pm network create -d macvlan -o parent=lan0 --subnet 192.168.77.0/24 --gateway 192.168.77.1 e2e-mv
+  [ "$(plugin_types e2e-mv)" = macvlan ] || fail "unexpected macvlan list: $(plugin_types e2e-mv)"
+  pm_run m1 e2e-mv "$IMAGE" sleep 3600
+  local ip
+  ip=$(pm_ip m1 e2e-mv)
+  log "m1=$ip on the LAN"
+  nsenter --net="/run/netns/$NSL" -- ping -c 1 -W 3 "$ip"
+  pm exec m1 ping -c 1 -W 3 "$LAN_PEER_IP"
+}
+
+# What our plugins may leave in $NSP or in the private state dirs.
+leftover_links() { except 'lo|up0|up0p|lan0' "$(links_of "$NSP")"; }
+leftover_leases() {
+  in_ns "$NSP" find /var/lib/cni/networks -type f ! -name lock ! -name 'last_reserved_ip*' 2>/dev/null
+}
+leftover_state() { in_ns "$NSP" find /run/cni -mindepth 2 2>/dev/null; in_ns "$NSP" find /var/lib/cni/results -mindepth 1 2>/dev/null; }
+nft_elements() { nsenter --net="/run/netns/$NSP" -- nft list ruleset | grep -A2 'elements =' || true; }
+
+p_teardown() {
+  local names
+  names=$(pm ps -a --format '{{.Names}}' | tr '\n' ' ')
+  log "removing containers: $names"
+  [ -z "$names" ] || pm rm -f -t 0 $names >/dev/null
+  # Per container: veths, leases, set/map elements and DNS records are gone.
+  local l
+  l=$(except 'lo|up0|up0p|lan0|cni-podman[0-9]+' "$(links_of "$NSP")")
+  [ -z "$l" ] || fail "links left after podman rm: $l"
+  l=$(leftover_leases)
+  [ -z "$l" ] || fail "leases left after podman rm: $l"
+  l=$(nft_elements)
+  [ -z "$l" ] || fail "nf_tables elements left after podman rm: $l"
+  # Per network: bridges, tables, DNS daemons are gone.
+  pm network rm e2e-net e2e-iso1 e2e-iso2 e2e-mv
+  l=$(leftover_links)
+  [ -z "$l" ] || fail "links left after podman network rm: $l"
+  l=$(nsenter --net="/run/netns/$NSP" -- nft list tables)
+  [ -z "$l" ] || fail "nf_tables tables left: $l"
+  l=$(leftover_leases)
+  [ -z "$l" ] || fail "leases left: $l"
+  l=$(procs_in_netns "$NSP")
+  [ -z "$l" ] || fail "processes left in the host netns: $l"
+  l=$(leftover_state)
+  [ -z "$l" ] || fail "plugin state left: $l"
+  log "links now: $(links_of "$NSP")"
+}
+
+podman_scenarios() {
+  scenario "podman: setup (runc, capped ulimits, CNI backend, image imported from busybox-static)" p_setup
+  PODMAN_READY=$(cat "$WORK/podman-ready" 2>/dev/null || echo 0)
+  if [ "$PODMAN_READY" != 1 ] || ! pm image exists "$IMAGE" 2>/dev/null; then
+    local s
+    for s in "network create" "ping by name" "-p 8080:80" "isolate=true" "macvlan" "rm/network rm"; do
+      scenario "podman: $s" p_not_ready
+    done
+    return 0
+  fi
+  scenario "podman: network create generates bridge/portmap/firewall/tuning/dnsname (used unmodified)" p_network_create
+  scenario "podman: two containers ping each other by name and <name>.dns.podman" p_dns
+  scenario "podman: -p 8080:80 busybox httpd fetched from the host (127.0.0.1, uplink) and hairpin" p_port
+  scenario "podman: two -o isolate=true networks cannot reach each other" p_isolate
+  scenario "podman: macvlan (-o parent=lan0) container reachable from a LAN peer" p_macvlan
+  scenario "podman: rm -f and network rm leave no link, lease, nft table/element, process or state" p_teardown
+}
+p_not_ready() { skip "podman setup did not complete (see above)"; }

@@ -15,10 +15,11 @@ use common::netlink::rtnl::{format_mac, Rtnl};
 use common::netns::Netns;
 use common::skel::{self, CmdArgs, Plugin};
 use common::spec::{CniResult, Interface, Route};
-use common::{ifconfig, ipam};
+use common::{announce, ifconfig, ipam};
 use common::{CniError, Errors, Result};
 
 use config::Config;
+use std::net::IpAddr;
 
 struct Bridge;
 
@@ -214,7 +215,19 @@ fn add_attachment(
     let host_veth = if conf.disable_container_interface {
         host_veth
     } else {
-        links::wait_port_up(&mut nl, host_veth.index)?
+        let port = links::wait_port_up(&mut nl, host_veth.index)?;
+        // Tell the neighbours now that the port forwards: the kernel's own
+        // announcement (arp_notify) went out when the container end came up,
+        // before the bridge port was forwarding, and was dropped. Without this
+        // a neighbour holding the previous MAC of a reused address (podman
+        // restart) cannot reach the container until its ARP entry expires.
+        if let Some(mac) = clink.mac {
+            let ips: Vec<IpAddr> = res.ips.iter().map(|ip| ip.address.addr).collect();
+            if let Err(e) = announce::announce_in(ns, clink.index, mac, &ips) {
+                eprintln!("bridge: announcing addresses on {}: {e}", args.ifname);
+            }
+        }
+        port
     };
     let bridge = nl.link_by_index(bridge.index).unwrap_or(bridge);
     res.interfaces = vec![

@@ -97,7 +97,8 @@ EOF
     "$WORK/rootfs" a /bin/sh /shared/a.sh >"$LOGS/ctr-a.log" 2>&1 &
   local apid=$! a
   track_pid $apid
-  retry 240 0.25 test -s "$CD/shared/a.addr" || {
+  a_up() { test -s "$CD/shared/a.addr" || ! kill -0 $apid 2>/dev/null; } # or ctr gave up
+  retry 240 0.25 a_up && test -s "$CD/shared/a.addr" || {
     cat "$LOGS/ctr-a.log" >&2
     fail "container a got no address"
   }

@@ -130,6 +130,58 @@ p_macvlan() {
   pm exec m1 ping -c 1 -W 3 "$LAN_PEER_IP"
 }
 
+p_lifecycle() {
+  # --ip (the ips capability), --network-alias (aliases), connect/disconnect
+  # (a second interface), restart and stop/start (DEL then ADD again), and a
+  # short-lived --rm container whose DEL comes from conmon's cleanup.
+  pm run -d --name s1 --network e2e-net --ip 10.89.1.50 --network-alias svc "$IMAGE" sleep 3600 >/dev/null
+  [ "$(pm_ip s1 e2e-net)" = 10.89.1.50 ] || fail "--ip not honoured: $(pm_ip s1 e2e-net)"
+  pm exec a1 ping -c 1 -W 3 svc
+  pm exec a1 ping -c 1 -W 3 svc.dns.podman
+  pm network create e2e-net2
+  pm network connect e2e-net2 s1
+  pm exec s1 ip -o addr show dev eth1 >&2
+  pm exec s1 ping -c 1 -W 3 "$(pm inspect -f '{{(index .NetworkSettings.Networks "e2e-net2").Gateway}}' s1)"
+  pm network disconnect e2e-net2 s1
+  ! pm exec s1 ip link show eth1 >/dev/null 2>&1 || fail "eth1 still there after disconnect"
+  pm restart -t 0 s1
+  [ "$(pm_ip s1 e2e-net)" = 10.89.1.50 ] || fail "address changed across restart"
+  # a1 still has s1's old MAC in its ARP cache: the bridge plugin's gratuitous
+  # ARP must update it at once.
+  pm exec a1 ping -c 1 -W 3 s1
+  pm stop -t 0 s1 >/dev/null
+  ! pm exec a1 ping -c 1 -W 3 s1 >/dev/null 2>&1 || fail "s1 still resolves/answers while stopped"
+  pm start s1 >/dev/null
+  pm exec a1 ping -c 1 -W 3 s1
+  pm run --rm --network e2e-net "$IMAGE" ping -c 1 -W 3 a1
+  # A container that exits by itself: conmon's exit command (podman container
+  # cleanup) runs DEL, and the lease is released without any podman rm.
+  pm_run short e2e-net "$IMAGE" sleep 1
+  local sip
+  sip=$(pm_ip short e2e-net)
+  leased() { in_ns "$NSP" test -e "/var/lib/cni/networks/e2e-net/$sip"; }
+  leased || fail "no lease file for $sip while short runs"
+  retry 40 0.25 eval '! leased' || fail "lease $sip kept after the container exited"
+  pm rm short >/dev/null
+  pm rm -f -t 0 s1 >/dev/null
+  pm network rm e2e-net2
+}
+
+p_ipv6() {
+  pm network create --ipv6 e2e-v6
+  pm_run v1 e2e-v6 "$IMAGE" sleep 3600
+  pm_run v2 e2e-v6 "$IMAGE" sleep 3600
+  local ip6
+  ip6=$(pm inspect -f '{{(index .NetworkSettings.Networks "e2e-v6").GlobalIPv6Address}}' v2)
+  log "v2 = $(pm_ip v2 e2e-v6) $ip6"
+  [ -n "$ip6" ] || fail "no IPv6 address"
+  pm exec v1 ping -c 1 -W 3 "$ip6"
+  pm exec v1 ping -c 1 -W 3 v2
+  pm exec v1 ping6 -c 1 -W 3 v2
+  pm rm -f -t 0 v1 v2 >/dev/null
+  pm network rm e2e-v6
+}
+
 # What our plugins may leave in $NSP or in the private state dirs.
 leftover_links() { except 'lo|up0|up0p|lan0' "$(links_of "$NSP")"; }
 leftover_leases() {
@@ -152,7 +204,9 @@ p_teardown() {
   l=$(nft_elements)
   [ -z "$l" ] || fail "nf_tables elements left after podman rm: $l"
   # Per network: bridges, tables, DNS daemons are gone.
-  pm network rm e2e-net e2e-iso1 e2e-iso2 e2e-mv
+  names=$(pm network ls -q | grep -vx podman | tr '\n' ' ')
+  log "removing networks: $names"
+  pm network rm $names >/dev/null
   l=$(leftover_links)
   [ -z "$l" ] || fail "links left after podman network rm: $l"
   l=$(nsenter --net="/run/netns/$NSP" -- nft list tables)
@@ -181,6 +235,8 @@ podman_scenarios() {
   scenario "podman: -p 8080:80 busybox httpd fetched from the host (127.0.0.1, uplink) and hairpin" p_port
   scenario "podman: two -o isolate=true networks cannot reach each other" p_isolate
   scenario "podman: macvlan (-o parent=lan0) container reachable from a LAN peer" p_macvlan
+  scenario "podman: --ip, --network-alias, connect/disconnect, restart, stop/start, run --rm, exit by itself" p_lifecycle
+  scenario "podman: dual-stack network (--ipv6), ping by name over IPv6" p_ipv6
   scenario "podman: rm -f and network rm leave no link, lease, nft table/element, process or state" p_teardown
 }
 p_not_ready() { skip "podman setup did not complete (see above)"; }

@@ -9,7 +9,7 @@
 # prevResult alone. ctr only does that DEL when it runs in the foreground.
 
 CD=$WORK/containerd
-CTR_NET=e2e-ctr
+CTR_NET=k8s-pod-network
 CTR_SUBNET=10.89.44.0/24
 
 ctr_() { tin_ns "$NSC" ctr --address "$CD/containerd.sock" --namespace "$CTR_NS" "$@"; }
@@ -40,22 +40,27 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$CD/opt"
 EOF
-  # What a Kubernetes-style node list looks like at cniVersion 1.0.0, with the
-  # meta plugins chained; tuning sets a per-netns sysctl the task checks.
-  cat >"$WORK/etc-cni/10-$CTR_NET.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "$CTR_NET",
-  "plugins": [
-    { "type": "bridge", "bridge": "cni-e2e0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-      "ipam": { "type": "host-local", "ranges": [[{ "subnet": "$CTR_SUBNET" }]],
-                "routes": [{ "dst": "0.0.0.0/0" }] } },
-    { "type": "portmap", "capabilities": { "portMappings": true } },
-    { "type": "firewall" },
-    { "type": "tuning", "sysctl": { "net.core.somaxconn": "1000" } }
-  ]
-}
-EOF
+  # The documented node list (conf-examples/kubernetes/10-k8s-node.conflist:
+  # bridge, host-local, portmap, firewall) with our bridge and subnet, plus
+  # tuning setting a per-netns sysctl the task checks.
+  python3 - "$CTR_NET" "$CTR_SUBNET" conf-examples/kubernetes/10-k8s-node.conflist \
+    >"$WORK/etc-cni/10-$CTR_NET.conflist" <<'PY'
+import json, sys
+name, subnet, path = sys.argv[1:]
+c = json.load(open(path))
+assert c["cniVersion"] == "1.0.0", c["cniVersion"]
+c["name"] = name
+br = c["plugins"][0]
+br["bridge"] = "cni-e2e0"
+br["ipam"]["ranges"] = [[{"subnet": subnet}]]
+c["plugins"].append({"type": "tuning", "sysctl": {"net.core.somaxconn": "1000"}})
+print(json.dumps(c, indent=2))
+PY
+  log "plugins: $(python3 -c 'import json,sys; print(" ".join(p["type"] for p in json.load(open(sys.argv[1]))["plugins"]))' \
+    "$WORK/etc-cni/10-$CTR_NET.conflist")"
+  # The documented CRI settings parse, and name our dirs.
+  containerd --config conf-examples/kubernetes/containerd-config.toml config dump >"$CD/cri-config.dump"
+  grep -q 'bin_dir = "/opt/cni/bin"' "$CD/cri-config.dump" || fail "containerd-config.toml: bin_dir not applied"
   # Not through a function: $! must be containerd itself (nsenter execs it).
   nsenter --mount="$MNTNS" --net="/run/netns/$NSC" -- \
     containerd --config "$CD/config.toml" >"$LOGS/containerd.log" 2>&1 &
@@ -136,6 +141,6 @@ c_clean() {
 
 containerd_scenarios() {
   scenario "containerd: setup (private root/state/socket, conf/bin dirs bind-mounted)" c_setup
-  scenario "containerd: ctr run --cni (1.0.0 list): address, gateway, another container, tuning sysctl" c_run
+  scenario "containerd: ctr run --cni (1.0.0 node list + tuning): address, gateway, another container, sysctl" c_run
   scenario "containerd: after the tasks exit and DEL runs (netns gone), nothing is left" c_clean
 }

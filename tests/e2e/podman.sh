@@ -26,16 +26,18 @@ p_setup() {
   command -v runc >/dev/null || skip "runc is not installed (apt-get install runc)"
   podman --version
   mkdir -p "$PM/net.d" "$PM/tmp"
-  # Limits: Podman's default nofile/nproc exceed the hard limits of sandboxes
-  # like CI runners, and runc then fails to apply them.
-  cat >"$PM/containers.conf" <<EOF
+  # The documented configuration (conf-examples/podman/containers.conf), with
+  # our private plugin and network dirs...
+  sed -e "s|\"/opt/cni/bin\"|\"$WORK/bin\"|" \
+    -e "s|^network_config_dir = .*|network_config_dir = \"$PM/net.d\"|" \
+    conf-examples/podman/containers.conf >"$PM/containers.conf"
+  grep -q "^cni_plugin_dirs = \[\"$WORK/bin\"\]" "$PM/containers.conf" || fail "containers.conf example changed shape"
+  # ...and what this machine needs. Podman's default nofile/nproc limits
+  # exceed the hard limits of sandboxes like CI runners (runc then fails to
+  # apply them); crun fails on some cgroup layouts; no systemd here.
+  cat >>"$PM/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
-[network]
-network_backend = "cni"
-cni_plugin_dirs = ["$WORK/bin"]
-network_config_dir = "$PM/net.d"
-default_subnet = "10.89.0.0/24"
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
@@ -134,8 +136,12 @@ p_lifecycle() {
   # --ip (the ips capability), --network-alias (aliases), connect/disconnect
   # (a second interface), restart and stop/start (DEL then ADD again), and a
   # short-lived --rm container whose DEL comes from conmon's cleanup.
-  pm run -d --name s1 --network e2e-net --ip 10.89.1.50 --network-alias svc "$IMAGE" sleep 3600 >/dev/null
-  [ "$(pm_ip s1 e2e-net)" = 10.89.1.50 ] || fail "--ip not honoured: $(pm_ip s1 e2e-net)"
+  local subnet sip1
+  subnet=$(pm network inspect -f '{{range .Subnets}}{{.Subnet}} {{end}}' e2e-net | cut -d' ' -f1)
+  sip1=${subnet%.*/*}.50 # a /24 from Podman's pool
+  log "e2e-net $subnet, s1 at $sip1"
+  pm run -d --name s1 --network e2e-net --ip "$sip1" --network-alias svc "$IMAGE" sleep 3600 >/dev/null
+  [ "$(pm_ip s1 e2e-net)" = "$sip1" ] || fail "--ip not honoured: $(pm_ip s1 e2e-net)"
   pm exec a1 ping -c 1 -W 3 svc
   pm exec a1 ping -c 1 -W 3 svc.dns.podman
   pm network create e2e-net2
@@ -145,7 +151,7 @@ p_lifecycle() {
   pm network disconnect e2e-net2 s1
   ! pm exec s1 ip link show eth1 >/dev/null 2>&1 || fail "eth1 still there after disconnect"
   pm restart -t 0 s1
-  [ "$(pm_ip s1 e2e-net)" = 10.89.1.50 ] || fail "address changed across restart"
+  [ "$(pm_ip s1 e2e-net)" = "$sip1" ] || fail "address changed across restart"
   # a1 still has s1's old MAC in its ARP cache: the bridge plugin's gratuitous
   # ARP must update it at once.
   pm exec a1 ping -c 1 -W 3 s1

@@ -198,9 +198,9 @@ nft_elements() { nsenter --net="/run/netns/$NSP" -- nft list ruleset | grep -A2 
 
 p_teardown() {
   local names
-  names=$(pm ps -a --format '{{.Names}}' | tr '\n' ' ')
-  log "removing containers: $names"
-  [ -z "$names" ] || pm rm -f -t 0 $names >/dev/null
+  mapfile -t names < <(pm ps -a --format '{{.Names}}')
+  log "removing containers: ${names[*]}"
+  [ ${#names[@]} -eq 0 ] || pm rm -f -t 0 "${names[@]}" >/dev/null
   # Per container: veths, leases, set/map elements and DNS records are gone.
   local l
   l=$(except 'lo|up0|up0p|lan0|cni-podman[0-9]+' "$(links_of "$NSP")")
@@ -210,9 +210,9 @@ p_teardown() {
   l=$(nft_elements)
   [ -z "$l" ] || fail "nf_tables elements left after podman rm: $l"
   # Per network: bridges, tables, DNS daemons are gone.
-  names=$(pm network ls -q | grep -vx podman | tr '\n' ' ')
-  log "removing networks: $names"
-  pm network rm $names >/dev/null
+  mapfile -t names < <(pm network ls -q | grep -vx podman)
+  log "removing networks: ${names[*]}"
+  [ ${#names[@]} -eq 0 ] || pm network rm "${names[@]}" >/dev/null
   l=$(leftover_links)
   [ -z "$l" ] || fail "links left after podman network rm: $l"
   l=$(nsenter --net="/run/netns/$NSP" -- nft list tables)

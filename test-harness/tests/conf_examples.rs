@@ -23,7 +23,10 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.unwrap().path();
         if p.is_dir() {
             files(&p, out);
-        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("conflist" | "conf" | "json")) {
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("conflist" | "conf" | "json"))
+            // Podman's own (TOML) configuration, not a network configuration.
+            && p.file_name().and_then(|n| n.to_str()) != Some("containers.conf")
+        {
             out.push(p);
         }
     }

@@ -302,6 +302,35 @@ fn two_containers_ping_each_other_and_the_gateway() {
     assert!(w.host_veths().is_empty(), "host veths gone: {:?}", w.host_veths());
 }
 
+/// `podman restart`: DEL, then ADD again with the same address and a new MAC.
+/// A neighbour that still has the old MAC in its ARP cache (REACHABLE, so the
+/// kernel will not re-check it for up to ~45 s) must learn the new one from the
+/// plugin's gratuitous ARP at once, as with the reference plugin.
+#[test]
+fn a_neighbour_with_a_stale_arp_entry_reaches_a_re_added_container_at_once() {
+    require_root!();
+    let w = World::new();
+    let ipam = json!({"type": "host-local", "dataDir": w.data.path(),
+        "ranges": [[{"subnet": "10.77.9.0/24", "rangeStart": "10.77.9.10", "rangeEnd": "10.77.9.11"}]]});
+    let list = w.list("1.0.0", json!({"isGateway": true, "ipam": ipam}));
+    let (a, b) = (ctr(), ctr());
+    w.add(&list, "ctr-a", &a);
+    let ipb = ip_of(&w.add(&list, "ctr-b", &b), true);
+    assert!(ping(&a, &ipb), "a -> b");
+    w.del(&list, "ctr-b", &b.path_str());
+    // The restarted container: a new netns, a new veth (new MAC), the same address.
+    let b2 = ctr();
+    let res = w.add(&list, "ctr-b", &b2);
+    assert_eq!(ip_of(&res, true), ipb, "the only free address again");
+    assert!(
+        ping_timeout(&a, &ipb, Duration::from_secs(2)),
+        "a -> restarted b: a's ARP cache still has the old MAC: {}",
+        a.ip(&["neigh", "show", &ipb]).unwrap_or_default()
+    );
+    w.del(&list, "ctr-a", &a.path_str());
+    w.del(&list, "ctr-b", &b2.path_str());
+}
+
 #[test]
 fn result_names_bridge_host_veth_and_container_with_kernel_macs() {
     require_root!();

@@ -11,6 +11,10 @@ use common::{CniError, Result};
 
 struct Loopback;
 
+/// The kernel gives `lo` this index in every network namespace
+/// (LOOPBACK_IFINDEX), so no lookup by name is needed.
+const LO_INDEX: u32 = 1;
+
 impl Plugin for Loopback {
     fn about(&self) -> String {
         format!("CNI loopback plugin v{}", env!("CARGO_PKG_VERSION"))
@@ -19,9 +23,8 @@ impl Plugin for Loopback {
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let ns = Netns::open_container(&args.netns)?;
         let mut nl = Rtnl::in_netns(&ns)?;
-        let lo = nl.link_by_name("lo").map_err(|e| CniError::internal(format!("looking up lo: {e}")))?;
-        nl.set_up(lo.index).map_err(|e| CniError::internal(format!("setting lo up: {e}")))?;
-        let addrs = nl.addrs(Some(lo.index), Family::Any)?;
+        nl.set_up(LO_INDEX).map_err(|e| CniError::internal(format!("setting lo up: {e}")))?;
+        let addrs = nl.addrs(Some(LO_INDEX), Family::Any)?;
         if let Some(odd) = addrs.iter().find(|a| !a.addr.is_loopback()) {
             return Err(CniError::internal(format!(
                 "lo carries a non-loopback address {}/{}",
@@ -57,17 +60,18 @@ impl Plugin for Loopback {
         // Nothing to undo once the namespace is gone.
         let Some(ns) = Netns::open_if_exists(&args.netns)? else { return Ok(()) };
         let mut nl = Rtnl::in_netns(&ns)?;
-        match nl.link_by_name("lo") {
-            Ok(lo) => nl.set_down(lo.index).map_err(|e| CniError::internal(format!("setting lo down: {e}"))),
+        match nl.set_down(LO_INDEX) {
+            Ok(()) => Ok(()),
             Err(e) if e.not_found() => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(CniError::internal(format!("setting lo down: {e}"))),
         }
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let ns = Netns::open_container(&args.netns)?;
-        let lo =
-            Rtnl::in_netns(&ns)?.link_by_name("lo").map_err(|e| CniError::internal(format!("lo: {e}")))?;
+        let lo = Rtnl::in_netns(&ns)?
+            .link_by_index(LO_INDEX)
+            .map_err(|e| CniError::internal(format!("lo: {e}")))?;
         if !lo.is_up() {
             return Err(CniError::internal("lo is down"));
         }

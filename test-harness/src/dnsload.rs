@@ -404,9 +404,22 @@ pub fn run_load(sock: &UdpSocket, spec: &LoadSpec) -> io::Result<LoadStats> {
     Ok(st)
 }
 
+/// What [`probe`] saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Probe {
+    /// From the call to the reply that satisfied the predicate.
+    pub after: Option<Duration>,
+    /// The last reply's (rcode, answer count).
+    pub last: Option<(u8, u16)>,
+    /// Queries sent.
+    pub tries: u32,
+    /// Replies that did not satisfy the predicate.
+    pub wrong: u32,
+}
+
 /// Send `query` to `server` every `retry` until a reply for which `ok(rcode,
-/// answer count)` holds arrives or `limit` passes. Returns the time from the
-/// call to that reply, and the last reply's (rcode, ancount) seen.
+/// answer count)` holds arrives or `limit` passes; after a reply that does
+/// not satisfy it, ask again at once.
 pub fn probe(
     sock: &UdpSocket,
     server: SocketAddr,
@@ -414,37 +427,42 @@ pub fn probe(
     retry: Duration,
     limit: Duration,
     ok: impl Fn(u8, u16) -> bool,
-) -> (Option<Duration>, Option<(u8, u16)>) {
+) -> Probe {
     let t0 = Instant::now();
     let fd = sock.as_raw_fd();
     let mut rb = RecvBatch::new();
     let mut q = query.to_vec();
-    let mut last = None;
+    let mut p = Probe::default();
     let mut id: u16 = (t0.elapsed().subsec_nanos() & 0xffff) as u16;
     while t0.elapsed() < limit {
         id = id.wrapping_add(1);
         q[0..2].copy_from_slice(&id.to_be_bytes());
         let _ = sock.send_to(&q, server);
+        p.tries += 1;
         let sent = Instant::now();
+        let mut answered = false;
         while sent.elapsed() < retry {
             wait_readable(fd, (retry.saturating_sub(sent.elapsed())).as_nanos() as u64);
             let Ok(n) = rb.recv(fd, libc::MSG_DONTWAIT) else { break };
             for i in 0..n {
                 if let Some((rid, rc, an)) = reply_facts(rb.msg(i)) {
                     if rid == id {
-                        last = Some((rc, an));
+                        p.last = Some((rc, an));
                         if ok(rc, an) {
-                            return (Some(t0.elapsed()), last);
+                            p.after = Some(t0.elapsed());
+                            return p;
                         }
+                        p.wrong += 1;
+                        answered = true;
                     }
                 }
             }
-            if last.is_some() && n > 0 {
+            if answered {
                 break; // answered, but not as wanted: ask again at once
             }
         }
     }
-    (None, last)
+    p
 }
 
 /// How a [`Responder`] answers.

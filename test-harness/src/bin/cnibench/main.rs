@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod ctx;
+mod dns;
 mod floors;
 mod latency;
 mod parallel;
@@ -203,7 +204,7 @@ fn main() {
         start::start(&mut ctx);
     }
     if ctx.opts.wants("dns") {
-        start::dns(&mut ctx);
+        dns::dns(&mut ctx);
     }
     if ctx.opts.wants("floors") {
         floors::floors(&mut ctx);

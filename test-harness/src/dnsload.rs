@@ -636,10 +636,9 @@ mod tests {
         spec.rate = Some(2000.0);
         let st = run_load(&client, &spec).unwrap();
         assert!(st.sent >= 150 && st.sent <= 260, "{}", st.summary());
-        let (t, last) =
-            probe(&client, r.addr, &q, Duration::from_millis(5), Duration::from_secs(1), |rc, an| {
-                rc == 0 && an > 0
-            });
-        assert!(t.is_some() && last == Some((0, 1)));
+        let p = probe(&client, r.addr, &q, Duration::from_millis(5), Duration::from_secs(1), |rc, an| {
+            rc == 0 && an > 0
+        });
+        assert!(p.after.is_some() && p.last == Some((0, 1)) && p.tries == 1 && p.wrong == 0, "{p:?}");
     }
 }

@@ -495,6 +495,7 @@ struct Plan {
     reps: usize,
     paced_rate: f64,
     paced_dur: Duration,
+    paced_reps: usize,
     live_samples: usize,
     churn_dur: Duration,
     servfail_limit: Option<Duration>,
@@ -510,7 +511,8 @@ pub fn dns(ctx: &mut Ctx) {
             reps: 1,
             paced_rate: 10_000.0,
             paced_dur: Duration::from_millis(30),
-            live_samples: 3,
+            paced_reps: 1,
+            live_samples: 4,
             churn_dur: Duration::from_millis(100),
             servfail_limit: None,
         }
@@ -520,8 +522,9 @@ pub fn dns(ctx: &mut Ctx) {
             dur: Duration::from_millis(1500),
             reps: 3,
             paced_rate: 10_000.0,
-            paced_dur: Duration::from_secs(2),
-            live_samples: 20,
+            paced_dur: Duration::from_millis(500),
+            paced_reps: 10,
+            live_samples: 40,
             churn_dur: Duration::from_secs(3),
             servfail_limit: Some(Duration::from_secs(10)),
         }
@@ -689,8 +692,17 @@ fn run(
         "right %",
         "lost",
     ]);
-    let mut lat =
-        Table::new(&["names", "server", "p50 µs", "p99 µs", "max µs", "answered", "lost", "right %"]);
+    let mut lat = Table::new(&[
+        "names",
+        "server",
+        "p50 µs",
+        "p99 µs",
+        "paired p99 ratio / dnsmasq",
+        "max µs",
+        "answered",
+        "lost",
+        "right %",
+    ]);
     let mut registered = 1usize;
     for &n in &plan.names {
         if n > registered {
@@ -835,51 +847,73 @@ fn run(
                 );
             }
         }
-        // Latency at a moderate load: a fixed rate, open loop.
-        let mut rtts: Vec<Vec<u32>> = vec![Vec::new(); ns];
-        let mut tot: Vec<(u64, u64, u64)> = vec![(0, 0, 0); ns];
-        for rep in 0..plan.reps {
+        // Latency at a moderate load: a fixed rate, open loop, many short
+        // interleaved runs; percentiles per run, then medians and the
+        // median of per-run paired p99 ratios (one noisy burst of the shared
+        // machine then spoils one run, not a server's whole p99).
+        let mut runs: Vec<Vec<LoadStats>> = vec![Vec::new(); ns];
+        for rep in 0..plan.paced_reps {
             for j in order(ns, rep) {
                 let s = &servers[j];
                 let mut spec = LoadSpec::new(s.addr(), queries(0, s, n), plan.paced_dur);
                 spec.window = 4096;
                 spec.rate = Some(plan.paced_rate);
-                if let Ok(st) = run_load(&lab.client_sock(), &spec) {
-                    rtts[j].extend_from_slice(&st.rtt_us);
-                    tot[j].0 += st.answered;
-                    tot[j].1 += st.lost;
-                    tot[j].2 += right(&st, false);
+                match run_load(&lab.client_sock(), &spec) {
+                    Ok(st) => runs[j].push(st),
+                    Err(e) => notes.push(format!("paced load against {}: {e}", s.label)),
                 }
             }
         }
-        let mut p99s = vec![f64::NAN; ns];
+        let pct =
+            |v: &[LoadStats], p: f64| median(&v.iter().filter_map(|x| x.rtt_pct(p)).collect::<Vec<_>>());
         for (j, s) in servers.iter().enumerate() {
-            let mut r = std::mem::take(&mut rtts[j]);
-            r.sort_unstable();
-            let st = LoadStats { rtt_us: r, ..Default::default() };
-            p99s[j] = st.rtt_pct(99.0).unwrap_or(f64::NAN);
+            let v = &runs[j];
+            let (ans, lost, ok) =
+                v.iter().fold((0, 0, 0), |(a, l, o), x| (a + x.answered, l + x.lost, o + right(x, false)));
+            let ratio = match dnsmasq {
+                Some(d) if d != j => {
+                    let r: Vec<f64> = v
+                        .iter()
+                        .zip(&runs[d])
+                        .filter_map(|(a, b)| Some(a.rtt_pct(99.0)? / b.rtt_pct(99.0)?))
+                        .collect();
+                    fmt_ratio(median(&r))
+                }
+                _ => String::new(),
+            };
             lat.row(vec![
                 n.to_string(),
                 s.label.clone(),
-                us(st.rtt_pct(50.0)),
-                us(st.rtt_pct(99.0)),
-                us(st.rtt_pct(100.0)),
-                tot[j].0.to_string(),
-                tot[j].1.to_string(),
-                if s.kind == Kind::Floor { "(fixed)".into() } else { pct_of(tot[j].2, tot[j].0) },
+                us(Some(pct(v, 50.0)).filter(|x| x.is_finite())),
+                us(Some(pct(v, 99.0)).filter(|x| x.is_finite())),
+                ratio,
+                us(Some(pct(v, 100.0)).filter(|x| x.is_finite())),
+                ans.to_string(),
+                lost.to_string(),
+                if s.kind == Kind::Floor { "(fixed)".into() } else { pct_of(ok, ans) },
             ]);
         }
         if let Some(d) = dnsmasq {
             for &j in &sidecars {
+                let r: Vec<f64> = runs[j]
+                    .iter()
+                    .zip(&runs[d])
+                    .filter_map(|(a, b)| Some(a.rtt_pct(99.0)? / b.rtt_pct(99.0)?))
+                    .collect();
                 ctx.report.target(
                     format!(
                         "DNS p99 at {:.0} queries/s / dnsmasq's, {n} name(s) ({})",
                         plan.paced_rate, servers[j].label
                     ),
-                    p99s[j] / p99s[d],
+                    median(&r),
                     1.0,
                     "ratio",
-                    &format!("{} µs vs {} µs", us(Some(p99s[j])), us(Some(p99s[d]))),
+                    &format!(
+                        "median of {} paired runs; p99 {} µs vs {} µs",
+                        r.len(),
+                        us(Some(pct(&runs[j], 99.0))),
+                        us(Some(pct(&runs[d], 99.0)))
+                    ),
                 );
             }
         }
@@ -893,11 +927,11 @@ fn run(
     sec.text("Throughput (saturating load):");
     sec.table(thr);
     sec.text(format!(
-        "Latency at a moderate load: A queries sent at a fixed {:.0}/s (open loop), {} s × {} per server, round trips \
-         pooled:",
+        "Latency at a moderate load: A queries sent at a fixed {:.0}/s (open loop), {} runs of {} s per server, \
+         interleaved; p50/p99/max are medians over the runs, the ratio the median of per-run p99 ratios:",
         plan.paced_rate,
-        plan.paced_dur.as_secs_f64(),
-        plan.reps
+        plan.paced_reps,
+        plan.paced_dur.as_secs_f64()
     ));
     sec.table(lat);
 
@@ -913,27 +947,37 @@ fn run(
         "≤ 1 ms",
         "wrong replies before",
         "queries unanswered (2 ms)",
+        "control: an old name right after, median / max ms",
     ]);
-    for j in 0..ns {
-        let s = &mut servers[j];
+    for s in servers.iter_mut() {
         if s.kind == Kind::Floor {
             continue;
         }
         let sock = lab.client_sock();
-        let (mut after, mut reg) = (Vec::new(), Vec::new());
+        let (mut after, mut reg, mut control) = (Vec::new(), Vec::new(), Vec::new());
         let (mut never, mut wrong, mut unanswered) = (0, 0, 0);
+        let old = dnsload::build_query(&format!("{}.{DOMAIN}", name_of(1)), qtype::A).expect("query");
         for t in 0..plan.live_samples {
             let i = NEW_BASE + t;
             let q = dnsload::build_query(&format!("{}.{DOMAIN}", name_of(i)), qtype::A).expect("query");
+            // Every other registration, ask for an old name instead: the
+            // same moment's round trip for a name that was always there.
+            let is_control = t % 2 == 1;
             let t0 = Instant::now();
             if let Err(e) = s.add(lab, &[i], false) {
                 notes.push(format!("{}: registering {}: {e}", s.label, name_of(i)));
                 break;
             }
             reg.push(ms(t0.elapsed()));
-            let p = probe(&sock, s.addr(), &q, Duration::from_millis(2), Duration::from_secs(3), |rc, an| {
-                rc == 0 && an > 0
-            });
+            let ask = if is_control { &old } else { &q };
+            let p =
+                probe(&sock, s.addr(), ask, Duration::from_millis(2), Duration::from_secs(3), |rc, an| {
+                    rc == 0 && an > 0
+                });
+            if is_control {
+                control.extend(p.after.map(ms));
+                continue;
+            }
             wrong += p.wrong;
             unanswered += p.tries - p.wrong - p.after.is_some() as u32;
             match p.after {
@@ -962,24 +1006,37 @@ fn run(
             format!("{within}/{}", after.len() + never),
             wrong.to_string(),
             unanswered.to_string(),
+            format!(
+                "{} / {}",
+                fmt_ms(median(&control)),
+                fmt_ms(control.iter().copied().fold(f64::NAN, f64::max))
+            ),
         ]);
         if s.kind == Kind::Sidecar {
             let worst = if never > 0 { f64::INFINITY } else { maxv };
             ctx.report.target(
                 format!(
                     "DNS new name answers after ADD returns, worst of {} ({})",
-                    plan.live_samples, s.label
+                    after.len() + never,
+                    s.label
                 ),
                 worst,
                 1.0,
                 "ms",
-                "",
+                &format!(
+                    "median {} ms; control (old name, same moment) median {} / max {} ms",
+                    fmt_ms(median(&after)),
+                    fmt_ms(median(&control)),
+                    fmt_ms(control.iter().copied().fold(f64::NAN, f64::max))
+                ),
             );
         }
     }
     sec.text(format!(
         "A newly registered name ({registered} names registered): the time from the registration returning to the first \
-         right answer for it, asking again every 2 ms without an answer (at once after a wrong one)."
+         right answer for it, asking again every 2 ms without an answer (at once after a wrong one); every other \
+         registration is followed by a query for an old name instead (the control: what the first round trip after \
+         an update costs anyway)."
     ));
     sec.table(live);
 
@@ -995,13 +1052,12 @@ fn run(
         "empty",
         "updates",
     ]);
-    for j in 0..ns {
-        if servers[j].kind == Kind::Floor {
+    for s in servers.iter_mut() {
+        if s.kind == Kind::Floor {
             continue;
         }
-        let addr = servers[j].addr();
-        let qs = queries(0, &servers[j], registered);
-        let s = &mut servers[j];
+        let addr = s.addr();
+        let qs = queries(0, s, registered);
         let stop = std::sync::atomic::AtomicBool::new(false);
         let (st, ops, errs) = std::thread::scope(|sc| {
             let churn = sc.spawn(|| {
@@ -1010,7 +1066,7 @@ fn run(
                 let mut t = 0usize;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let i = CHURN_BASE + t;
-                    let r = if t % 2 == 0 { s.add(lab, &[i], false) } else { s.del(lab, i - 1) };
+                    let r = if t.is_multiple_of(2) { s.add(lab, &[i], false) } else { s.del(lab, i - 1) };
                     match r {
                         Ok(()) => ops += 1,
                         Err(e) => errs.push(e),
@@ -1028,7 +1084,6 @@ fn run(
             let (ops, errs) = churn.join().unwrap_or_default();
             (st, ops, errs)
         });
-        let s = &servers[j];
         if let Some(e) = errs.first() {
             notes.push(format!("{}: churn update failed ({} times): {e}", s.label, errs.len()));
         }
@@ -1104,7 +1159,7 @@ fn servfail(
             Err(e) => notes.push(format!("dead-upstream instance of {}: {e}", s.label)),
         }
     }
-    let results: Vec<(Option<Duration>, Option<(u8, u16)>)> = std::thread::scope(|sc| {
+    let results: Vec<dnsload::Probe> = std::thread::scope(|sc| {
         let hs: Vec<_> = dead
             .iter()
             .map(|d| {
@@ -1113,15 +1168,15 @@ fn servfail(
                 sc.spawn(move || {
                     let q = dnsload::build_query("www.unreachable.example.org", qtype::A).expect("query");
                     // One query, never resent: what the first try of a stub resolver sees.
-                    let p = probe(&sock, addr, &q, limit, limit, |_, _| true);
-                    (p.after, p.last)
+                    probe(&sock, addr, &q, limit, limit, |_, _| true)
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or((None, None))).collect()
+        hs.into_iter().map(|h| h.join().unwrap_or_default()).collect()
     });
     let mut t = Table::new(&["server", "answer", "after s"]);
-    for (d, (after, last)) in dead.iter().zip(&results) {
+    for (d, p) in dead.iter().zip(&results) {
+        let (after, last) = (&p.after, &p.last);
         let what = match last {
             Some((rc, _)) if *rc == rcode::SERVFAIL => "SERVFAIL".to_string(),
             Some((rc, _)) => format!("rcode {rc}"),

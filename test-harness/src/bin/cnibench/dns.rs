@@ -506,14 +506,14 @@ pub fn dns(ctx: &mut Ctx) {
     let tiny = ctx.opts.tiny;
     let plan = if tiny {
         Plan {
-            names: vec![1, 50],
-            dur: Duration::from_millis(20),
+            names: vec![1, 20],
+            dur: Duration::from_millis(10),
             reps: 1,
             paced_rate: 10_000.0,
-            paced_dur: Duration::from_millis(30),
+            paced_dur: Duration::from_millis(20),
             paced_reps: 1,
             live_samples: 4,
-            churn_dur: Duration::from_millis(100),
+            churn_dur: Duration::from_millis(50),
             servfail_limit: None,
         }
     } else {

@@ -8,6 +8,7 @@
 //!   netns as their own.
 //! * [`state`]: kernel state as JSON (`ip -j`, `nft -j`), [`ping`], [`wait_until`].
 //! * [`FakePlugins`]: recording shell-script plugins with canned answers.
+//! * [`dnsload`]: a DNS load generator and a fixed-answer responder (benchmarks).
 //!
 //! ```no_run
 //! use serde_json::json;
@@ -28,6 +29,7 @@
 // on the error path of a test harness does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod dnsload;
 pub mod exec;
 pub mod fake;
 pub mod ns;

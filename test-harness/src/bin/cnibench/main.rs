@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod ctx;
+mod dns;
 mod floors;
 mod latency;
 mod parallel;
@@ -165,13 +166,21 @@ fn main() {
     }
     let started = Instant::now();
     let machine_before = machine_info();
+    // Check every dir before creating any namespace (exit skips destructors).
+    let dirs: Vec<(String, PathBuf)> = opts
+        .dirs
+        .iter()
+        .map(|(name, dir)| {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|e| {
+                eprintln!("cnibench: plugin dir {}: {e}", dir.display());
+                std::process::exit(2);
+            });
+            (name.clone(), dir)
+        })
+        .collect();
     let mut impls = Vec::new();
-    for (name, dir) in &opts.dirs {
-        let dir = std::fs::canonicalize(dir).unwrap_or_else(|e| {
-            eprintln!("cnibench: plugin dir {}: {e}", dir.display());
-            std::process::exit(2);
-        });
-        impls.push(Impl::new(name, &dir).expect("creating the host netns"));
+    for (name, dir) in &dirs {
+        impls.push(Impl::new(name, dir).expect("creating the host netns"));
     }
     let base = impls.iter().position(|i| i.name == "ref").unwrap_or(impls.len() - 1);
     let noop_dir = test_harness::TempDir::new().expect("temp dir");
@@ -203,7 +212,7 @@ fn main() {
         start::start(&mut ctx);
     }
     if ctx.opts.wants("dns") {
-        start::dns(&mut ctx);
+        dns::dns(&mut ctx);
     }
     if ctx.opts.wants("floors") {
         floors::floors(&mut ctx);
@@ -250,11 +259,17 @@ fn main() {
         println!("results page: {}", out.display());
     }
     println!("cnibench: done in {elapsed} s");
-    if !ctx.report.errors.is_empty() {
+    let failed = !ctx.report.errors.is_empty();
+    if failed {
         eprintln!("cnibench: {} error(s):", ctx.report.errors.len());
         for e in &ctx.report.errors {
             eprintln!("  - {e}");
         }
+    }
+    // exit() skips destructors: remove the namespaces and temp dirs first.
+    drop(ctx);
+    drop(noop_dir);
+    if failed {
         std::process::exit(1);
     }
 }

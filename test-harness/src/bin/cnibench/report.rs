@@ -68,6 +68,8 @@ pub struct Target {
     /// How the value is shown (`ratio`, `ms`, `MiB`).
     pub unit: &'static str,
     pub note: String,
+    /// The value must be at least the limit (else at most).
+    pub at_least: bool,
 }
 
 #[derive(Default)]
@@ -93,7 +95,33 @@ impl Report {
         unit: &'static str,
         note: &str,
     ) {
-        self.targets.push(Target { what: what.into(), value, limit, unit, note: note.into() });
+        self.targets.push(Target {
+            what: what.into(),
+            value,
+            limit,
+            unit,
+            note: note.into(),
+            at_least: false,
+        });
+    }
+
+    /// A target the value must reach (value ≥ limit).
+    pub fn target_min(
+        &mut self,
+        what: impl Into<String>,
+        value: f64,
+        limit: f64,
+        unit: &'static str,
+        note: &str,
+    ) {
+        self.targets.push(Target {
+            what: what.into(),
+            value,
+            limit,
+            unit,
+            note: note.into(),
+            at_least: true,
+        });
     }
 
     pub fn error(&mut self, e: impl Into<String>) {
@@ -107,17 +135,19 @@ impl Report {
         for x in &self.targets {
             let show = |v: f64| match x.unit {
                 "ratio" => crate::stats::fmt_ratio(v),
+                "count" => format!("{v:.0}"),
                 u => format!("{} {u}", crate::stats::fmt_ms(v)),
             };
             let met = if !x.value.is_finite() {
                 "not measured".to_string()
-            } else if x.value <= x.limit {
+            } else if (x.at_least && x.value >= x.limit) || (!x.at_least && x.value <= x.limit) {
                 "yes".to_string()
             } else {
                 "**no**".to_string()
             };
             let met = if x.note.is_empty() { met } else { format!("{met} ({})", x.note) };
-            t.row(vec![x.what.clone(), show(x.value), format!("≤ {}", show(x.limit)), met]);
+            let cmp = if x.at_least { "≥" } else { "≤" };
+            t.row(vec![x.what.clone(), show(x.value), format!("{cmp} {}", show(x.limit)), met]);
         }
         t
     }
@@ -126,7 +156,7 @@ impl Report {
     pub fn page(&self, header: &str, trailer: &[&str]) -> String {
         let mut s = String::from(header);
         s += "\n";
-        let mut targets = Section::new("Targets (issue 7)");
+        let mut targets = Section::new("Targets (issue 7; DNS: issue 6)");
         targets.table(self.targets_table());
         if !self.errors.is_empty() {
             let mut e = String::from("**Errors in this run:**\n\n");

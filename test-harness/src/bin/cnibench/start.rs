@@ -1,5 +1,4 @@
-//! Scenario 4 (process start, peak RSS, size on disk) and 5 (DNS, a stub
-//! until dns-sidecar lands).
+//! Scenario 4: process start, peak RSS, size on disk.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -280,27 +279,4 @@ fn sizes(ctx: &mut Ctx, sec: &mut Section) {
     }
     sec.text("Size on disk:");
     sec.table(t);
-}
-
-pub fn dns(ctx: &mut Ctx) {
-    let mut sec = Section::new("5. DNS");
-    let ours: Vec<&str> =
-        ctx.impls.iter().enumerate().filter(|(k, _)| *k != ctx.base).map(|(_, i)| i.name.as_str()).collect();
-    let missing = ctx
-        .impls
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| *k != ctx.base)
-        .all(|(_, i)| !i.missing(&["dns-sidecar"]).is_empty());
-    if missing {
-        let msg = format!("skipped: dns-sidecar missing (in {})", ours.join(", "));
-        println!("== DNS: {msg}");
-        sec.text(msg);
-    } else {
-        let msg = "skipped: dns-sidecar is present but the DNS load scenario (queries/s and p50/p99 against dnsmasq, \
-                   aardvark-dns and a fixed-answer responder) is not written yet";
-        println!("== DNS: {msg}");
-        sec.text(msg);
-    }
-    ctx.report.push(sec);
 }

@@ -277,6 +277,32 @@ fn check_not_own_netns(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// The process entry of a plugin binary: `plugin_main!(MyPlugin);` in a
+/// crate marked `#![cfg_attr(not(test), no_main)]`.
+///
+/// Plugins are exec'd once per operation, so they skip Rust's runtime set-up
+/// before `main` (probing the main thread's stack through /proc/self/maps,
+/// installing stack-overflow signal handlers): measured ~0.15 ms of a ~1 ms
+/// start. Nothing here needs it: panics abort through our hook, and a write to
+/// a closed stdout ends the process as a runtime that stopped reading expects.
+#[macro_export]
+macro_rules! plugin_main {
+    ($plugin:expr) => {
+        #[cfg(not(test))]
+        #[no_mangle]
+        pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+            $crate::skel::run(&$plugin)
+        }
+        // Unit-test builds get their main from the test harness; this keeps
+        // the plugin in use there.
+        #[cfg(test)]
+        #[allow(dead_code)]
+        fn plugin_entry() -> ! {
+            $crate::skel::run(&$plugin)
+        }
+    };
+}
+
 /// The `main` of a plugin: real environment and stdin, print, exit.
 pub fn run<P: Plugin>(plugin: &P) -> ! {
     // A panic must still end as a CNI error on stdout, never a backtrace.

@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), no_main)]
 //! host-local: an IPAM plugin that hands out addresses from configured ranges
 //! and records each lease as a file under `<dataDir>/<network>/`, in the same
 //! layout as the reference plugin so either can take over from the other.
@@ -12,7 +13,7 @@ mod disk;
 mod dns;
 mod store;
 
-use common::skel::{self, CmdArgs, Plugin};
+use common::skel::{CmdArgs, Plugin};
 use common::spec::{version, CniResult, Dns};
 use common::{CniError, Result};
 
@@ -96,6 +97,4 @@ impl Plugin for HostLocal {
     }
 }
 
-fn main() {
-    skel::run(&HostLocal)
-}
+common::plugin_main!(HostLocal);

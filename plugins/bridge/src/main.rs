@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), no_main)]
 //! bridge: each container gets a veth pair, one end inside as `CNI_IFNAME`,
 //! the other plugged into a Linux bridge on the host that may carry the
 //! gateway address, masquerade outgoing traffic and guard source MACs.
@@ -13,7 +14,7 @@ mod spoofcheck;
 use common::ipnet::IpNet;
 use common::netlink::rtnl::{format_mac, Rtnl};
 use common::netns::Netns;
-use common::skel::{self, CmdArgs, Plugin};
+use common::skel::{CmdArgs, Plugin};
 use common::spec::{CniResult, Interface, Route};
 use common::{ifconfig, ipam};
 use common::{CniError, Errors, Result};
@@ -307,6 +308,4 @@ impl<'a> Undo<'a> {
     }
 }
 
-fn main() {
-    skel::run(&Bridge)
-}
+common::plugin_main!(Bridge);

@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), no_main)]
 //! firewall: a chained plugin that lets forwarded traffic to and from the
 //! container's addresses through the host's filter, and optionally isolates
 //! bridge networks from each other (`ingressPolicy`).
@@ -12,7 +13,7 @@ mod rules;
 use serde::Deserialize;
 
 use common::ipnet::IpNet;
-use common::skel::{self, CmdArgs, Plugin};
+use common::skel::{CmdArgs, Plugin};
 use common::spec::CniResult;
 use common::{CniError, Result};
 
@@ -164,6 +165,4 @@ impl Plugin for Firewall {
     }
 }
 
-fn main() {
-    skel::run(&Firewall)
-}
+common::plugin_main!(Firewall);

@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), no_main)]
 //! loopback: bring `lo` up inside the container and report its addresses.
 //!
 //! containerd runs it for every pod with cniVersion 0.3.1 and ifname `lo`;
@@ -5,7 +6,7 @@
 
 use common::netlink::rtnl::{Family, Rtnl};
 use common::netns::Netns;
-use common::skel::{self, CmdArgs, Plugin};
+use common::skel::{CmdArgs, Plugin};
 use common::spec::{CniResult, Interface, IpConfig};
 use common::{CniError, Result};
 
@@ -87,6 +88,4 @@ impl Plugin for Loopback {
     }
 }
 
-fn main() {
-    skel::run(&Loopback)
-}
+common::plugin_main!(Loopback);

@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), no_main)]
 //! macvlan: the container gets a macvlan device on a master interface, so it
 //! appears on the master's network as its own host with its own MAC.
 //!
@@ -10,7 +11,7 @@ mod config;
 use common::netlink::rtnl::{format_mac, Link, MacvlanMode, MacvlanOpts, Rtnl};
 use common::netlink::NlError;
 use common::netns::Netns;
-use common::skel::{self, CmdArgs, Plugin};
+use common::skel::{CmdArgs, Plugin};
 use common::spec::{CniResult, Interface};
 use common::{ifconfig, ipam, sysctl};
 use common::{CniError, Errors, Result};
@@ -289,6 +290,4 @@ impl Undo<'_> {
     }
 }
 
-fn main() {
-    skel::run(&Macvlan)
-}
+common::plugin_main!(Macvlan);

@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), no_main)]
 //! portmap: publishes container ports on the host (`docker run -p` for CNI;
 //! containerd's hostPort, Podman's `-p`). A chained plugin: it reads the
 //! container addresses of `CNI_IFNAME` from prevResult and passes the result
@@ -22,7 +23,7 @@ use std::net::IpAddr;
 use common::ipnet::IpNet;
 use common::netlink::rtnl::{Family as RtFamily, Rtnl};
 use common::nft::Nft;
-use common::skel::{self, CmdArgs, Plugin};
+use common::skel::{CmdArgs, Plugin};
 use common::spec::CniResult;
 use common::{conntrack, sysctl, CniError, Result};
 
@@ -199,6 +200,4 @@ impl Plugin for Portmap {
     }
 }
 
-fn main() {
-    skel::run(&Portmap)
-}
+common::plugin_main!(Portmap);

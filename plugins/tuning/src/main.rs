@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), no_main)]
 //! tuning: a chained plugin that sets network sysctls inside the container
 //! netns and attributes (MAC, MTU, promisc, allmulti, txqueuelen) of the
 //! container interface. Previous link attributes are saved in
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use common::netlink::rtnl::{format_mac, parse_mac, Link, Rtnl};
 use common::netns::Netns;
-use common::skel::{self, CmdArgs, Plugin};
+use common::skel::{CmdArgs, Plugin};
 use common::spec::CniResult;
 use common::{CniError, Result};
 
@@ -409,9 +410,7 @@ fn update_result_mac(res: &mut CniResult, ifname: &str, mac: &str) {
     }
 }
 
-fn main() {
-    skel::run(&Tuning)
-}
+common::plugin_main!(Tuning);
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 //! ```
 
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -117,8 +117,13 @@ impl Store for DiskStore {
             if !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
-            if let Ok(content) = fs::read(entry.path()) {
-                out.push(Lease::parse(ip, &String::from_utf8_lossy(&content)));
+            // One open and one read per lease (leases are a few dozen bytes): an
+            // ADD reads every lease to refuse a duplicate, so this is its
+            // per-container cost as the network fills.
+            let mut buf = [0u8; 512];
+            let read = fs::File::open(entry.path()).and_then(|mut f| f.read(&mut buf));
+            if let Ok(n) = read {
+                out.push(Lease::parse(ip, &String::from_utf8_lossy(&buf[..n])));
             }
         }
         Ok(out)

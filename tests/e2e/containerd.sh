@@ -131,7 +131,7 @@ c_clean() {
   # The bridge is the network's, not a container's (the reference keeps it too).
   l=$(except 'lo|cni-e2e0' "$(links_of "$NSC")")
   [ -z "$l" ] || fail "links left: $l"
-  l=$(in_ns "$NSC" find /var/lib/cni/networks -type f ! -name lock ! -name 'last_reserved_ip*' 2>/dev/null)
+  l=$(in_ns "$NSC" find /var/lib/cni/networks -type f ! -name lock ! -name 'last_reserved_ip*' ! -name 'cnirs-index*' 2>/dev/null)
   [ -z "$l" ] || fail "leases left: $l"
   l=$(nsenter --net="/run/netns/$NSC" -- nft list ruleset | grep -E -A2 "elements =|$CTR_NS-" || true)
   [ -z "$l" ] || fail "nf_tables elements left: $l"

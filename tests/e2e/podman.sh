@@ -193,7 +193,7 @@ p_ipv6() {
 # What our plugins may leave in $NSP or in the private state dirs.
 leftover_links() { except 'lo|up0|up0p|lan0' "$(links_of "$NSP")"; }
 leftover_leases() {
-  in_ns "$NSP" find /var/lib/cni/networks -type f ! -name lock ! -name 'last_reserved_ip*' 2>/dev/null
+  in_ns "$NSP" find /var/lib/cni/networks -type f ! -name lock ! -name 'last_reserved_ip*' ! -name 'cnirs-index*' 2>/dev/null
 }
 leftover_state() { in_ns "$NSP" find /run/cni -mindepth 2 2>/dev/null; in_ns "$NSP" find /var/lib/cni/results -mindepth 1 2>/dev/null; }
 nft_elements() { nsenter --net="/run/netns/$NSP" -- nft list ruleset | grep -A2 'elements =' || true; }

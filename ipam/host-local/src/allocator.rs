@@ -2,7 +2,6 @@
 //! round robin from the set's cursor — the reference's order exactly, so a
 //! data dir shared with it keeps cycling the same way.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use common::ipnet::{from_bits, to_bits, IpNet};
@@ -22,7 +21,7 @@ pub fn allocate(
     ifname: &str,
 ) -> Result<Vec<IpConfig>> {
     let wanted = match_requests(sets, requested)?;
-    let held = store.leases()?;
+    let held = store.known_leases_of(id, ifname)?;
     let mut taken: Vec<IpConfig> = Vec::new();
     for (i, set) in sets.iter().enumerate() {
         match allocate_one(store, &held, i, set, wanted[i], id, ifname) {
@@ -71,7 +70,7 @@ fn allocate_one(
 ) -> Result<IpConfig> {
     // The spec forbids a second ADD for the same attachment without a DEL;
     // handing out a second address would leak the first.
-    if let Some(l) = held.iter().find(|l| (l.is(id, ifname) || l.is_legacy_of(id)) && set.contains(&l.ip)) {
+    if let Some(l) = held.iter().find(|l| set.contains(&l.ip)) {
         return Err(CniError::internal(format!(
             "{} has been allocated to {id} ({ifname}), duplicate allocation is not allowed",
             l.ip
@@ -91,11 +90,10 @@ fn allocate_one(
         }
         return Ok(ip_config(ip, range));
     }
-    // Skip what is visibly held (we hold the lock, so the list is current);
-    // reserve() still refuses anything taken, whatever the list says.
-    let busy: HashSet<IpAddr> = held.iter().map(|l| l.ip).collect();
+    // reserve() (O_EXCL on disk) refuses whatever is taken; from the cursor
+    // the next address is almost always free.
     for (range, ip) in candidates(set, store.last_reserved(i)) {
-        if !busy.contains(&ip) && store.reserve(ip, id, ifname, i)? {
+        if store.reserve(ip, id, ifname, i)? {
             return Ok(ip_config(ip, range));
         }
     }
@@ -141,7 +139,7 @@ fn candidates(set: &RangeSet, cursor: Option<IpAddr>) -> impl Iterator<Item = (&
 /// only the container are released when no current-format lease matched.
 /// Returns how many were released; keeps going past errors and reports them.
 pub fn release(store: &mut dyn Store, id: &str, ifname: &str) -> Result<usize> {
-    let leases = store.leases()?;
+    let leases = store.leases_of(id, ifname)?;
     let mut mine: Vec<&Lease> = leases.iter().filter(|l| l.is(id, ifname)).collect();
     if mine.is_empty() {
         mine = leases.iter().filter(|l| l.is_legacy_of(id)).collect();
@@ -151,7 +149,7 @@ pub fn release(store: &mut dyn Store, id: &str, ifname: &str) -> Result<usize> {
 
 /// CHECK: does (id, ifname) hold anything (old leases of the container count)?
 pub fn holds_any(store: &dyn Store, id: &str, ifname: &str) -> Result<bool> {
-    Ok(store.leases()?.iter().any(|l| l.is(id, ifname) || l.is_legacy_of(id)))
+    Ok(!store.leases_of(id, ifname)?.is_empty())
 }
 
 /// GC: release every lease whose attachment is not in `valid`. An old lease
@@ -171,11 +169,14 @@ pub fn gc(store: &mut dyn Store, valid: &[Attachment]) -> Result<usize> {
 
 fn release_all(store: &mut dyn Store, leases: &[&Lease]) -> Result<usize> {
     let mut errors = Vec::new();
+    let mut released = Vec::new();
     for l in leases {
-        if let Err(e) = store.release(l.ip) {
-            errors.push(format!("{}: {}", l.ip, e.msg));
+        match store.release(l.ip) {
+            Ok(()) => released.push(l.ip),
+            Err(e) => errors.push(format!("{}: {}", l.ip, e.msg)),
         }
     }
+    store.forget(&released);
     if errors.is_empty() {
         Ok(leases.len())
     } else {

@@ -5,8 +5,20 @@
 //! <dataDir>/<network>/lock                 flock'd while anyone works here
 //! <dataDir>/<network>/<ip>                 one lease, "<containerID>\r\n<ifname>", 0600
 //! <dataDir>/<network>/last_reserved_ip.<n> round-robin cursor of range set n
+//! <dataDir>/<network>/cnirs-index          ours only, see below
 //! ```
+//!
+//! The index spares ADD from reading every lease to refuse a duplicate
+//! allocation (the reference's ADD cost grows with the network). Its lines are
+//! `<ip> <containerID> <ifname>` per lease we made and `@ <set> <ip>`, the
+//! cursor each range set had when we last wrote. It is only a hint: every entry
+//! is checked against its lease file; DEL and CHECK read every lease when it
+//! names nothing; and whenever a cursor file differs from what the index
+//! recorded — someone else (the reference) allocated here — or the index is
+//! missing, ADD reads every lease and writes it anew. The reference ignores the
+//! file: its name is no IP and its content no lease.
 
+use std::collections::HashMap;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -19,6 +31,16 @@ use common::{CniError, Result};
 use crate::store::{lease_content, Lease, Store};
 
 const CURSOR_PREFIX: &str = "last_reserved_ip.";
+const INDEX: &str = "cnirs-index";
+/// Range sets whose cursor files are compared with the index on every ADD.
+const CURSORS_CHECKED: usize = 8;
+
+/// What the index file holds.
+#[derive(Debug, Default)]
+struct Index {
+    leases: Vec<Lease>,
+    cursors: HashMap<usize, IpAddr>,
+}
 
 /// The leases of one network, locked for as long as this value lives.
 #[derive(Debug)]
@@ -65,6 +87,74 @@ impl DiskStore {
         self.dir.join(ip.to_string())
     }
 
+    /// The lease file of `ip`, if it is one.
+    fn read_lease(&self, ip: IpAddr) -> Option<Lease> {
+        let mut buf = [0u8; 512];
+        let n = fs::File::open(self.lease_path(ip)).and_then(|mut f| f.read(&mut buf)).ok()?;
+        Some(Lease::parse(ip, &String::from_utf8_lossy(&buf[..n])))
+    }
+
+    /// The index: its lease entries and the cursors it recorded; None when
+    /// there is no (readable) index.
+    fn read_index(&self) -> Option<Index> {
+        let text = fs::read_to_string(self.dir.join(INDEX)).ok()?;
+        let mut index = Index::default();
+        for line in text.lines() {
+            let mut f = line.splitn(3, ' ');
+            match (f.next(), f.next(), f.next()) {
+                (Some("@"), Some(set), Some(ip)) => {
+                    if let (Ok(set), Ok(ip)) = (set.parse(), ip.parse()) {
+                        index.cursors.insert(set, ip);
+                    }
+                }
+                (Some(ip), Some(id), ifname) => {
+                    if let Ok(ip) = ip.parse() {
+                        let ifname = ifname.filter(|i| !i.is_empty()).map(str::to_string);
+                        index.leases.push(Lease { ip, container_id: id.to_string(), ifname });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(index)
+    }
+
+    fn lease_line(l: &Lease) -> String {
+        format!("{} {} {}\n", l.ip, l.container_id, l.ifname.as_deref().unwrap_or(""))
+    }
+
+    /// Replace the index (temp file + rename, so readers never see half of it).
+    fn write_index(&self, index: &Index) {
+        let mut body: String = index.leases.iter().map(Self::lease_line).collect();
+        for (set, ip) in &index.cursors {
+            body.push_str(&format!("@ {set} {ip}\n"));
+        }
+        let tmp = self.dir.join(format!("{INDEX}.tmp"));
+        let ok = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(body.as_bytes()))
+            .and_then(|()| fs::rename(&tmp, self.dir.join(INDEX)));
+        if ok.is_err() {
+            // No index is always safe: the next ADD rebuilds it.
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(self.dir.join(INDEX));
+        }
+    }
+
+    /// Every cursor file's value, by range set.
+    fn cursors(&self) -> HashMap<usize, IpAddr> {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return HashMap::new() };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix(CURSOR_PREFIX)?.parse().ok())
+            .filter_map(|set| Some((set, self.last_reserved(set)?)))
+            .collect()
+    }
+
     fn write_cursor(&self, set: usize, ip: IpAddr) -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
@@ -73,6 +163,21 @@ impl DiskStore {
             .mode(0o600)
             .open(self.dir.join(format!("{CURSOR_PREFIX}{set}")))?;
         f.write_all(ip.to_string().as_bytes())
+    }
+}
+
+impl DiskStore {
+    /// The index entries of (id, ifname) whose lease file still says so.
+    fn verified(&self, index: Vec<Lease>, id: &str, ifname: &str) -> Vec<Lease> {
+        let mut out: Vec<Lease> = index
+            .into_iter()
+            .filter(|l| l.is(id, ifname) || l.is_legacy_of(id))
+            .filter_map(|l| self.read_lease(l.ip))
+            .filter(|l| l.is(id, ifname) || l.is_legacy_of(id))
+            .collect();
+        out.sort_by_key(|l| l.ip);
+        out.dedup();
+        out
     }
 }
 
@@ -94,7 +199,50 @@ impl Store for DiskStore {
             let _ = fs::remove_file(&path);
             return Err(io_err("cannot write cursor in", &self.dir, e));
         }
+        // Only extend an index that exists (a missing one is rebuilt whole):
+        // the lease, and the cursor we just moved.
+        let lease = Lease { ip, container_id: id.trim().to_string(), ifname: Some(ifname.to_string()) };
+        let index = self.dir.join(INDEX);
+        if index.exists() {
+            let lines = format!("{}@ {set} {ip}\n", Self::lease_line(&lease));
+            let appended =
+                OpenOptions::new().append(true).open(&index).and_then(|mut f| f.write_all(lines.as_bytes()));
+            if appended.is_err() {
+                let _ = fs::remove_file(&index);
+            }
+        }
         Ok(true)
+    }
+
+    fn leases_of(&self, id: &str, ifname: &str) -> Result<Vec<Lease>> {
+        let known =
+            self.read_index().map(|index| self.verified(index.leases, id, ifname)).unwrap_or_default();
+        if !known.is_empty() {
+            return Ok(known);
+        }
+        // Not ours, legacy, or a stale index: read them all.
+        Ok(self.leases()?.into_iter().filter(|l| l.is(id, ifname) || l.is_legacy_of(id)).collect())
+    }
+
+    fn known_leases_of(&mut self, id: &str, ifname: &str) -> Result<Vec<Lease>> {
+        if let Some(index) = self.read_index() {
+            // Every cursor as recorded (a network has a handful of range sets).
+            let sets = index.cursors.keys().max().map_or(0, |m| m + 1).max(CURSORS_CHECKED);
+            if (0..sets).all(|set| self.last_reserved(set) == index.cursors.get(&set).copied()) {
+                return Ok(self.verified(index.leases, id, ifname));
+            }
+        }
+        let leases = self.leases()?;
+        let mine = leases.iter().filter(|l| l.is(id, ifname) || l.is_legacy_of(id)).cloned().collect();
+        self.write_index(&Index { leases, cursors: self.cursors() });
+        Ok(mine)
+    }
+
+    fn forget(&mut self, ips: &[IpAddr]) {
+        if let Some(mut index) = self.read_index() {
+            index.leases.retain(|l| !ips.contains(&l.ip));
+            self.write_index(&index);
+        }
     }
 
     fn last_reserved(&self, set: usize) -> Option<IpAddr> {
@@ -188,6 +336,43 @@ mod tests {
         s.release(ip).unwrap();
         s.release(ip).unwrap();
         assert!(!dir.join("2001:db8::a").exists());
+        drop(s);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_index_answers_for_our_leases_and_notices_foreign_ones() {
+        let root = tempdir("index");
+        let dir = root.join("net1");
+        let mut s = DiskStore::create(&dir).unwrap();
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+            ("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap());
+        // First ADD builds the index; later reservations extend it.
+        assert!(s.known_leases_of("c1", "eth0").unwrap().is_empty());
+        assert!(dir.join(INDEX).exists());
+        assert!(s.reserve(a, "c1", "eth0", 0).unwrap());
+        assert_eq!(s.known_leases_of("c1", "eth0").unwrap()[0].ip, a);
+        assert_eq!(s.leases_of("c1", "eth0").unwrap()[0].ip, a);
+
+        // A lease the reference writes (file + cursor, no index line) is still seen.
+        fs::write(dir.join("10.0.0.3"), "c2\r\neth0").unwrap();
+        fs::write(dir.join("last_reserved_ip.0"), "10.0.0.3").unwrap();
+        assert_eq!(s.known_leases_of("c2", "eth0").unwrap()[0].ip, b);
+        assert!(fs::read_to_string(dir.join(INDEX)).unwrap().contains("10.0.0.3 c2 eth0"), "index rebuilt");
+
+        // An entry whose lease file changed hands or vanished is not believed.
+        fs::remove_file(dir.join("10.0.0.2")).unwrap();
+        fs::write(dir.join("10.0.0.2"), "other\r\neth0").unwrap();
+        assert!(s.known_leases_of("c1", "eth0").unwrap().is_empty());
+        assert!(s.leases_of("c1", "eth0").unwrap().is_empty());
+
+        // Release forgets the entry; DEL of something the index never knew reads every lease.
+        assert!(s.reserve(c, "c3", "eth1", 0).unwrap());
+        s.release(c).unwrap();
+        s.forget(&[c]);
+        assert!(!fs::read_to_string(dir.join(INDEX)).unwrap().contains("10.0.0.4 c3"));
+        fs::write(dir.join("10.0.0.9"), "old-id").unwrap();
+        assert_eq!(s.leases_of("old-id", "eth0").unwrap().len(), 1, "legacy lease found by a full read");
         drop(s);
         fs::remove_dir_all(&root).unwrap();
     }

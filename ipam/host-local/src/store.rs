@@ -54,8 +54,20 @@ pub trait Store {
     /// robin then restarts at the beginning, as in the reference).
     fn last_reserved(&self, set: usize) -> Option<IpAddr>;
     fn leases(&self) -> Result<Vec<Lease>>;
+    /// The leases of (id, ifname), including old ones naming only the
+    /// container: exactly, whoever wrote them (DEL, CHECK).
+    fn leases_of(&self, id: &str, ifname: &str) -> Result<Vec<Lease>> {
+        Ok(self.leases()?.into_iter().filter(|l| l.is(id, ifname) || l.is_legacy_of(id)).collect())
+    }
+    /// The same for ADD's duplicate check, where a store may answer from what
+    /// it knows without reading every lease (see DiskStore's index).
+    fn known_leases_of(&mut self, id: &str, ifname: &str) -> Result<Vec<Lease>> {
+        self.leases_of(id, ifname)
+    }
     /// Drop the lease of `ip`; already gone is fine.
     fn release(&mut self, ip: IpAddr) -> Result<()>;
+    /// The leases of `ips` were released (bookkeeping only).
+    fn forget(&mut self, _ips: &[IpAddr]) {}
 }
 
 /// An in-memory store for allocator tests.

@@ -239,7 +239,8 @@ pub fn state(imp: &Impl, network: &str) -> BTreeSet<String> {
     if let Ok(dir) = std::fs::read_dir(imp.ipam_dir().join(network)) {
         for e in dir.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if n != "lock" && !n.starts_with("last_reserved_ip") {
+            // Leases are the files named by an IP (lock, cursors and our index are not).
+            if n.parse::<std::net::IpAddr>().is_ok() {
                 items.insert(format!("lease {n}"));
             }
         }

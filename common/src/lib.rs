@@ -12,6 +12,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod skel;
+pub mod sockaddr;
 pub mod spec;
 pub mod sysctl;
 

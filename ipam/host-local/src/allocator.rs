@@ -21,7 +21,7 @@ pub fn allocate(
     ifname: &str,
 ) -> Result<Vec<IpConfig>> {
     let wanted = match_requests(sets, requested)?;
-    let held = store.known_leases_of(id, ifname)?;
+    let held = store.known_leases_of(id, ifname, sets.len())?;
     let mut taken: Vec<IpConfig> = Vec::new();
     for (i, set) in sets.iter().enumerate() {
         match allocate_one(store, &held, i, set, wanted[i], id, ifname) {

@@ -32,8 +32,6 @@ use crate::store::{lease_content, Lease, Store};
 
 const CURSOR_PREFIX: &str = "last_reserved_ip.";
 const INDEX: &str = "cnirs-index";
-/// Range sets whose cursor files are compared with the index on every ADD.
-const CURSORS_CHECKED: usize = 8;
 
 /// What the index file holds.
 #[derive(Debug, Default)]
@@ -103,6 +101,7 @@ impl DiskStore {
             let mut f = line.splitn(3, ' ');
             match (f.next(), f.next(), f.next()) {
                 (Some("@"), Some(set), Some(ip)) => {
+                    // A set number past usize fails to parse (never wraps).
                     if let (Ok(set), Ok(ip)) = (set.parse(), ip.parse()) {
                         index.cursors.insert(set, ip);
                     }
@@ -143,16 +142,6 @@ impl DiskStore {
             let _ = fs::remove_file(&tmp);
             let _ = fs::remove_file(self.dir.join(INDEX));
         }
-    }
-
-    /// Every cursor file's value, by range set.
-    fn cursors(&self) -> HashMap<usize, IpAddr> {
-        let Ok(entries) = fs::read_dir(&self.dir) else { return HashMap::new() };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix(CURSOR_PREFIX)?.parse().ok())
-            .filter_map(|set| Some((set, self.last_reserved(set)?)))
-            .collect()
     }
 
     fn write_cursor(&self, set: usize, ip: IpAddr) -> io::Result<()> {
@@ -224,17 +213,18 @@ impl Store for DiskStore {
         Ok(self.leases()?.into_iter().filter(|l| l.is(id, ifname) || l.is_legacy_of(id)).collect())
     }
 
-    fn known_leases_of(&mut self, id: &str, ifname: &str) -> Result<Vec<Lease>> {
+    fn known_leases_of(&mut self, id: &str, ifname: &str, sets: usize) -> Result<Vec<Lease>> {
+        // Every ADD moves the cursor of every configured set, so those are
+        // the ones to compare; other cursor files are not ours to read.
         if let Some(index) = self.read_index() {
-            // Every cursor as recorded (a network has a handful of range sets).
-            let sets = index.cursors.keys().max().map_or(0, |m| m + 1).max(CURSORS_CHECKED);
             if (0..sets).all(|set| self.last_reserved(set) == index.cursors.get(&set).copied()) {
                 return Ok(self.verified(index.leases, id, ifname));
             }
         }
         let leases = self.leases()?;
         let mine = leases.iter().filter(|l| l.is(id, ifname) || l.is_legacy_of(id)).cloned().collect();
-        self.write_index(&Index { leases, cursors: self.cursors() });
+        let cursors = (0..sets).filter_map(|set| Some((set, self.last_reserved(set)?))).collect();
+        self.write_index(&Index { leases, cursors });
         Ok(mine)
     }
 
@@ -348,22 +338,22 @@ mod tests {
         let (a, b, c): (IpAddr, IpAddr, IpAddr) =
             ("10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap(), "10.0.0.4".parse().unwrap());
         // First ADD builds the index; later reservations extend it.
-        assert!(s.known_leases_of("c1", "eth0").unwrap().is_empty());
+        assert!(s.known_leases_of("c1", "eth0", 1).unwrap().is_empty());
         assert!(dir.join(INDEX).exists());
         assert!(s.reserve(a, "c1", "eth0", 0).unwrap());
-        assert_eq!(s.known_leases_of("c1", "eth0").unwrap()[0].ip, a);
+        assert_eq!(s.known_leases_of("c1", "eth0", 1).unwrap()[0].ip, a);
         assert_eq!(s.leases_of("c1", "eth0").unwrap()[0].ip, a);
 
         // A lease the reference writes (file + cursor, no index line) is still seen.
         fs::write(dir.join("10.0.0.3"), "c2\r\neth0").unwrap();
         fs::write(dir.join("last_reserved_ip.0"), "10.0.0.3").unwrap();
-        assert_eq!(s.known_leases_of("c2", "eth0").unwrap()[0].ip, b);
+        assert_eq!(s.known_leases_of("c2", "eth0", 1).unwrap()[0].ip, b);
         assert!(fs::read_to_string(dir.join(INDEX)).unwrap().contains("10.0.0.3 c2 eth0"), "index rebuilt");
 
         // An entry whose lease file changed hands or vanished is not believed.
         fs::remove_file(dir.join("10.0.0.2")).unwrap();
         fs::write(dir.join("10.0.0.2"), "other\r\neth0").unwrap();
-        assert!(s.known_leases_of("c1", "eth0").unwrap().is_empty());
+        assert!(s.known_leases_of("c1", "eth0", 1).unwrap().is_empty());
         assert!(s.leases_of("c1", "eth0").unwrap().is_empty());
 
         // Release forgets the entry; DEL of something the index never knew reads every lease.
@@ -387,6 +377,32 @@ mod tests {
         assert!(check_writable(&root.join("file").join("net")).is_err());
         assert!(DiskStore::create(&root.join("file").join("net")).is_err());
         assert!(DiskStore::open_existing(&root.join("file")).is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn only_the_configured_sets_cursors_count() {
+        let root = tempdir("strays");
+        let dir = root.join("net1");
+        let mut s = DiskStore::create(&dir).unwrap();
+        for n in ["300000", "18446744073709551615", "99999999999999999999", "01", "+1", "-1", ""] {
+            fs::write(dir.join(format!("{CURSOR_PREFIX}{n}")), "10.0.0.5").unwrap();
+        }
+        assert!(s.known_leases_of("c1", "eth0", 1).unwrap().is_empty());
+        assert!(s.reserve("10.0.0.2".parse().unwrap(), "c1", "eth0", 0).unwrap());
+        let index = fs::read_to_string(dir.join(INDEX)).unwrap();
+        assert!(index.lines().filter(|l| l.starts_with('@')).all(|l| l.starts_with("@ 0 ")), "{index}");
+        // Steady state: ADDs answer from the index without rebuilding it.
+        let inode = |d: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(d.join(INDEX)).unwrap());
+        let built = inode(&dir);
+        assert_eq!(s.known_leases_of("c1", "eth0", 1).unwrap().len(), 1);
+        assert!(s.known_leases_of("c2", "eth0", 1).unwrap().is_empty());
+        assert_eq!(inode(&dir), built, "index rebuilt although nobody else allocated");
+        // An index naming absurd sets (written by hand) is harmless too.
+        fs::write(dir.join(INDEX), "@ 18446744073709551615 10.0.0.5\n@ 0 10.0.0.2\n10.0.0.2 c1 eth0\n")
+            .unwrap();
+        assert_eq!(s.known_leases_of("c1", "eth0", 1).unwrap().len(), 1);
+        drop(s);
         fs::remove_dir_all(&root).unwrap();
     }
 }

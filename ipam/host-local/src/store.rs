@@ -60,8 +60,9 @@ pub trait Store {
         Ok(self.leases()?.into_iter().filter(|l| l.is(id, ifname) || l.is_legacy_of(id)).collect())
     }
     /// The same for ADD's duplicate check, where a store may answer from what
-    /// it knows without reading every lease (see DiskStore's index).
-    fn known_leases_of(&mut self, id: &str, ifname: &str) -> Result<Vec<Lease>> {
+    /// it knows without reading every lease (see DiskStore's index); `sets`
+    /// is how many range sets the configuration has.
+    fn known_leases_of(&mut self, id: &str, ifname: &str, _sets: usize) -> Result<Vec<Lease>> {
         self.leases_of(id, ifname)
     }
     /// Drop the lease of `ip`; already gone is fine.

@@ -17,6 +17,17 @@
 //! recorded — someone else (the reference) allocated here — or the index is
 //! missing, ADD reads every lease and writes it anew. The reference ignores the
 //! file: its name is no IP and its content no lease.
+//!
+//! No lease, cursor or index file is followed through a symlink (the data
+//! dir and the network directory themselves may be links: that is the
+//! operator's choice, as with the reference; `lock` is common::lock's). A
+//! link, FIFO or socket planted under one of these names is never read as
+//! state nor written through: a cursor or index there counts as missing and
+//! is replaced by a file of ours (the link itself is removed, its target
+//! untouched); one under an IP's name holds that address, as any file there
+//! does, but is no lease (never released, never matched). Only the cursors of
+//! the configured range sets are read: other `last_reserved_ip.*` files are
+//! ignored. Lease files are read whole, whatever the container ID's length.
 
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder, OpenOptions};
@@ -32,6 +43,20 @@ use crate::store::{lease_content, Lease, Store};
 
 const CURSOR_PREFIX: &str = "last_reserved_ip.";
 const INDEX: &str = "cnirs-index";
+const INDEX_TMP: &str = "cnirs-index.tmp";
+
+/// Open flags for every file of ours in the network directory: a planted
+/// link fails with ELOOP instead of being followed, and a FIFO cannot block
+/// the open (std adds O_CLOEXEC itself).
+const NO_LINKS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+/// The longest lease any plugin can write: the kernel caps an environment
+/// string (CNI_CONTAINERID=...) at 128 KiB, and an ifname is 15 bytes. A
+/// longer file is no lease of anyone we could be asked about.
+const MAX_LEASE: usize = 256 << 10;
+/// An IP in text, with room for stray whitespace.
+const MAX_CURSOR: usize = 64;
+/// Far beyond the index of the largest network (a /16 of 64-hex IDs is ~6 MiB).
+const MAX_INDEX: usize = 64 << 20;
 
 /// What the index file holds.
 #[derive(Debug, Default)]
@@ -87,15 +112,75 @@ impl DiskStore {
 
     /// The lease file of `ip`, if it is one.
     fn read_lease(&self, ip: IpAddr) -> Option<Lease> {
-        let mut buf = [0u8; 512];
-        let n = fs::File::open(self.lease_path(ip)).and_then(|mut f| f.read(&mut buf)).ok()?;
-        Some(Lease::parse(ip, &String::from_utf8_lossy(&buf[..n])))
+        let content = read_state(&self.lease_path(ip), MAX_LEASE).ok()?;
+        Some(Lease::parse(ip, &String::from_utf8_lossy(&content)))
     }
 
     /// The index: its lease entries and the cursors it recorded; None when
     /// there is no (readable) index.
     fn read_index(&self) -> Option<Index> {
-        let text = fs::read_to_string(self.dir.join(INDEX)).ok()?;
+        let content = read_state(&self.dir.join(INDEX), MAX_INDEX).ok()?;
+        Some(Index::parse(&String::from_utf8_lossy(&content)))
+    }
+
+    fn lease_line(l: &Lease) -> String {
+        format!("{} {} {}\n", l.ip, l.container_id, l.ifname.as_deref().unwrap_or(""))
+    }
+
+    /// Replace the index (temp file + rename, so readers never see half of it).
+    fn write_index(&self, index: &Index) {
+        let mut body: String = index.leases.iter().map(Self::lease_line).collect();
+        for (set, ip) in &index.cursors {
+            body.push_str(&format!("@ {set} {ip}\n"));
+        }
+        let tmp = self.dir.join(INDEX_TMP);
+        // Created afresh (O_EXCL never follows a link); a leftover of a crash,
+        // or anything planted under the name, is removed first.
+        let create = || OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp);
+        let file = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp).and_then(|()| create())
+            }
+            other => other,
+        };
+        let ok = file
+            .and_then(|mut f| f.write_all(body.as_bytes()))
+            .and_then(|()| fs::rename(&tmp, self.dir.join(INDEX)));
+        if ok.is_err() {
+            // No index is always safe: the next ADD rebuilds it.
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(self.dir.join(INDEX));
+        }
+    }
+
+    fn write_cursor(&self, set: usize, ip: IpAddr) -> io::Result<()> {
+        let path = self.dir.join(format!("{CURSOR_PREFIX}{set}"));
+        // Truncated in place as the reference does (one open); a link (ELOOP),
+        // FIFO or socket (ENXIO) under the name is replaced, never written through.
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(NO_LINKS)
+                .open(&path)
+        };
+        let mut f = match open() {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENXIO)) => {
+                fs::remove_file(&path)?;
+                open()?
+            }
+            other => other?,
+        };
+        f.write_all(ip.to_string().as_bytes())
+    }
+}
+
+impl Index {
+    /// The index's text: `<ip> <containerID> <ifname>` per lease, `@ <set>
+    /// <ip>` per cursor; anything else is skipped (it is only a hint).
+    fn parse(text: &str) -> Index {
         let mut index = Index::default();
         for line in text.lines() {
             let mut f = line.splitn(3, ' ');
@@ -115,44 +200,26 @@ impl DiskStore {
                 _ => {}
             }
         }
-        Some(index)
+        index
     }
+}
 
-    fn lease_line(l: &Lease) -> String {
-        format!("{} {} {}\n", l.ip, l.container_id, l.ifname.as_deref().unwrap_or(""))
+/// A file of ours in the network directory, whole, opened with [`NO_LINKS`];
+/// more than `limit` bytes is an error (no plugin wrote that). Leases are a
+/// few dozen bytes, so one read() answers in the common case: a short read
+/// of a regular file is its end.
+fn read_state(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    let mut f = OpenOptions::new().read(true).custom_flags(NO_LINKS).open(path)?;
+    let mut first = [0u8; 512];
+    let n = f.read(&mut first)?;
+    let mut data = first[..n].to_vec();
+    if n == first.len() {
+        f.take((limit.saturating_sub(n) + 1) as u64).read_to_end(&mut data)?;
     }
-
-    /// Replace the index (temp file + rename, so readers never see half of it).
-    fn write_index(&self, index: &Index) {
-        let mut body: String = index.leases.iter().map(Self::lease_line).collect();
-        for (set, ip) in &index.cursors {
-            body.push_str(&format!("@ {set} {ip}\n"));
-        }
-        let tmp = self.dir.join(format!("{INDEX}.tmp"));
-        let ok = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(body.as_bytes()))
-            .and_then(|()| fs::rename(&tmp, self.dir.join(INDEX)));
-        if ok.is_err() {
-            // No index is always safe: the next ADD rebuilds it.
-            let _ = fs::remove_file(&tmp);
-            let _ = fs::remove_file(self.dir.join(INDEX));
-        }
+    if data.len() > limit {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("longer than {limit} bytes")));
     }
-
-    fn write_cursor(&self, set: usize, ip: IpAddr) -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(self.dir.join(format!("{CURSOR_PREFIX}{set}")))?;
-        f.write_all(ip.to_string().as_bytes())
-    }
+    Ok(data)
 }
 
 impl DiskStore {
@@ -189,15 +256,17 @@ impl Store for DiskStore {
             return Err(io_err("cannot write cursor in", &self.dir, e));
         }
         // Only extend an index that exists (a missing one is rebuilt whole):
-        // the lease, and the cursor we just moved.
+        // the lease, and the cursor we just moved. Anything but our own file
+        // there (a link: ELOOP) is removed, so the next ADD rebuilds it.
         let lease = Lease { ip, container_id: id.trim().to_string(), ifname: Some(ifname.to_string()) };
         let index = self.dir.join(INDEX);
-        if index.exists() {
-            let lines = format!("{}@ {set} {ip}\n", Self::lease_line(&lease));
-            let appended =
-                OpenOptions::new().append(true).open(&index).and_then(|mut f| f.write_all(lines.as_bytes()));
-            if appended.is_err() {
-                let _ = fs::remove_file(&index);
+        let lines = format!("{}@ {set} {ip}\n", Self::lease_line(&lease));
+        match OpenOptions::new().append(true).custom_flags(NO_LINKS).open(&index) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            appended => {
+                if appended.and_then(|mut f| f.write_all(lines.as_bytes())).is_err() {
+                    let _ = fs::remove_file(&index);
+                }
             }
         }
         Ok(true)
@@ -236,7 +305,8 @@ impl Store for DiskStore {
     }
 
     fn last_reserved(&self, set: usize) -> Option<IpAddr> {
-        fs::read_to_string(self.dir.join(format!("{CURSOR_PREFIX}{set}"))).ok()?.trim().parse().ok()
+        let content = read_state(&self.dir.join(format!("{CURSOR_PREFIX}{set}")), MAX_CURSOR).ok()?;
+        std::str::from_utf8(&content).ok()?.trim().parse().ok()
     }
 
     /// Every lease file: a regular file named by an IP in its canonical form
@@ -255,13 +325,11 @@ impl Store for DiskStore {
             if !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
-            // One open and one read per lease (leases are a few dozen bytes): an
-            // ADD reads every lease to refuse a duplicate, so this is its
-            // per-container cost as the network fills.
-            let mut buf = [0u8; 512];
-            let read = fs::File::open(entry.path()).and_then(|mut f| f.read(&mut buf));
-            if let Ok(n) = read {
-                out.push(Lease::parse(ip, &String::from_utf8_lossy(&buf[..n])));
+            // One open and one read per lease in the common case: a full
+            // scan (DEL of a lease the index does not know, rebuilds) costs
+            // that per lease. NO_LINKS also covers a link swapped in since readdir.
+            if let Ok(content) = read_state(&entry.path(), MAX_LEASE) {
+                out.push(Lease::parse(ip, &String::from_utf8_lossy(&content)));
             }
         }
         Ok(out)
@@ -277,11 +345,18 @@ impl Store for DiskStore {
 }
 
 /// STATUS: can leases be written under `dir`? Creates it (as ADD would) and
-/// writes and removes a probe file.
+/// creates and removes a probe file (O_EXCL: never through a planted link).
 pub fn check_writable(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o755).create(dir)?;
     let probe = dir.join(format!(".status-probe.{}", std::process::id()));
-    OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&probe)?;
+    let create = || OpenOptions::new().write(true).create_new(true).mode(0o600).open(&probe);
+    if let Err(e) = create() {
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        fs::remove_file(&probe)?;
+        create()?;
+    }
     fs::remove_file(&probe)
 }
 
@@ -381,6 +456,88 @@ mod tests {
     }
 
     #[test]
+    fn long_leases_are_read_whole() {
+        let root = tempdir("long");
+        let dir = root.join("net1");
+        let mut s = DiskStore::create(&dir).unwrap();
+        // Around the old 512-byte read, and far past it (a runtime can pass up
+        // to 128 KiB in CNI_CONTAINERID).
+        for (n, len) in [1, 505, 506, 507, 600, 4096, 100_000].into_iter().enumerate() {
+            let id = "x".repeat(len);
+            let ip: IpAddr = format!("10.0.0.{}", n + 2).parse().unwrap();
+            assert!(s.known_leases_of(&id, "eth0", 1).unwrap().is_empty());
+            assert!(s.reserve(ip, &id, "eth0", 0).unwrap());
+            let known = s.known_leases_of(&id, "eth0", 1).unwrap();
+            assert_eq!(known.iter().map(|l| l.ip).collect::<Vec<_>>(), [ip], "index answer, id of {len}");
+            let held = s.leases_of(&id, "eth0").unwrap();
+            assert_eq!(held.len(), 1, "id of {len}");
+            assert!(held[0].is(&id, "eth0"), "id of {len}");
+        }
+        assert!(s.leases().unwrap().iter().all(|l| l.ifname.as_deref() == Some("eth0")));
+        // An old lease holding only a long ID is that container's.
+        fs::write(dir.join("10.0.1.1"), "y".repeat(3000)).unwrap();
+        assert_eq!(s.leases_of(&"y".repeat(3000), "eth0").unwrap().len(), 1);
+        drop(s);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// An outside file with an old mtime, to see whether anything touched it.
+    fn outside_file(path: &Path, content: &str) -> std::time::SystemTime {
+        fs::write(path, content).unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        fs::File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+        fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn planted_links_are_neither_trusted_nor_written_through() {
+        let root = tempdir("links");
+        let (dir, outside) = (root.join("net1"), root.join("outside"));
+        fs::create_dir_all(&outside).unwrap();
+        let mut s = DiskStore::create(&dir).unwrap();
+        let targets = [
+            (CURSOR_PREFIX.to_string() + "0", outside.join("cursor"), "10.0.0.9"),
+            (INDEX.to_string(), outside.join("index"), "10.0.0.7 c7 eth0\n"),
+            (format!("{INDEX}.tmp"), outside.join("tmp"), "precious"),
+        ];
+        let mut before = Vec::new();
+        for (name, target, content) in &targets {
+            before.push(outside_file(target, content));
+            std::os::unix::fs::symlink(target, dir.join(name)).unwrap();
+        }
+        // Dangling links must not create their targets either.
+        std::os::unix::fs::symlink(outside.join("new-lease"), dir.join("10.0.0.8")).unwrap();
+        std::os::unix::fs::symlink(outside.join("new-cursor"), dir.join(CURSOR_PREFIX.to_string() + "1"))
+            .unwrap();
+
+        assert_eq!(s.last_reserved(0), None, "a linked cursor is not believed");
+        assert!(s.known_leases_of("c7", "eth0", 2).unwrap().is_empty(), "a linked index is not believed");
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(s.reserve(ip, "c1", "eth0", 0).unwrap());
+        assert!(!s.reserve("10.0.0.8".parse().unwrap(), "c1", "eth1", 1).unwrap(), "a linked lease is taken");
+        assert!(s.reserve("10.0.0.3".parse().unwrap(), "c1", "eth1", 1).unwrap());
+        assert_eq!(s.known_leases_of("c1", "eth0", 2).unwrap()[0].ip, ip);
+        s.release(ip).unwrap();
+        s.forget(&[ip]);
+        assert_eq!(s.last_reserved(0), Some(ip));
+
+        for ((_, target, content), mtime) in targets.iter().zip(before) {
+            assert_eq!(fs::read_to_string(target).unwrap(), *content, "{} written", target.display());
+            assert_eq!(fs::metadata(target).unwrap().modified().unwrap(), mtime, "{}", target.display());
+        }
+        assert!(!outside.join("new-lease").exists() && !outside.join("new-cursor").exists());
+        for name in [CURSOR_PREFIX.to_string() + "0", INDEX.to_string()] {
+            let t = fs::symlink_metadata(dir.join(&name)).unwrap().file_type();
+            assert!(t.is_file(), "{name} is now our own file");
+        }
+        // A linked lease is never read as one: its target names nobody here.
+        std::os::unix::fs::symlink(outside.join("index"), dir.join("10.0.0.7")).unwrap();
+        assert!(s.leases_of("c7", "eth0").unwrap().is_empty());
+        drop(s);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn only_the_configured_sets_cursors_count() {
         let root = tempdir("strays");
         let dir = root.join("net1");
@@ -403,6 +560,46 @@ mod tests {
             .unwrap();
         assert_eq!(s.known_leases_of("c1", "eth0", 1).unwrap().len(), 1);
         drop(s);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn planted_fifos_never_block() {
+        let root = tempdir("fifos");
+        let dir = root.join("net1");
+        let mut s = DiskStore::create(&dir).unwrap();
+        for name in [CURSOR_PREFIX.to_string() + "0", INDEX.to_string(), "10.0.0.5".to_string()] {
+            let path = std::ffi::CString::new(dir.join(name).into_os_string().into_encoded_bytes()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        }
+        assert_eq!(s.last_reserved(0), None);
+        assert!(s.known_leases_of("c1", "eth0", 1).unwrap().is_empty());
+        assert!(s.reserve("10.0.0.2".parse().unwrap(), "c1", "eth0", 0).unwrap());
+        assert!(
+            !s.reserve("10.0.0.5".parse().unwrap(), "c2", "eth0", 0).unwrap(),
+            "a FIFO holds its address"
+        );
+        assert_eq!(s.last_reserved(0), Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(s.leases_of("c1", "eth0").unwrap().len(), 1);
+        assert_eq!(s.known_leases_of("c1", "eth0", 1).unwrap().len(), 1);
+        assert!(fs::symlink_metadata(dir.join(INDEX)).unwrap().is_file(), "the index is ours again");
+        drop(s);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn status_probe_never_writes_through_a_link() {
+        let root = tempdir("status-link");
+        let dir = root.join("net1");
+        fs::create_dir_all(&dir).unwrap();
+        let target = root.join("outside");
+        let mtime = outside_file(&target, "precious");
+        let probe = dir.join(format!(".status-probe.{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &probe).unwrap();
+        check_writable(&dir).unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious");
+        assert_eq!(fs::metadata(&target).unwrap().modified().unwrap(), mtime);
+        assert!(fs::symlink_metadata(&probe).is_err(), "the probe is gone");
         fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -377,7 +377,88 @@ fn thirty_two_parallel_adds_get_distinct_addresses() {
     assert_eq!(leases(&dir.net()).len(), 32);
 }
 
-// ---- stray files in the state dir ----
+// ---- long IDs, planted links and stray files in the state dir ----
+
+/// Container IDs around the old 512-byte read of a lease, and far past it
+/// (the kernel lets an environment string reach 128 KiB).
+const LONG_IDS: [usize; 5] = [506, 507, 600, 4096, 100_000];
+
+#[test]
+fn long_container_ids_are_released_by_del() {
+    let dir = TempDir::new("long-id");
+    // One allocatable address (.1 is the gateway): a lease left behind shows at once.
+    let c = v4(&dir, "10.3.0.0/30");
+    for len in LONG_IDS {
+        let id = "a".repeat(len);
+        assert_eq!(first_ip(&add_ok(OURS, &id, &c)), "10.3.0.2/30", "id of {len}");
+        let dup = ours("ADD", &id, &c);
+        assert!(dup.msg().contains("duplicate allocation is not allowed"), "id of {len}: {}", dup.stdout);
+        assert!(ours("CHECK", &id, &c).ok, "id of {len}");
+        assert!(ours("DEL", &id, &c).ok, "id of {len}");
+        assert!(leases(&dir.net()).is_empty(), "DEL of an id of {len} left its lease");
+        assert!(!ours("CHECK", &id, &c).ok, "id of {len}");
+    }
+    // A wider range: a second ADD of a long ID must not take a second address.
+    let dir = TempDir::new("long-id-dup");
+    let c = v4(&dir, "10.3.1.0/24");
+    let id = "b".repeat(600);
+    add_ok(OURS, &id, &c);
+    assert!(!ours("ADD", &id, &c).ok);
+    assert_eq!(leases(&dir.net()), ["10.3.1.2"]);
+}
+
+/// An outside file with an old mtime, to see afterwards whether anything touched it.
+fn outside_file(path: &Path, content: &str) -> std::time::SystemTime {
+    fs::write(path, content).unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    fs::File::options().write(true).open(path).unwrap().set_modified(old).unwrap();
+    fs::metadata(path).unwrap().modified().unwrap()
+}
+
+#[test]
+fn links_planted_in_the_network_dir_write_nothing_outside() {
+    let dir = TempDir::new("links");
+    let outside = dir.0.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::create_dir_all(dir.net()).unwrap();
+    let c = v4(&dir, "10.4.0.0/24");
+    // The cursor's target names an address: a believed cursor would start after it.
+    let planted = [
+        ("last_reserved_ip.0", "cursor", "10.4.0.9"),
+        ("cnirs-index", "index", "10.4.0.7 c7 eth0\n@ 0 10.4.0.9\n"),
+        ("cnirs-index.tmp", "tmp", "precious"),
+    ];
+    let mut mtimes = Vec::new();
+    for (name, target, content) in planted {
+        mtimes.push(outside_file(&outside.join(target), content));
+        std::os::unix::fs::symlink(outside.join(target), dir.net().join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(outside.join("dangling"), dir.net().join("last_reserved_ip.1")).unwrap();
+
+    assert_eq!(first_ip(&add_ok(OURS, "c1", &c)), "10.4.0.2/24");
+    assert_eq!(first_ip(&add_ok(OURS, "c2", &c)), "10.4.0.3/24");
+    assert!(ours("ADD", "c1", &c).msg().contains("duplicate allocation"));
+    assert!(ours("DEL", "c1", &c).ok);
+    assert_eq!(leases(&dir.net()), ["10.4.0.3"]);
+    // The links are replaced by the plugin's own files; the targets are untouched.
+    for ((name, target, content), mtime) in planted.into_iter().zip(mtimes) {
+        let target = outside.join(target);
+        assert_eq!(fs::read_to_string(&target).unwrap(), content, "{name} wrote through its link");
+        assert_eq!(fs::metadata(&target).unwrap().modified().unwrap(), mtime, "{name} touched its target");
+    }
+    assert!(!outside.join("dangling").exists());
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 3, "nothing new outside");
+    assert!(fs::symlink_metadata(dir.net().join("last_reserved_ip.0")).unwrap().is_file());
+
+    // The temp file is written on rebuilds: plant it again, then make the index stale.
+    fs::remove_file(dir.net().join("cnirs-index.tmp")).ok();
+    std::os::unix::fs::symlink(outside.join("tmp"), dir.net().join("cnirs-index.tmp")).unwrap();
+    fs::write(dir.net().join("last_reserved_ip.0"), "10.4.0.50").unwrap();
+    assert_eq!(first_ip(&add_ok(OURS, "c3", &c)), "10.4.0.51/24");
+    assert_eq!(fs::read_to_string(outside.join("tmp")).unwrap(), "precious");
+    assert!(ours("DEL", "c3", &c).ok && ours("DEL", "c2", &c).ok);
+    assert!(leases(&dir.net()).is_empty());
+}
 
 /// How many times a plugin run opened a file whose name contains `needle`
 /// (None when strace is absent).
@@ -502,4 +583,24 @@ fn exhaustion_across_both_binaries() {
     let r = run(REFERENCE, "ADD", "late", "eth0", "", &c);
     assert!(!r.ok && r.msg().contains("no IP addresses available"), "{}", r.stdout);
     assert_eq!(leases(&dir.net()).len(), 5);
+}
+
+#[test]
+fn long_container_ids_across_both_binaries() {
+    if !reference_present() {
+        return;
+    }
+    let dir = TempDir::new("compat-long");
+    let c = ref_conf(&dir);
+    for len in LONG_IDS {
+        let id = "r".repeat(len);
+        add_ok(REFERENCE, &id, &c);
+        assert!(run(OURS, "CHECK", &id, "eth0", "", &c).ok, "id of {len}");
+        assert!(run(OURS, "ADD", &id, "eth0", "", &c).msg().contains("duplicate allocation"), "id of {len}");
+        assert!(run(OURS, "DEL", &id, "eth0", "", &c).ok, "id of {len}");
+        assert!(leases(&dir.net()).is_empty(), "ours left the reference's lease of an id of {len}");
+        add_ok(OURS, &id, &c);
+        assert!(run(REFERENCE, "DEL", &id, "eth0", "", &c).ok, "id of {len}");
+        assert!(leases(&dir.net()).is_empty(), "the reference left our lease of an id of {len}");
+    }
 }

@@ -13,6 +13,7 @@
 //!     iifname "<br>" oifname "<br>" drop
 //!     # per network and family ("<net> in4", "<net> out4", ...):
 //!     ip daddr @c4_<net> ct state established,related meta mark set meta mark | 0x01000000 accept
+//!     ip daddr @c4_<net> ct status dnat meta mark set meta mark | 0x01000000 accept   # published ports
 //!     ip saddr @c4_<net> meta mark set meta mark | 0x01000000 accept
 //!   }
 //! }
@@ -128,6 +129,22 @@ fn in_rule(network: &str, v6: bool) -> Rule {
         .concat(),
     )
     .comment(format!("{network} in{}", fam(v6)))
+}
+
+/// New connections to the containers that were DNATed to them: published
+/// ports (portmap, or anyone's DNAT). Docker and netavark accept these too.
+fn dnat_rule(network: &str, v6: bool) -> Rule {
+    Rule::new(
+        [
+            expr::nfproto(v6),
+            expr::addr_in_set(Addr::Dst, v6, &set_name(network, v6), false),
+            expr::ct_status(expr::CT_STATUS_DST_NAT),
+            mark_write(true),
+            expr::verdict(Verdict::Accept),
+        ]
+        .concat(),
+    )
+    .comment(format!("{network} dnat{}", fam(v6)))
 }
 
 /// Everything the containers send.
@@ -284,7 +301,7 @@ pub fn add(att: &Attachment, ingress: Ingress) -> Result<()> {
             .map(|ip| Elem::new(key::ip(ip.addr)).comment(tag::of(att.container_id, att.ifname)))
             .collect();
         b.add_elements(&t, &set, &elems);
-        for rule in [in_rule(net, v6), out_rule(net, v6)] {
+        for rule in [in_rule(net, v6), dnat_rule(net, v6), out_rule(net, v6)] {
             if !existing.contains(rule.comment.as_deref().unwrap_or_default()) {
                 b.add_rule(&t, CHAIN, &rule);
             }
@@ -419,6 +436,7 @@ pub fn check(att: &Attachment, ingress: Ingress) -> Result<()> {
             )));
         }
         need(format!("{net} in{}", fam(v6)))?;
+        need(format!("{net} dnat{}", fam(v6)))?;
         need(format!("{net} out{}", fam(v6)))?;
     }
     if ingress != Ingress::Open {

@@ -3,6 +3,10 @@
 //! is a test netns whose own firewall the tests set up (nftables-native and
 //! iptables-nft), with an "outside" peer netns behind a veth.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use test_harness::*;
 
@@ -42,6 +46,14 @@ impl Lab {
             plugins.push(fw);
         }
         conflist_value(&json!({"cniVersion": version, "name": name, "plugins": plugins}))
+    }
+
+    /// bridge + portmap (+ firewall): a network whose containers publish ports.
+    fn list_with_portmap(&self, name: &str, br: &str, n: u8, firewall: Option<Value>) -> NetConfList {
+        let mut list = self.list(name, br, n, None, "1.0.0");
+        list.plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}}));
+        list.plugins.extend(firewall);
+        list
     }
 
     fn rt(&self) -> (Runtime, TempDir) {
@@ -189,6 +201,81 @@ fn same_bridge_isolates_isolated_networks_from_each_other() {
         assert!(!our_table_exists(&lab.host), "{}", nft_text(&lab.host));
         assert!(host_forward_rules(&lab.host).is_empty());
     }
+}
+
+/// A TCP server in `ns` on `port` that sends `reply` to every client.
+fn serve(ns: &TestNs, port: u16, reply: &'static str) {
+    let listener = ns.run(move || TcpListener::bind(("0.0.0.0", port))).unwrap().unwrap();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().map_while(|c| c.ok()) {
+            let _ = c.write_all(reply.as_bytes());
+        }
+    });
+}
+
+/// What a TCP client in `ns` reads from `addr` (None: unreachable).
+fn fetch(ns: &TestNs, addr: &str) -> Option<String> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    ns.run(move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut got = String::new();
+        s.read_to_string(&mut got).ok()?;
+        Some(got)
+    })
+    .unwrap()
+}
+
+/// Docker's `iptables -P FORWARD DROP` host: a port published by portmap is
+/// reached from outside only with the firewall in the list, which accepts the
+/// DNATed connection (`ct status dnat`), as Docker and netavark do.
+#[test]
+fn published_port_passes_a_forward_drop_policy_only_with_the_firewall() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let iptables = std::process::Command::new("iptables-nft").arg("--version").output().is_ok();
+    for docker_like in [false, true] {
+        if docker_like && !iptables {
+            eprintln!("skipping the iptables-nft variant: no iptables-nft");
+            continue;
+        }
+        let lab = Lab::new();
+        if docker_like {
+            lab.host.exec_ok(&["iptables-nft", "-P", "FORWARD", "DROP"]).unwrap();
+        } else {
+            lab.nft_forward_drop();
+        }
+        published_port_scenario(&lab);
+    }
+}
+
+fn published_port_scenario(lab: &Lab) {
+    let (rt, _cache) = lab.rt();
+    let ctr = ContainerNs::with_lo().unwrap();
+    serve(&ctr, 8080, "served by the container");
+    let maps = json!({"portMappings": [{"hostPort": 18080, "containerPort": 8080, "protocol": "tcp"}]});
+
+    // Control: bridge + portmap alone; the host's drop policy wins.
+    let bare = lab.list_with_portmap("pubnet", "cnpub0", 7, None);
+    rt.add(&bare, "ctr1", ctr.path(), "eth0", "", maps.clone()).unwrap();
+    assert_eq!(fetch(&lab.outside, "10.99.0.1:18080"), None, "{}", nft_text(&lab.host));
+    rt.del(&bare, "ctr1", ctr.path(), "eth0", "", maps.clone()).unwrap();
+
+    // With the firewall the published port serves; unpublished ones stay closed.
+    let list = lab.list_with_portmap("pubnet", "cnpub0", 7, fw("open"));
+    let r = rt.add(&list, "ctr1", ctr.path(), "eth0", "", maps.clone()).unwrap();
+    assert_eq!(
+        fetch(&lab.outside, "10.99.0.1:18080").as_deref(),
+        Some("served by the container"),
+        "{}",
+        nft_text(&lab.host)
+    );
+    assert_eq!(fetch(&lab.outside, &format!("{}:8080", ip_of(&r))), None, "not published: not reachable");
+    rt.check(&list, "ctr1", ctr.path(), "eth0", "", maps.clone()).unwrap();
+    rt.del(&list, "ctr1", ctr.path(), "eth0", "", maps).unwrap();
+    assert!(!our_table_exists(&lab.host), "{}", nft_text(&lab.host));
+    assert_eq!(fetch(&lab.outside, "10.99.0.1:18080"), None);
 }
 
 /// The cached result of an attachment (what libcni gives chained plugins).

@@ -16,6 +16,7 @@ use crate::netlink::{Msg, NlError, Reply, Socket, NLM_F_ACK, NLM_F_APPEND, NLM_F
 use crate::netns::Netns;
 
 pub mod expr;
+pub mod tag;
 #[cfg(test)]
 pub(crate) mod testns;
 #[cfg(test)]
@@ -916,50 +917,5 @@ impl Nft {
             }
         }
         Ok(out)
-    }
-}
-
-/// Per-attachment state is tagged with the attachment's identity in element
-/// comments, so DEL and GC find it without the netns or prevResult.
-pub mod tag {
-    use super::{Batch, Nft, NftResult, Table};
-    use crate::spec::Attachment;
-
-    /// `<containerID> <ifname>`: neither may contain a space.
-    pub fn of(container_id: &str, ifname: &str) -> String {
-        format!("{container_id} {ifname}")
-    }
-
-    /// The attachment a tag names.
-    pub fn parse(tag: &str) -> Option<Attachment> {
-        let (cid, ifname) = tag.split_once(' ')?;
-        Some(Attachment { container_id: cid.to_string(), ifname: ifname.to_string() })
-    }
-
-    /// Delete the elements of `set` whose tag satisfies `doomed`. Returns how
-    /// many were deleted and how many remain. A missing table or set holds nothing.
-    pub fn delete_where(
-        nft: &mut Nft,
-        table: &Table,
-        set: &str,
-        doomed: impl Fn(Option<&Attachment>) -> bool,
-    ) -> NftResult<(usize, usize)> {
-        let elems = match nft.list_elements(table, set) {
-            Ok(e) => e,
-            Err(e) if e.not_found() => return Ok((0, 0)),
-            Err(e) => return Err(e),
-        };
-        let total = elems.len();
-        let keys: Vec<Vec<u8>> = elems
-            .into_iter()
-            .filter(|e| doomed(e.comment.as_deref().and_then(parse).as_ref()))
-            .map(|e| e.key)
-            .collect();
-        if !keys.is_empty() {
-            let mut b = Batch::new();
-            b.destroy_elements(table, set, &keys);
-            nft.commit(&b)?;
-        }
-        Ok((keys.len(), total - keys.len()))
     }
 }

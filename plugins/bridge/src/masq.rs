@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! table inet cnirs_bridge {
-//!   set m4_<net> { type ipv4_addr }      # container IPs, comment "<cid> <ifname>"
+//!   set m4_<net> { type ipv4_addr }      # container IPs, comment "<net>/<cid>/<ifname>"
 //!   set m6_<net> { type ipv6_addr }
 //!   chain postrouting { type nat hook postrouting priority srcnat
 //!     # one rule per (network, subnet), comment "<net> <subnet>":
@@ -12,13 +12,16 @@
 //! ```
 //! Adding a container adds one set element; the rule count depends on the
 //! number of networks, not containers, so ADD and the packet path stay flat.
+//! `<net>` is the network's bounded part and the comments are tags
+//! (`common::nft::tag`): found again by recomputing them, whatever the name's length.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use common::ipnet::IpNet;
 use common::nft::expr::{self, Addr, CmpOp};
-use common::nft::{tag, BaseChain, Batch, DataType, Elem, Family, Hook, Nft, Rule, SetSpec, Table};
+use common::nft::tag::{self, Legacy, Owner};
+use common::nft::{BaseChain, Batch, DataType, Elem, Family, Hook, Nft, Rule, SetSpec, Table};
 use common::spec::Attachment;
 use common::{CniError, Result};
 
@@ -28,12 +31,20 @@ fn table() -> Table {
     Table::new(Family::Inet, "cnirs_bridge")
 }
 
+fn set_prefix(v6: bool) -> &'static str {
+    if v6 {
+        "m6_"
+    } else {
+        "m4_"
+    }
+}
+
 fn set_name(network: &str, v6: bool) -> String {
-    format!("m{}_{network}", if v6 { 6 } else { 4 })
+    tag::set_name(set_prefix(v6), network)
 }
 
 fn rule_comment(network: &str, subnet: &IpNet) -> String {
-    format!("{network} {}", subnet.network())
+    tag::rule_comment(network, &subnet.network().to_string())
 }
 
 fn masq_rule(network: &str, subnet: &IpNet) -> Rule {
@@ -91,7 +102,9 @@ pub fn add(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Re
         }
         let elems: Vec<Elem> = mine
             .iter()
-            .map(|ip| Elem::new(common::nft::key::ip(ip.addr)).comment(tag::of(container_id, ifname)))
+            .map(|ip| {
+                Elem::new(common::nft::key::ip(ip.addr)).comment(tag::of(network, container_id, ifname))
+            })
             .collect();
         b.add_elements(&t, &set, &elems);
         for ip in mine {
@@ -106,59 +119,55 @@ pub fn add(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> Re
 /// Remove this attachment's addresses; a network's rules and sets go with
 /// its last container, and the table with the last network.
 pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
-    let mine =
-        |a: Option<&Attachment>| a.is_some_and(|a| a.container_id == container_id && a.ifname == ifname);
-    prune(network, mine)
+    prune(network, |o| o.is_some_and(|o| o.is(container_id, ifname)))
 }
 
 /// Remove addresses of attachments that are not in `valid`.
 pub fn gc(network: &str, valid: &[Attachment]) -> Result<()> {
-    prune(network, |a| a.is_none_or(|a| !valid.contains(a)))
+    prune(network, |o| o.is_none_or(|o| !valid.iter().any(|a| o.is(&a.container_id, &a.ifname))))
 }
 
-fn prune(network: &str, doomed: impl Fn(Option<&Attachment>) -> bool) -> Result<()> {
+/// The network's sets under every name they may have (see `tag::set_names`).
+fn all_set_names(network: &str) -> Vec<String> {
+    [false, true].into_iter().flat_map(|v6| tag::set_names(set_prefix(v6), network)).collect()
+}
+
+fn prune(network: &str, doomed: impl Fn(Option<&Owner>) -> bool) -> Result<()> {
     let t = table();
     let mut nft = Nft::open()?;
     if !nft.table_exists(&t)? {
         return Ok(()); // nothing was ever masqueraded here
     }
     let _lock = lock()?;
-    let mut empty_sets = Vec::new();
-    for v6 in [false, true] {
-        let set = set_name(network, v6);
-        let (_, remaining) = tag::delete_where(&mut nft, &t, &set, &doomed)?;
-        if remaining == 0 {
-            empty_sets.push(set);
-        }
+    let mut remaining = 0;
+    for set in all_set_names(network) {
+        remaining += tag::delete_where(&mut nft, &t, &set, Legacy::Attachment, &doomed)?.1;
     }
-    if empty_sets.len() == 2 {
+    if remaining == 0 {
         remove_network(&mut nft, &t, network)?;
     }
     Ok(())
 }
 
 fn remove_network(nft: &mut Nft, t: &Table, network: &str) -> Result<()> {
-    let prefix = format!("{network} ");
     let rules = match nft.list_rules(t, CHAIN) {
         Ok(r) => r,
         Err(e) if e.not_found() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
     let (theirs, others): (Vec<_>, Vec<_>) =
-        rules.into_iter().partition(|r| r.comment.as_deref().is_some_and(|c| c.starts_with(&prefix)));
-    let sets = nft.list_sets(t)?;
-    let other_sets =
-        sets.iter().filter(|s| s.name != set_name(network, false) && s.name != set_name(network, true));
+        rules.into_iter().partition(|r| r.comment.as_deref().is_some_and(|c| tag::rule_of(c, network)));
+    let mine = all_set_names(network);
+    let (my_sets, other_sets): (Vec<_>, Vec<_>) =
+        nft.list_sets(t)?.into_iter().partition(|s| mine.contains(&s.name));
     let mut b = Batch::new();
-    if others.is_empty() && other_sets.count() == 0 {
+    if others.is_empty() && other_sets.is_empty() {
         b.destroy_table(t);
     } else {
         for r in theirs {
             b.delete_rule(t, CHAIN, r.handle);
         }
-        for s in
-            sets.iter().filter(|s| s.name == set_name(network, false) || s.name == set_name(network, true))
-        {
+        for s in my_sets {
             b.delete_set(t, &s.name);
         }
     }
@@ -175,14 +184,14 @@ pub fn check(network: &str, container_id: &str, ifname: &str, ips: &[IpNet]) -> 
         .into_iter()
         .filter_map(|r| r.comment)
         .collect();
-    let want = tag::of(container_id, ifname);
+    let mine = |c: &str| Owner::parse(c, Legacy::Attachment).is_some_and(|o| o.is(container_id, ifname));
     for ip in ips {
         let set = set_name(network, !ip.is_ipv4());
         let elems = nft
             .list_elements(&t, &set)
             .map_err(|e| CniError::internal(format!("masquerade set is missing: {e}")))?;
         let key = common::nft::key::ip(ip.addr);
-        if !elems.iter().any(|e| e.key == key && e.comment.as_deref() == Some(want.as_str())) {
+        if !elems.iter().any(|e| e.key == key && e.comment.as_deref().is_some_and(mine)) {
             return Err(CniError::internal(format!("{} is not masqueraded", ip.addr)));
         }
         if !rules.contains(&rule_comment(network, ip)) {

@@ -3,17 +3,21 @@
 //!
 //! ```text
 //! table bridge cnirs_bridge_mac {
-//!   map ports { type ifname : verdict }   # "<host veth>" : jump mac_<host veth>, comment "<net> <cid> <ifname>"
+//!   map ports { type ifname : verdict }   # "<host veth>" : jump mac_<host veth>, comment "<net>/<cid>/<ifname>"
 //!   chain prerouting { type filter hook prerouting priority -300; iifname vmap @ports }
 //!   chain mac_<host veth> { ether saddr != <container mac> drop }
 //! }
 //! ```
 //! A packet costs one map lookup and one comparison whatever the number of ports.
+//! The comment is the attachment's tag (`common::nft::tag`); the chain name is
+//! bounded by the veth's (IFNAMSIZ) and unique with it.
 
+use std::collections::HashSet;
+
+use common::netlink::rtnl::Rtnl;
 use common::nft::expr::{self, CmpOp, Verdict};
-use common::nft::{
-    key, tag, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table,
-};
+use common::nft::tag::{self, Legacy, Owner};
+use common::nft::{key, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table};
 use common::spec::Attachment;
 use common::{CniError, Result};
 
@@ -22,11 +26,6 @@ const CHAIN: &str = "prerouting";
 
 fn table() -> Table {
     Table::new(Family::Bridge, "cnirs_bridge_mac")
-}
-
-/// The element comment: network, then the attachment tag.
-fn comment(network: &str, container_id: &str, ifname: &str) -> String {
-    format!("{network} {}", tag::of(container_id, ifname))
 }
 
 fn port_chain(host_veth: &str) -> String {
@@ -66,7 +65,7 @@ pub fn add(network: &str, container_id: &str, ifname: &str, host_veth: &str, mac
         &chain,
         &Rule::new([expr::ether_saddr(mac, CmpOp::Neq), expr::verdict(Verdict::Drop)].concat()),
     );
-    let elem = Elem::new(key::ifname(host_veth)).verdict(Verdict::Jump(chain)).comment(comment(
+    let elem = Elem::new(key::ifname(host_veth)).verdict(Verdict::Jump(chain)).comment(tag::of(
         network,
         container_id,
         ifname,
@@ -75,20 +74,27 @@ pub fn add(network: &str, container_id: &str, ifname: &str, host_veth: &str, mac
     nft.commit(&b).map_err(|e| CniError::internal(format!("setting up the MAC spoof check: {e}")))
 }
 
+fn owner(e: &Elem) -> Option<Owner> {
+    Owner::parse(e.comment.as_deref()?, Legacy::NetworkFirst)
+}
+
+fn is(o: &Owner, network: &str, container_id: &str, ifname: &str) -> bool {
+    o.in_network(network) && o.is(container_id, ifname)
+}
+
 pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
-    let want = comment(network, container_id, ifname);
-    prune(|c| c == want)
+    prune(|o| is(o, network, container_id, ifname))
 }
 
 pub fn gc(network: &str, valid: &[Attachment]) -> Result<()> {
-    let prefix = format!("{network} ");
-    prune(|c| c.strip_prefix(&prefix).is_some_and(|t| tag::parse(t).is_none_or(|a| !valid.contains(&a))))
+    prune(|o| o.in_network(network) && !valid.iter().any(|a| o.is(&a.container_id, &a.ifname)))
 }
 
-/// Remove the map elements whose comment is doomed, and every port chain no
-/// remaining element jumps to (theirs, and any orphaned by a lost element);
-/// the table goes with the last port.
-fn prune(doomed: impl Fn(&str) -> bool) -> Result<()> {
+/// Remove the map elements whose owner is doomed, those that name no owner
+/// (an earlier version's tag cut at 128 bytes) once their port is gone, and
+/// every port chain no remaining element jumps to (theirs, and any orphaned
+/// by a lost element); the table goes with the last port.
+fn prune(doomed: impl Fn(&Owner) -> bool) -> Result<()> {
     let t = table();
     let mut nft = Nft::open()?;
     if !nft.table_exists(&t)? {
@@ -100,8 +106,16 @@ fn prune(doomed: impl Fn(&str) -> bool) -> Result<()> {
         Err(e) if e.not_found() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let (gone, kept): (Vec<Elem>, Vec<Elem>) =
-        elems.into_iter().partition(|e| e.comment.as_deref().is_some_and(&doomed));
+    let ports: HashSet<Vec<u8>> = if elems.iter().any(|e| owner(e).is_none()) {
+        let links = Rtnl::open()?.links().map_err(|e| CniError::internal(format!("listing links: {e}")))?;
+        links.iter().map(|l| key::ifname(&l.name)).collect()
+    } else {
+        HashSet::new()
+    };
+    let (gone, kept): (Vec<Elem>, Vec<Elem>) = elems.into_iter().partition(|e| match owner(e) {
+        Some(o) => doomed(&o),
+        None => !ports.contains(&e.key),
+    });
     let jumped_to = |e: &Elem| match &e.data {
         Some(ElemData::Verdict(Verdict::Jump(chain))) => Some(chain.clone()),
         _ => None,
@@ -134,14 +148,13 @@ fn prune(doomed: impl Fn(&str) -> bool) -> Result<()> {
 }
 
 pub fn check(network: &str, container_id: &str, ifname: &str) -> Result<()> {
-    let want = comment(network, container_id, ifname);
     let mut nft = Nft::open()?;
     let elems = nft
         .list_elements(&table(), MAP)
         .map_err(|e| CniError::internal(format!("MAC spoof check state is missing: {e}")))?;
     let elem = elems
         .iter()
-        .find(|e| e.comment.as_deref() == Some(want.as_str()))
+        .find(|e| owner(e).is_some_and(|o| is(&o, network, container_id, ifname)))
         .ok_or_else(|| CniError::internal(format!("no MAC spoof check for {ifname} of {container_id}")))?;
     if let Some(ElemData::Verdict(Verdict::Jump(chain))) = &elem.data {
         if nft.list_rules(&table(), chain).map(|r| r.is_empty()).unwrap_or(true) {

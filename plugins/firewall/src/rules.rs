@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! table inet cnirs_firewall {
-//!   set c4_<net> { type ipv4_addr }        # container IPs, comment "<cid> <ifname>"
+//!   set c4_<net> { type ipv4_addr }        # container IPs, comment "<net>/<cid>/<ifname>"
 //!   set c6_<net> { type ipv6_addr }
 //!   set isolated { type ifname }           # bridges of same-bridge/isolated networks, comment "<net>"
 //!   chain forward { type filter hook forward priority filter - 10; policy accept;
@@ -34,13 +34,16 @@
 //! that appeared since), verified by CHECK, and removed with our table.
 //!
 //! Per container the ADD cost is one set element; rules depend on the number
-//! of networks only.
+//! of networks only. `<net>` is the network's bounded part, and comments are
+//! tags and rule comments of `common::nft::tag`: whatever the name's length,
+//! they are found again by recomputing them.
 
 use std::collections::BTreeSet;
 
 use common::nft::expr::{self, Addr, CmpOp, Expr, MetaKey, Verdict, REG_1};
+use common::nft::tag::{self, Legacy, Owner};
 use common::nft::{
-    key, tag, BaseChain, Batch, ChainInfo, DataType, Elem, Family, Hook, Nft, Position, Rule, SetSpec, Table,
+    key, BaseChain, Batch, ChainInfo, DataType, Elem, Family, Hook, Nft, Position, Rule, SetSpec, Table,
 };
 use common::spec::Attachment as Att;
 use common::{CniError, Result};
@@ -63,8 +66,31 @@ fn table() -> Table {
     Table::new(Family::Inet, TABLE)
 }
 
+fn set_prefix(v6: bool) -> &'static str {
+    if v6 {
+        "c6_"
+    } else {
+        "c4_"
+    }
+}
+
 fn set_name(network: &str, v6: bool) -> String {
-    format!("c{}_{network}", if v6 { 6 } else { 4 })
+    tag::set_name(set_prefix(v6), network)
+}
+
+/// The network's address sets under every name they may have (`tag::set_names`).
+fn all_set_names(network: &str) -> Vec<String> {
+    [false, true].into_iter().flat_map(|v6| tag::set_names(set_prefix(v6), network)).collect()
+}
+
+/// `<net> in4`, `<net> out6`, …
+fn family_comment(network: &str, kind: &str, v6: bool) -> String {
+    tag::rule_comment(network, &format!("{kind}{}", fam(v6)))
+}
+
+/// `<net> isolate <bridge>`, `<net> intra <bridge>`.
+fn bridge_comment(network: &str, kind: &str, bridge: &str) -> String {
+    tag::rule_comment(network, &format!("{kind} {bridge}"))
 }
 
 fn lock() -> Result<common::lock::FileLock> {
@@ -128,7 +154,7 @@ fn in_rule(network: &str, v6: bool) -> Rule {
         ]
         .concat(),
     )
-    .comment(format!("{network} in{}", fam(v6)))
+    .comment(family_comment(network, "in", v6))
 }
 
 /// New connections to the containers that were DNATed to them: published
@@ -144,7 +170,7 @@ fn dnat_rule(network: &str, v6: bool) -> Rule {
         ]
         .concat(),
     )
-    .comment(format!("{network} dnat{}", fam(v6)))
+    .comment(family_comment(network, "dnat", v6))
 }
 
 /// Everything the containers send.
@@ -158,7 +184,7 @@ fn out_rule(network: &str, v6: bool) -> Rule {
         ]
         .concat(),
     )
-    .comment(format!("{network} out{}", fam(v6)))
+    .comment(family_comment(network, "out", v6))
 }
 
 /// From this network's bridge to another isolated bridge: drop (the
@@ -176,7 +202,7 @@ fn isolate_rule(network: &str, bridge: &str) -> Rule {
         ]
         .concat(),
     )
-    .comment(format!("{network} isolate {bridge}"))
+    .comment(bridge_comment(network, "isolate", bridge))
     .at(Position::Start)
 }
 
@@ -191,7 +217,7 @@ fn intra_rule(network: &str, bridge: &str) -> Rule {
         ]
         .concat(),
     )
-    .comment(format!("{network} intra {bridge}"))
+    .comment(bridge_comment(network, "intra", bridge))
     .at(Position::Start)
 }
 
@@ -298,7 +324,7 @@ pub fn add(att: &Attachment, ingress: Ingress) -> Result<()> {
         }
         let elems: Vec<Elem> = mine
             .iter()
-            .map(|ip| Elem::new(key::ip(ip.addr)).comment(tag::of(att.container_id, att.ifname)))
+            .map(|ip| Elem::new(key::ip(ip.addr)).comment(tag::of(net, att.container_id, att.ifname)))
             .collect();
         b.add_elements(&t, &set, &elems);
         for rule in [in_rule(net, v6), dnat_rule(net, v6), out_rule(net, v6)] {
@@ -312,7 +338,7 @@ pub fn add(att: &Attachment, ingress: Ingress) -> Result<()> {
         if !present.set(ISOLATED_SET) {
             b.add_set(&t, &SetSpec::set(ISOLATED_SET, &[DataType::IFNAME]));
         }
-        b.add_elements(&t, ISOLATED_SET, &[Elem::new(key::ifname(bridge)).comment(net)]);
+        b.add_elements(&t, ISOLATED_SET, &[Elem::new(key::ifname(bridge)).comment(tag::network(net))]);
         let mut wanted = vec![isolate_rule(net, bridge)];
         if ingress == Ingress::Isolated {
             wanted.push(intra_rule(net, bridge));
@@ -328,16 +354,16 @@ pub fn add(att: &Attachment, ingress: Ingress) -> Result<()> {
 }
 
 pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
-    prune(network, |a| a.is_some_and(|a| a.container_id == container_id && a.ifname == ifname))
+    prune(network, |o| o.is_some_and(|o| o.is(container_id, ifname)))
 }
 
 pub fn gc(network: &str, valid: &[Att]) -> Result<()> {
-    prune(network, |a| a.is_none_or(|a| !valid.contains(a)))
+    prune(network, |o| o.is_none_or(|o| !valid.iter().any(|a| o.is(&a.container_id, &a.ifname))))
 }
 
 /// Remove the elements whose tag is doomed; a network's rules and sets go
 /// with its last address, the table and hook-in rules with the last network.
-fn prune(network: &str, doomed: impl Fn(Option<&Att>) -> bool) -> Result<()> {
+fn prune(network: &str, doomed: impl Fn(Option<&Owner>) -> bool) -> Result<()> {
     let t = table();
     let mut nft = Nft::open().map_err(nft_err("opening nf_tables"))?;
     let _lock = lock()?;
@@ -348,8 +374,8 @@ fn prune(network: &str, doomed: impl Fn(Option<&Att>) -> bool) -> Result<()> {
         return nft.commit(&b).map_err(nft_err("removing hook-in rules"));
     }
     let mut remaining = 0;
-    for v6 in [false, true] {
-        let (_, left) = tag::delete_where(&mut nft, &t, &set_name(network, v6), &doomed)
+    for set in all_set_names(network) {
+        let (_, left) = tag::delete_where(&mut nft, &t, &set, Legacy::Attachment, &doomed)
             .map_err(nft_err("removing container addresses"))?;
         remaining += left;
     }
@@ -360,17 +386,15 @@ fn prune(network: &str, doomed: impl Fn(Option<&Att>) -> bool) -> Result<()> {
 }
 
 fn remove_network(nft: &mut Nft, t: &Table, network: &str) -> Result<()> {
-    let prefix = format!("{network} ");
     let rules = match nft.list_rules(t, CHAIN) {
         Ok(r) => r,
         Err(e) if e.not_found() => Vec::new(),
         Err(e) => return Err(nft_err("listing our rules")(e)),
     };
-    let is_ours = |c: &str| c.starts_with(&prefix);
     let (theirs, others): (Vec<_>, Vec<_>) =
-        rules.into_iter().partition(|r| r.comment.as_deref().is_some_and(is_ours));
+        rules.into_iter().partition(|r| r.comment.as_deref().is_some_and(|c| tag::rule_of(c, network)));
     let sets = nft.list_sets(t).map_err(nft_err("listing sets"))?;
-    let my_sets = [set_name(network, false), set_name(network, true)];
+    let my_sets = all_set_names(network);
     let other_addr_sets = sets
         .iter()
         .filter(|s| (s.name.starts_with("c4_") || s.name.starts_with("c6_")) && !my_sets.contains(&s.name))
@@ -412,8 +436,9 @@ pub fn check(att: &Attachment, ingress: Ingress) -> Result<()> {
         return Err(CniError::internal(format!("table inet {TABLE} is missing")));
     }
     let comments = rule_comments(&mut nft, &t)?;
-    let want = tag::of(att.container_id, att.ifname);
     let net = att.network;
+    let mine =
+        |c: &str| Owner::parse(c, Legacy::Attachment).is_some_and(|o| o.is(att.container_id, att.ifname));
     let need = |c: String| -> Result<()> {
         if comments.contains(&c) {
             Ok(())
@@ -429,21 +454,21 @@ pub fn check(att: &Attachment, ingress: Ingress) -> Result<()> {
             .list_elements(&t, &set)
             .map_err(|e| CniError::internal(format!("firewall set {set} is missing: {e}")))?;
         let k = key::ip(ip.addr);
-        if !elems.iter().any(|e| e.key == k && e.comment.as_deref() == Some(want.as_str())) {
+        if !elems.iter().any(|e| e.key == k && e.comment.as_deref().is_some_and(mine)) {
             return Err(CniError::internal(format!(
-                "{} of {want} is not in the firewall set {set}",
-                ip.addr
+                "{} of {} ({}) is not in the firewall set {set}",
+                ip.addr, att.container_id, att.ifname
             )));
         }
-        need(format!("{net} in{}", fam(v6)))?;
-        need(format!("{net} dnat{}", fam(v6)))?;
-        need(format!("{net} out{}", fam(v6)))?;
+        for kind in ["in", "dnat", "out"] {
+            need(family_comment(net, kind, v6))?;
+        }
     }
     if ingress != Ingress::Open {
         let bridge = att.bridge.as_deref().unwrap_or_default();
-        need(format!("{net} isolate {bridge}"))?;
+        need(bridge_comment(net, "isolate", bridge))?;
         if ingress == Ingress::Isolated {
-            need(format!("{net} intra {bridge}"))?;
+            need(bridge_comment(net, "intra", bridge))?;
         }
         let elems = nft
             .list_elements(&t, ISOLATED_SET)

@@ -347,7 +347,7 @@ fn check_notices_missing_state_and_gc_removes_stale_attachments() {
     let out = invoke(&lab, "GC", "", &gc);
     assert!(out.success(), "{}", out.stdout);
     let text = nft_text(&lab.host);
-    assert!(!text.contains(&ip_of(&r1)) && text.contains("ctr2 eth0"), "{text}");
+    assert!(!text.contains(&ip_of(&r1)) && text.contains("netc/ctr2/eth0"), "{text}");
     assert!(ping(&c2, "10.99.0.2"));
     // Nothing valid: everything goes, the host's chain is clean again.
     gc["cni.dev/valid-attachments"] = json!([]);

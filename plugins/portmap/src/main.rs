@@ -5,7 +5,7 @@
 //! through unchanged.
 //!
 //! State lives in one nf_tables table, `inet cnirs_portmap`, as map elements
-//! tagged `"<containerID> <ifname>"` (layout in [`nat`]): ADD is one
+//! tagged `"<network>/<containerID>/<ifname>"` (`common::nft::tag`; layout in [`nat`]): ADD is one
 //! transaction adding elements, the packet path is a map lookup, DEL finds
 //! the elements by tag (no netns or prevResult needed) and the table goes
 //! with the last one.
@@ -22,13 +22,14 @@ use std::net::IpAddr;
 
 use common::ipnet::IpNet;
 use common::netlink::rtnl::{Family as RtFamily, Rtnl};
+use common::nft::tag::Owner;
 use common::nft::Nft;
 use common::skel::{CmdArgs, Plugin};
 use common::spec::CniResult;
 use common::{conntrack, sysctl, CniError, Result};
 
 use config::Config;
-use nat::Owner;
+use nat::Attachment;
 
 struct Portmap;
 
@@ -121,8 +122,8 @@ impl Plugin for Portmap {
             return Ok(prev);
         }
         let (c4, c6) = container_addrs(&prev, &args.ifname);
-        let owner = Owner::new(&args.container_id, &args.ifname, &args.conf.name);
-        let want = nat::wanted(&cfg, c4, c6, &owner);
+        let att = Attachment::new(&args.container_id, &args.ifname, &args.conf.name);
+        let want = nat::wanted(&cfg, c4, c6, &att);
         if want.entries.is_empty() {
             return Ok(prev);
         }
@@ -138,7 +139,7 @@ impl Plugin for Portmap {
                 // 127.0.0.1 -> container: the DNATed packet leaves with a
                 // loopback source and the reply comes back to one.
                 if let Err(e) = sysctl::write(&localnet_key(ifname), "1") {
-                    let _ = nat::prune(&mut nft, |o| o == Some(&owner));
+                    let _ = nat::prune(&mut nft, |o| o.is_some_and(|o| att.owns(o)));
                     return Err(CniError::internal(e.to_string()));
                 }
             }
@@ -156,7 +157,7 @@ impl Plugin for Portmap {
         }
         // By container ID and ifname: the pair is attached once per node.
         let (cid, ifname) = (args.container_id.as_str(), args.ifname.as_str());
-        prune(|o| o.is_some_and(|o| o.container_id == cid && o.ifname == ifname))
+        prune(|o| o.is_some_and(|o| o.is(cid, ifname)))
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
@@ -170,8 +171,8 @@ impl Plugin for Portmap {
             .as_ref()
             .ok_or_else(|| CniError::invalid_config("portmap CHECK needs prevResult"))?;
         let (c4, c6) = container_addrs(prev, &args.ifname);
-        let owner = Owner::new(&args.container_id, &args.ifname, &args.conf.name);
-        let want = nat::wanted(&cfg, c4, c6, &owner);
+        let att = Attachment::new(&args.container_id, &args.ifname, &args.conf.name);
+        let want = nat::wanted(&cfg, c4, c6, &att);
         if want.entries.is_empty() {
             return Ok(());
         }
@@ -192,10 +193,7 @@ impl Plugin for Portmap {
         let network = args.conf.name.as_str();
         prune(|o| match o {
             None => true,
-            Some(o) => {
-                o.in_network(network)
-                    && !valid.iter().any(|a| a.container_id == o.container_id && a.ifname == o.ifname)
-            }
+            Some(o) => o.in_network(network) && !valid.iter().any(|a| o.is(&a.container_id, &a.ifname)),
         })
     }
 }

@@ -7,7 +7,7 @@
 //!   map hostip4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service } # one host address
 //!   set snat4   { type ipv4_addr . inet_service }   # container addr . port to masquerade when hairpinned
 //!   set masq4   { type ipv4_addr . inet_service }   # container addr . port to masquerade always (masqAll)
-//!   (ports6, hostip6, snat6, masq6 alike)           # every element: comment "<containerID> <ifname>"
+//!   (ports6, hostip6, snat6, masq6 alike)           # every element: comment "<network>/<containerID>/<ifname>"
 //!   set localnet { type ifname }                    # where we turned route_localnet on (to turn it off)
 //!
 //!   chain hostports {
@@ -44,9 +44,8 @@ use std::net::IpAddr;
 
 use common::ipnet::IpNet;
 use common::nft::expr::{self, Addr, CmpOp, Verdict};
-use common::nft::{
-    key, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table, COMMENT_MAX,
-};
+use common::nft::tag::{self, Legacy, Owner};
+use common::nft::{key, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table};
 use common::{CniError, Result};
 
 use crate::config::{Config, Mapping, Proto};
@@ -69,44 +68,34 @@ pub fn lock() -> Result<common::lock::FileLock> {
     common::lock::runtime_lock("nft-cnirs_portmap")
 }
 
-/// The attachment an element belongs to, from its comment
-/// `"<containerID> <ifname> <network>"` (the network so that GC of one
-/// network leaves the others' elements alone; the table is node-wide because
-/// host ports are).
+/// The attachment whose elements these are. They carry its tag
+/// (`common::nft::tag`), whose network part lets GC of one network leave the
+/// others' elements alone: the table is node-wide because host ports are.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner {
+pub struct Attachment {
     pub container_id: String,
     pub ifname: String,
     pub network: String,
 }
 
-impl Owner {
-    pub fn new(container_id: &str, ifname: &str, network: &str) -> Owner {
-        Owner { container_id: container_id.into(), ifname: ifname.into(), network: network.into() }
+impl Attachment {
+    pub fn new(container_id: &str, ifname: &str, network: &str) -> Attachment {
+        Attachment { container_id: container_id.into(), ifname: ifname.into(), network: network.into() }
     }
 
-    /// The element comment, cut to what nf_tables keeps (a very long network
-    /// name is compared by its kept prefix).
     pub fn tag(&self) -> String {
-        let mut t = format!("{} {} {}", self.container_id, self.ifname, self.network);
-        let mut end = t.len().min(COMMENT_MAX);
-        while !t.is_char_boundary(end) {
-            end -= 1;
-        }
-        t.truncate(end);
-        t
+        tag::of(&self.network, &self.container_id, &self.ifname)
     }
 
-    pub fn parse(tag: &str) -> Option<Owner> {
-        let mut it = tag.splitn(3, ' ');
-        let (cid, ifname, network) = (it.next()?, it.next()?, it.next()?);
-        Some(Owner::new(cid, ifname, network))
+    /// True when an element's owner is this attachment (also in an earlier tag format).
+    pub fn owns(&self, o: &Owner) -> bool {
+        o.in_network(&self.network) && o.is(&self.container_id, &self.ifname)
     }
+}
 
-    /// Same network as `network` (compared as the tag keeps it).
-    pub fn in_network(&self, network: &str) -> bool {
-        Owner::new(&self.container_id, &self.ifname, network).tag() == self.tag()
-    }
+/// The owner an element's comment names (earlier versions put the network last).
+pub fn owner(comment: Option<&str>) -> Option<Owner> {
+    Owner::parse(comment?, Legacy::NetworkLast)
 }
 
 /// The sets and maps holding per-attachment elements.
@@ -164,8 +153,7 @@ pub struct Entry {
 /// Everything one attachment puts into the table.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Wanted {
-    pub owner: Option<Owner>,
-    pub tag: String,
+    pub attachment: Option<Attachment>,
     pub entries: Vec<Entry>,
     /// Container subnets that need a hairpin rule (snat only).
     pub subnets: Vec<IpNet>,
@@ -176,10 +164,10 @@ fn addr_port(a: IpAddr, port: u16) -> Vec<u8> {
 }
 
 /// The elements for `cfg`'s mappings of a container with addresses `c4`/`c6`.
-pub fn wanted(cfg: &Config, c4: Option<IpNet>, c6: Option<IpNet>, owner: &Owner) -> Wanted {
-    let tag = owner.tag();
+pub fn wanted(cfg: &Config, c4: Option<IpNet>, c6: Option<IpNet>, att: &Attachment) -> Wanted {
+    let tag = att.tag();
     let tag = tag.as_str();
-    let mut w = Wanted { owner: Some(owner.clone()), tag: tag.to_string(), ..Default::default() };
+    let mut w = Wanted { attachment: Some(att.clone()), ..Default::default() };
     for (v6, caddr) in [(false, c4), (true, c6)] {
         let Some(caddr) = caddr else { continue };
         let mut applied = BTreeSet::new();
@@ -213,6 +201,11 @@ pub fn wanted(cfg: &Config, c4: Option<IpNet>, c6: Option<IpNet>, owner: &Owner)
 }
 
 impl Wanted {
+    /// True when an existing element is this attachment's (in any tag format).
+    pub fn owns(&self, e: &Elem) -> bool {
+        let Some(a) = &self.attachment else { return false };
+        owner(e.comment.as_deref()).is_some_and(|o| a.owns(&o))
+    }
     /// True when an IPv4 mapping may be reached from 127.0.0.1 (snat on).
     pub fn wants_localhost(&self) -> bool {
         self.entries.iter().any(|e| e.kind == Kind::Snat && !e.v6)
@@ -302,9 +295,14 @@ fn not_found_ok<T: Default>(r: common::nft::NftResult<T>) -> Result<T> {
 
 /// Who holds an element, for messages.
 fn holder(comment: Option<&str>, network: &str) -> String {
-    match comment.and_then(Owner::parse) {
-        Some(o) if o.in_network(network) => format!("container {} ({})", o.container_id, o.ifname),
-        Some(o) => format!("container {} ({}) of network {}", o.container_id, o.ifname, o.network),
+    match owner(comment) {
+        Some(o) if o.in_network(network) => format!("container {} ({})", o.container_id(), o.ifname()),
+        Some(o) => format!(
+            "container {} ({}) of network {}",
+            o.container_id(),
+            o.ifname(),
+            o.network().unwrap_or_default()
+        ),
         None => "another owner (no container tag)".into(),
     }
 }
@@ -341,7 +339,7 @@ pub fn add(nft: &mut Nft, w: &Wanted, localnet: Option<&str>) -> Result<()> {
     // Some key exists: ours from an earlier ADD (replace it), another
     // attachment's port (a conflict), or a stale snat/masq element of a gone
     // container that had this address (take it over).
-    let network = w.owner.as_ref().map(|o| o.network.clone()).unwrap_or_default();
+    let network = w.attachment.as_ref().map(|a| a.network.clone()).unwrap_or_default();
     let mut b = base;
     for (kind, v6) in Kind::every() {
         let mine: Vec<&Entry> = w.entries.iter().filter(|e| e.kind == kind && e.v6 == v6).collect();
@@ -354,8 +352,7 @@ pub fn add(nft: &mut Nft, w: &Wanted, localnet: Option<&str>) -> Result<()> {
         let mut stale = Vec::new();
         for e in &mine {
             let Some(old) = existing.get(&e.elem.key) else { continue };
-            let ours = old.comment.as_deref() == Some(w.tag.as_str());
-            if let (Some(m), false) = (e.mapping, ours) {
+            if let (Some(m), false) = (e.mapping, w.owns(old)) {
                 return Err(CniError::internal(format!(
                     "host port {m} is already mapped for {}",
                     holder(old.comment.as_deref(), &network)
@@ -435,7 +432,7 @@ pub fn prune(nft: &mut Nft, doomed: impl Fn(Option<&Owner>) -> bool) -> Result<P
         let set = kind.set(v6);
         let elems = not_found_ok(nft.list_elements(&t, set))?;
         let (gone, kept): (Vec<Elem>, Vec<Elem>) =
-            elems.into_iter().partition(|e| doomed(e.comment.as_deref().and_then(Owner::parse).as_ref()));
+            elems.into_iter().partition(|e| doomed(owner(e.comment.as_deref()).as_ref()));
         remaining += kept.len();
         if kind == Kind::Snat {
             snat_left.extend(kept.iter().filter_map(|e| snat_addr(v6, &e.key)));
@@ -494,8 +491,8 @@ pub fn check(nft: &mut Nft, w: &Wanted) -> Result<()> {
         };
         match found {
             None => return Err(CniError::internal(format!("{what} is not published"))),
-            Some(x) if x.comment != e.elem.comment => {
-                let network = w.owner.as_ref().map(|o| o.network.as_str()).unwrap_or_default();
+            Some(x) if !w.owns(x) => {
+                let network = w.attachment.as_ref().map(|a| a.network.as_str()).unwrap_or_default();
                 return Err(CniError::internal(format!(
                     "{what} belongs to {}",
                     holder(x.comment.as_deref(), network)
@@ -558,7 +555,7 @@ mod tests {
             ]),
         );
         let c4: IpNet = "10.88.0.5/24".parse().unwrap();
-        let w = wanted(&c, Some(c4), None, &Owner::new("abc", "eth0", "net"));
+        let w = wanted(&c, Some(c4), None, &Attachment::new("abc", "eth0", "net"));
         let kinds: Vec<(Kind, bool)> = w.entries.iter().map(|e| (e.kind, e.v6)).collect();
         // the IPv6 hostIP mapping does not apply to an IPv4-only container;
         // two mappings to :80 need one snat element
@@ -566,7 +563,7 @@ mod tests {
         assert_eq!(w.entries[0].elem.key, vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
         assert_eq!(w.entries[0].elem.data, Some(ElemData::Value(vec![10, 88, 0, 5, 0, 80, 0, 0])));
         assert_eq!(w.entries[1].elem.key, vec![192, 0, 2, 1, 17, 0, 0, 0, 0x1f, 0x91, 0, 0]);
-        assert_eq!(w.entries[0].elem.comment.as_deref(), Some("abc eth0 net"));
+        assert_eq!(w.entries[0].elem.comment.as_deref(), Some("net/abc/eth0"));
         assert_eq!(w.subnets, vec!["10.88.0.0/24".parse().unwrap()]);
         assert!(w.wants_localhost());
         assert_eq!(w.udp_ports(), vec![(8081, Some("192.0.2.1".parse().unwrap()))]);
@@ -577,7 +574,7 @@ mod tests {
             &cfg(false, true, serde_json::json!([{"hostPort": 1, "containerPort": 2}])),
             None,
             Some(c6),
-            &Owner::new("t", "i", "n"),
+            &Attachment::new("t", "i", "n"),
         );
         let kinds: Vec<(Kind, bool)> = w.entries.iter().map(|e| (e.kind, e.v6)).collect();
         assert_eq!(kinds, vec![(Kind::Ports, true), (Kind::Masq, true)]);
@@ -586,21 +583,26 @@ mod tests {
 }
 
 #[cfg(test)]
-mod owner_tests {
-    use super::Owner;
+mod attachment_tests {
+    use super::{owner, Attachment};
 
     #[test]
-    fn tags_round_trip_and_long_networks_compare_by_prefix() {
-        let o = Owner::new("abc123", "eth0", "k8s-pods");
-        assert_eq!(o.tag(), "abc123 eth0 k8s-pods");
-        assert_eq!(Owner::parse(&o.tag()), Some(o.clone()));
-        assert!(o.in_network("k8s-pods") && !o.in_network("podman"));
-        assert_eq!(Owner::parse("abc eth0"), None);
+    fn attachments_own_their_tags_and_those_of_earlier_versions() {
         let long = "n".repeat(100);
-        let o = Owner::new(&"c".repeat(64), "eth0", &long);
-        assert_eq!(o.tag().len(), 128);
-        let stored = Owner::parse(&o.tag()).unwrap();
-        assert!(stored.in_network(&long));
-        assert!(!stored.in_network("n"));
+        let cid = "c".repeat(64);
+        for net in ["k8s-pods", long.as_str()] {
+            let a = Attachment::new(&cid, "eth0", net);
+            let o = owner(Some(&a.tag())).unwrap();
+            assert!(a.owns(&o));
+            assert!(!Attachment::new(&cid, "eth1", net).owns(&o));
+            assert!(!Attachment::new(&cid, "eth0", "podman").owns(&o));
+            // The previous version: "<cid> <ifname> <network>", cut at 128 bytes.
+            let mut old = format!("{cid} eth0 {net}");
+            old.truncate(128);
+            assert!(a.owns(&owner(Some(&old)).unwrap()), "{old}");
+            assert!(!Attachment::new(&cid, "eth0", "podman").owns(&owner(Some(&old)).unwrap()));
+        }
+        assert_eq!(owner(Some("abc eth0")), None);
+        assert_eq!(owner(None), None);
     }
 }

@@ -561,8 +561,8 @@ fn gc_removes_attachments_not_listed_in_this_network_only() {
     }
     rt.gc(&n1, &[("keep", "eth0")]).unwrap();
     let text = nft_text(&host);
-    assert!(text.contains("keep eth0 net1") && text.contains("other eth0 net2"), "{text}");
-    assert!(!text.contains("gone eth0") && !text.contains("10.96.0.3"), "{text}");
+    assert!(text.contains("net1/keep/eth0") && text.contains("net2/other/eth0"), "{text}");
+    assert!(!text.contains("net1/gone/eth0") && !text.contains("10.96.0.3"), "{text}");
     // the hairpin rule of a subnet stays while a container in it does
     assert!(text.contains("hairpin 10.96.0.0/24") && text.contains("hairpin 10.95.0.0/24"), "{text}");
     rt.gc(&n2, &[]).unwrap();

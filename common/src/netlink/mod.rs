@@ -85,10 +85,46 @@ impl From<NlError> for crate::error::CniError {
 
 pub type NlResult<T> = std::result::Result<T, NlError>;
 
+/// The most an attribute (header included) can hold: its length field is 16 bits.
+pub const NLA_MAX_LEN: usize = u16::MAX as usize;
+
+/// An attribute or nest that would outgrow its 16-bit length field. The
+/// writer records it instead of letting the length wrap (the kernel would
+/// then read a fraction of the data as the whole); the message then cannot
+/// be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooLong {
+    /// The attribute type (flags masked off).
+    pub ty: u16,
+    /// Its length with header, in bytes.
+    pub len: usize,
+}
+
+impl fmt::Display for TooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "netlink attribute {} would be {} bytes, more than the {NLA_MAX_LEN} an attribute can hold",
+            self.ty, self.len
+        )
+    }
+}
+
+impl From<TooLong> for NlError {
+    fn from(e: TooLong) -> Self {
+        NlError { errno: libc::EMSGSIZE, ext: Some(e.to_string()) }
+    }
+}
+
 /// A netlink message under construction: header, fixed family header, attributes.
+///
+/// Attribute lengths are checked: an attribute or nest longer than
+/// [`NLA_MAX_LEN`] is left out and recorded, and [`Msg::check`] (and every
+/// send) then fails with that [`TooLong`] as an EMSGSIZE [`NlError`].
 #[derive(Clone, Debug)]
 pub struct Msg {
     buf: Vec<u8>,
+    too_long: Option<TooLong>,
 }
 
 impl Msg {
@@ -99,7 +135,7 @@ impl Msg {
         buf.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes()); // seq, set at send
         buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
-        Msg { buf }
+        Msg { buf, too_long: None }
     }
 
     pub fn msg_type(&self) -> u16 {
@@ -115,6 +151,18 @@ impl Msg {
         self.buf[6..8].copy_from_slice(&f.to_ne_bytes());
     }
 
+    /// Ok unless an attribute was too long to encode.
+    pub fn check(&self) -> NlResult<()> {
+        match self.too_long {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    fn record(&mut self, ty: u16, len: usize) {
+        self.too_long.get_or_insert(TooLong { ty: ty & NLA_TYPE_MASK, len });
+    }
+
     /// Raw bytes of the family header (ifinfomsg, nfgenmsg …), padded to 4.
     pub fn push(&mut self, raw: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(raw);
@@ -128,7 +176,10 @@ impl Msg {
     }
 
     pub fn attr(&mut self, ty: u16, data: &[u8]) -> &mut Self {
-        let len = (NLA_HDRLEN + data.len()) as u16;
+        let Ok(len) = u16::try_from(NLA_HDRLEN + data.len()) else {
+            self.record(ty, NLA_HDRLEN + data.len());
+            return self;
+        };
         self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&ty.to_ne_bytes());
         self.buf.extend_from_slice(data);
@@ -164,25 +215,68 @@ impl Msg {
 
     /// A nested attribute whose contents `f` writes.
     pub fn nest(&mut self, ty: u16, f: impl FnOnce(&mut Msg)) -> &mut Self {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0, 0]);
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        let start = self.open_nest(ty);
         f(self);
-        let len = (self.buf.len() - start) as u16;
-        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+        self.close_nest(ty, start);
         self
     }
 
-    fn finish(&mut self, seq: u32) -> &[u8] {
-        let len = self.buf.len() as u32;
-        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
-        &self.buf
+    /// A nested attribute holding as many of `items` as fit (at least one),
+    /// each written by `f`; returns how many it took. Lets a caller spread
+    /// a long list over several messages.
+    pub fn nest_fill<T>(&mut self, ty: u16, items: &[T], mut f: impl FnMut(&mut Msg, &T)) -> usize {
+        let start = self.open_nest(ty);
+        let mut n = 0;
+        for item in items {
+            let mark = self.buf.len();
+            f(self, item);
+            if n > 0 && self.buf.len() - start > NLA_MAX_LEN {
+                self.buf.truncate(mark);
+                break;
+            }
+            n += 1;
+        }
+        self.close_nest(ty, start);
+        n
     }
 
-    /// The message bytes with length and sequence number filled in (for tests).
+    fn open_nest(&mut self, ty: u16) -> usize {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        start
+    }
+
+    fn close_nest(&mut self, ty: u16, start: usize) {
+        match u16::try_from(self.buf.len() - start) {
+            Ok(len) => self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes()),
+            Err(_) => {
+                self.record(ty, self.buf.len() - start);
+                self.buf.truncate(start);
+            }
+        }
+    }
+
+    /// The bytes to send, with length and sequence number filled in.
+    fn finish(&mut self, seq: u32) -> NlResult<&[u8]> {
+        self.check()?;
+        self.stamp(seq)?;
+        Ok(&self.buf)
+    }
+
+    fn stamp(&mut self, seq: u32) -> NlResult<()> {
+        let len = u32::try_from(self.buf.len())
+            .map_err(|_| NlError { errno: libc::EMSGSIZE, ext: Some("netlink message over 4 GiB".into()) })?;
+        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+        Ok(())
+    }
+
+    /// The message bytes with length and sequence number filled in (for
+    /// tests: an over-long attribute is missing from them, see [`Msg::check`]).
     pub fn bytes(&mut self, seq: u32) -> Vec<u8> {
-        self.finish(seq).to_vec()
+        let _ = self.stamp(seq);
+        self.buf.clone()
     }
 }
 
@@ -284,19 +378,9 @@ impl Socket {
         }
         // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let one: libc::c_int = 1;
         for opt in [NETLINK_EXT_ACK, NETLINK_CAP_ACK] {
-            // SAFETY: valid fd and a c_int option value of the right size.
             // Failure only loses extended error text, so it is ignored.
-            unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    SOL_NETLINK,
-                    opt,
-                    &one as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            set_sockopt(fd.as_raw_fd(), SOL_NETLINK, opt, 1);
         }
         // SAFETY: sockaddr_nl is plain data; zeroed means "kernel, assign my port id".
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -342,10 +426,19 @@ impl Socket {
 
     /// Receive one datagram and split it into messages.
     fn recv_replies(&mut self) -> NlResult<Vec<(u32, Reply)>> {
+        self.recv_with(0)
+    }
+
+    fn recv_with(&mut self, flags: libc::c_int) -> NlResult<Vec<(u32, Reply)>> {
         let n = loop {
             // SAFETY: self.buf is a valid, writable buffer of its length.
             let rc = unsafe {
-                libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr() as *mut libc::c_void, self.buf.len(), 0)
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr() as *mut libc::c_void,
+                    self.buf.len(),
+                    flags | libc::MSG_TRUNC,
+                )
             };
             if rc >= 0 {
                 break rc as usize;
@@ -355,6 +448,14 @@ impl Socket {
                 return Err(e.into());
             }
         };
+        // With MSG_TRUNC the kernel says how long the datagram really was.
+        if n > self.buf.len() {
+            let ext = format!(
+                "a netlink reply of {n} bytes did not fit the {}-byte receive buffer",
+                self.buf.len()
+            );
+            return Err(NlError { errno: libc::EMSGSIZE, ext: Some(ext) });
+        }
         let mut out = Vec::new();
         let mut off = 0;
         while off + NLMSG_HDRLEN <= n {
@@ -399,7 +500,7 @@ impl Socket {
     pub fn request(&mut self, mut msg: Msg) -> NlResult<()> {
         let seq = self.next_seq();
         msg.add_flags(NLM_F_ACK);
-        self.send_bytes(msg.finish(seq))?;
+        self.send_bytes(msg.finish(seq)?)?;
         loop {
             for (s, r) in self.recv_replies()? {
                 if s == seq && r.ty == NLMSG_ERROR {
@@ -412,7 +513,7 @@ impl Socket {
     /// Send a request that the kernel answers with one message (a GET without DUMP).
     pub fn get(&mut self, mut msg: Msg) -> NlResult<Reply> {
         let seq = self.next_seq();
-        self.send_bytes(msg.finish(seq))?;
+        self.send_bytes(msg.finish(seq)?)?;
         loop {
             for (s, r) in self.recv_replies()? {
                 if s != seq {
@@ -431,7 +532,7 @@ impl Socket {
     pub fn dump(&mut self, mut msg: Msg) -> NlResult<Vec<Reply>> {
         let seq = self.next_seq();
         msg.add_flags(NLM_F_DUMP);
-        self.send_bytes(msg.finish(seq))?;
+        self.send_bytes(msg.finish(seq)?)?;
         let mut out = Vec::new();
         loop {
             for (s, r) in self.recv_replies()? {
@@ -461,45 +562,134 @@ impl Socket {
 
     /// Like [`Socket::transact`], but returns every refusal with the index of
     /// the message it answers, in message order, so a caller can name the
-    /// failed command. An error for a message that did not ask for an ACK
-    /// (a refused batch header) ends the wait at once.
+    /// failed command.
+    ///
+    /// The kernel answers every message it refuses and every message that
+    /// asked for an ACK, in message order, and has processed the whole batch
+    /// before `send` returns. So one ACK, on the last message, is enough to
+    /// know the end: a batch of thousands of ACKed messages would overflow the
+    /// receive buffer. A refused first message that did not ask for an ACK
+    /// (an nfnetlink batch header: nothing was processed) ends the wait with
+    /// that error. A message that cannot be encoded ([`Msg::check`]) is
+    /// returned as the refusal of its index, and nothing is sent.
     pub fn transact_all(&mut self, msgs: &mut [Msg]) -> NlResult<Vec<(usize, NlError)>> {
+        let unencodable: Vec<(usize, NlError)> =
+            msgs.iter().enumerate().filter_map(|(i, m)| m.check().err().map(|e| (i, e))).collect();
+        if !unencodable.is_empty() {
+            return Ok(unencodable);
+        }
+        let first_seq = self.seq.wrapping_add(1);
         let mut wire = Vec::new();
-        let mut seqs = Vec::with_capacity(msgs.len());
-        let mut pending = Vec::new();
+        let mut pending = 0;
         for m in msgs.iter_mut() {
             let seq = self.next_seq();
-            seqs.push(seq);
-            if m.flags() & NLM_F_ACK != 0 {
-                pending.push(seq);
-            }
-            wire.extend_from_slice(m.finish(seq));
+            pending += usize::from(m.flags() & NLM_F_ACK != 0);
+            wire.extend_from_slice(m.finish(seq)?);
         }
+        let index_of = |seq: u32| Some(seq.wrapping_sub(first_seq) as usize).filter(|&i| i < msgs.len());
+        self.fit_send_buffer(wire.len())?;
         self.send_bytes(&wire)?;
         let mut errors = Vec::new();
-        while !pending.is_empty() {
-            for (s, r) in self.recv_replies()? {
-                if r.ty != NLMSG_ERROR {
-                    continue;
-                }
-                let Some(idx) = seqs.iter().position(|&q| q == s) else { continue };
-                match pending.iter().position(|&p| p == s) {
-                    Some(i) => {
-                        pending.swap_remove(i);
-                    }
-                    None => {
-                        Self::ack_result(&r)?;
-                        continue;
-                    }
-                }
-                if let Err(e) = Self::ack_result(&r) {
-                    errors.push((idx, e));
+        while pending > 0 {
+            let replies = match self.recv_replies() {
+                Err(e) if e.is(libc::ENOBUFS) => return self.after_overflow(errors, &index_of),
+                r => r?,
+            };
+            for (s, r) in replies {
+                let Some(idx) = index_of(s).filter(|_| r.ty == NLMSG_ERROR) else { continue };
+                let acked = msgs[idx].flags() & NLM_F_ACK != 0;
+                pending -= usize::from(acked);
+                match Self::ack_result(&r) {
+                    Err(e) if idx == 0 && !acked => return Err(e),
+                    Err(e) => errors.push((idx, e)),
+                    Ok(()) => {}
                 }
             }
         }
         errors.sort_by_key(|(i, _)| *i);
         Ok(errors)
     }
+
+    /// Answers were dropped because the receive buffer overflowed. Only
+    /// refusals come in such numbers, so the batch failed; the kernel has
+    /// queued all it will send, so collect the refusals left without waiting.
+    fn after_overflow(
+        &mut self,
+        mut errors: Vec<(usize, NlError)>,
+        index_of: &impl Fn(u32) -> Option<usize>,
+    ) -> NlResult<Vec<(usize, NlError)>> {
+        loop {
+            let replies = match self.recv_with(libc::MSG_DONTWAIT) {
+                Err(e) if e.is(libc::EAGAIN) => break,
+                Err(e) if e.is(libc::ENOBUFS) => continue,
+                r => r?,
+            };
+            for (s, r) in replies.into_iter().filter(|(_, r)| r.ty == NLMSG_ERROR) {
+                if let (Some(idx), Err(e)) = (index_of(s), Self::ack_result(&r)) {
+                    errors.push((idx, e));
+                }
+            }
+        }
+        if errors.is_empty() {
+            let ext = "the kernel's answers to the batch overflowed the receive buffer".to_string();
+            return Err(NlError { errno: libc::ENOBUFS, ext: Some(ext) });
+        }
+        errors.sort_by_key(|(i, _)| *i);
+        Ok(errors)
+    }
+
+    /// Make room for one datagram of `len` bytes: the kernel refuses a send
+    /// larger than the send buffer (less 32 bytes) with EMSGSIZE. Raising it
+    /// past net.core.wmem_max needs CAP_NET_ADMIN (SO_SNDBUFFORCE).
+    fn fit_send_buffer(&self, len: usize) -> NlResult<()> {
+        let need = len.saturating_add(32);
+        let fd = self.fd.as_raw_fd();
+        if sockopt(fd, libc::SO_SNDBUF).is_some_and(|b| b >= need) {
+            return Ok(());
+        }
+        // The kernel doubles the value it is given.
+        let ask = libc::c_int::try_from(need.div_ceil(2)).unwrap_or(libc::c_int::MAX);
+        if !set_sockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, ask) {
+            set_sockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, ask);
+        }
+        match sockopt(fd, libc::SO_SNDBUF) {
+            Some(b) if b >= need => Ok(()),
+            got => {
+                let max = got.unwrap_or(0).saturating_sub(32);
+                let ext = format!(
+                    "the batch is {len} bytes, more than the {max} this process may send at once \
+                     (twice net.core.wmem_max, without CAP_NET_ADMIN)"
+                );
+                Err(NlError { errno: libc::EMSGSIZE, ext: Some(ext) })
+            }
+        }
+    }
+}
+
+/// An integer socket option of level SOL_SOCKET.
+fn sockopt(fd: libc::c_int, opt: libc::c_int) -> Option<usize> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid fd; v and len are valid for writes of their sizes.
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, opt, &mut v as *mut _ as *mut libc::c_void, &mut len)
+    };
+    (rc == 0).then(|| usize::try_from(v).unwrap_or(0))
+}
+
+/// Set an integer socket option; true when the kernel took it.
+fn set_sockopt(fd: libc::c_int, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
+    // SAFETY: valid fd and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            &v as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
 }
 
 #[cfg(test)]
@@ -525,6 +715,89 @@ mod tests {
         let inner: Vec<_> = attrs[2].nested().collect();
         assert_eq!(inner[0].u8(), 7);
         assert_eq!(inner[1].data, &[0x1f, 0x90]);
+    }
+
+    #[test]
+    fn an_attribute_too_long_for_its_length_field_is_an_error_not_a_wrap() {
+        // 65531 bytes of data + 4 of header: exactly what 16 bits can say
+        let mut m = Msg::new(16, 0);
+        m.attr(1, &vec![7; NLA_MAX_LEN - NLA_HDRLEN]);
+        assert_eq!(m.check(), Ok(()));
+        let bytes = m.bytes(1);
+        let a: Vec<_> = Attrs::new(&bytes[NLMSG_HDRLEN..]).collect();
+        assert_eq!(a[0].data.len(), NLA_MAX_LEN - NLA_HDRLEN);
+        // one byte more would wrap to a 0-length attribute
+        let mut m = Msg::new(16, 0);
+        m.attr_u32(2, 9).attr(3, &vec![7; NLA_MAX_LEN - NLA_HDRLEN + 1]).attr_u32(4, 10);
+        let e = m.check().unwrap_err();
+        assert_eq!(e.errno, libc::EMSGSIZE);
+        assert_eq!(e.ext.as_deref(), Some(TooLong { ty: 3, len: 65536 }.to_string().as_str()));
+        assert!(e.to_string().contains("netlink attribute 3 would be 65536 bytes"), "{e}");
+        // the attribute is left out, the message stays well formed
+        let types: Vec<u16> = Attrs::new(&m.bytes(1)[NLMSG_HDRLEN..]).map(|a| a.ty).collect();
+        assert_eq!(types, [2, 4]);
+    }
+
+    #[test]
+    fn a_nest_too_long_is_an_error_and_left_out() {
+        let mut m = Msg::new(16, 0);
+        m.attr_u32(1, 5).nest(2, |n| {
+            for _ in 0..20 {
+                n.attr(1, &[0; 4000]);
+            }
+        });
+        let e = m.check().unwrap_err();
+        assert_eq!(e.errno, libc::EMSGSIZE);
+        assert!(e.to_string().contains("netlink attribute 2 would be 80084 bytes"), "{e}");
+        let bytes = m.bytes(1);
+        assert_eq!(bytes.len(), NLMSG_HDRLEN + 8);
+        assert_eq!(Attrs::new(&bytes[NLMSG_HDRLEN..]).count(), 1);
+    }
+
+    #[test]
+    fn an_unencodable_message_is_never_sent() {
+        let mut sock = Socket::open(libc::NETLINK_ROUTE).unwrap();
+        let mut m = Msg::new(libc::RTM_NEWLINK, NLM_F_CREATE);
+        m.push(&[0; 16]).attr_str(libc::IFLA_IFNAME, &"x".repeat(70_000));
+        let e = sock.request(m.clone()).unwrap_err();
+        assert_eq!(e.errno, libc::EMSGSIZE, "{e}");
+        let refused = sock.transact_all(&mut [Msg::new(libc::RTM_GETLINK, 0), m]).unwrap();
+        assert_eq!(refused.len(), 1);
+        assert_eq!((refused[0].0, refused[0].1.errno), (1, libc::EMSGSIZE));
+    }
+
+    #[test]
+    fn nest_fill_takes_what_fits_and_the_rest_goes_to_the_next_message() {
+        let items: Vec<u32> = (0..1000).collect();
+        let put = |n: &mut Msg, i: &u32| {
+            n.nest(1, |e| {
+                e.attr_u32(1, *i).attr(2, &[0; 100]);
+            });
+        };
+        let mut taken = Vec::new();
+        let mut rest = &items[..];
+        while !rest.is_empty() {
+            let mut m = Msg::new(16, 0);
+            let n = m.nest_fill(3, rest, put);
+            assert_eq!(m.check(), Ok(()));
+            let bytes = m.bytes(1);
+            assert!(bytes.len() - NLMSG_HDRLEN <= NLA_MAX_LEN);
+            let list = Attrs::new(&bytes[NLMSG_HDRLEN..]).get(3).unwrap();
+            let got: Vec<u32> = list.nested().map(|e| e.nested().get(1).unwrap().u32()).collect();
+            assert_eq!(got.len(), n);
+            taken.extend(got);
+            rest = &rest[n..];
+        }
+        // 116 bytes an item: 564 fit in one attribute, the rest in a second
+        assert_eq!(taken, items);
+        let mut m = Msg::new(16, 0);
+        assert_eq!(m.nest_fill(3, &items, put), (NLA_MAX_LEN - 4) / 116);
+        // an item too long on its own is an error, not skipped silently
+        let mut m = Msg::new(16, 0);
+        m.nest_fill(3, &[1, 70_000usize, 1], |n, len| {
+            n.attr(1, &vec![0; *len]);
+        });
+        assert_eq!(m.check().unwrap_err().errno, libc::EMSGSIZE);
     }
 
     #[test]

@@ -18,6 +18,8 @@ use crate::netns::Netns;
 pub mod expr;
 pub mod tag;
 #[cfg(test)]
+mod large_tests;
+#[cfg(test)]
 pub(crate) mod testns;
 #[cfg(test)]
 mod tests;
@@ -372,6 +374,29 @@ pub fn parse_comment(mut udata: &[u8]) -> Option<String> {
     None
 }
 
+/// One element of an element list: key, data, comment.
+fn encode_elem(l: &mut Msg, e: &Elem) {
+    l.nest(LIST_ELEM, |n| {
+        n.nest(ELEM_KEY, |k| {
+            k.attr(DATA_VALUE, &e.key);
+        });
+        match &e.data {
+            Some(ElemData::Value(v)) => {
+                n.nest(ELEM_DATA, |d| {
+                    d.attr(DATA_VALUE, v);
+                });
+            }
+            Some(ElemData::Verdict(v)) => {
+                n.nest(ELEM_DATA, |d| v.encode(d));
+            }
+            None => {}
+        }
+        if let Some(c) = &e.comment {
+            n.attr(ELEM_USERDATA, &comment_udata(c));
+        }
+    });
+}
+
 /// A refused nf_tables command or listing, with what we were doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NftError {
@@ -424,9 +449,11 @@ fn nfgen(ty: u16, flags: u16, family: u8) -> Msg {
 struct Cmd {
     msg: Msg,
     what: String,
-    /// For DESTROY commands: the DEL equivalent used on kernels before 6.3,
-    /// whose "not found" then counts as success.
-    fallback: Option<Msg>,
+    /// For DESTROY commands: the DEL commands that replace it on kernels
+    /// before 6.3, one per object so that a missing one can be told apart.
+    fallback: Vec<Msg>,
+    /// "Not found" counts as success (DESTROY and its DEL fallbacks).
+    missing_ok: bool,
 }
 
 /// Commands collected for one nf_tables transaction.
@@ -448,7 +475,7 @@ impl Batch {
     }
 
     fn cmd(&mut self, msg: Msg, what: String) -> &mut Msg {
-        self.cmds.push(Cmd { msg, what, fallback: None });
+        self.cmds.push(Cmd { msg, what, fallback: Vec::new(), missing_ok: false });
         &mut self.cmds.last_mut().unwrap().msg
     }
 
@@ -477,7 +504,12 @@ impl Batch {
         del.attr_str(TABLE_NAME, &t.name);
         let mut m = nfgen(MSG_DESTROYTABLE, 0, t.family as u8);
         m.attr_str(TABLE_NAME, &t.name);
-        self.cmds.push(Cmd { msg: m, what: format!("deleting table {t}"), fallback: Some(del) });
+        self.cmds.push(Cmd {
+            msg: m,
+            what: format!("deleting table {t}"),
+            fallback: vec![del],
+            missing_ok: true,
+        });
         self
     }
 
@@ -550,45 +582,43 @@ impl Batch {
         self
     }
 
-    fn elem_msg(&self, ty: u16, flags: u16, t: &Table, set: &str, elems: &[Elem]) -> Msg {
-        let mut m = nfgen(ty, flags, t.family as u8);
-        m.attr_str(ELEM_LIST_TABLE, &t.name).attr_str(ELEM_LIST_SET, set);
-        if let Some(id) = self.set_id(t, set) {
-            m.attr_u32_be(ELEM_LIST_SET_ID, id);
-        }
-        m.nest(ELEM_LIST_ELEMENTS, |l| {
-            for e in elems {
-                l.nest(LIST_ELEM, |n| {
-                    n.nest(ELEM_KEY, |k| {
-                        k.attr(DATA_VALUE, &e.key);
-                    });
-                    match &e.data {
-                        Some(ElemData::Value(v)) => {
-                            n.nest(ELEM_DATA, |d| {
-                                d.attr(DATA_VALUE, v);
-                            });
-                        }
-                        Some(ElemData::Verdict(v)) => {
-                            n.nest(ELEM_DATA, |d| v.encode(d));
-                        }
-                        None => {}
-                    }
-                    if let Some(c) = &e.comment {
-                        n.attr(ELEM_USERDATA, &comment_udata(c));
-                    }
-                });
+    /// Element messages for `elems`, each with the number of elements it
+    /// holds: as many messages as the list needs, since one list attribute
+    /// holds at most 64 KiB (a few hundred elements with comments). All
+    /// go into the same batch, so they still apply together or not at all.
+    fn elem_msgs(&self, ty: u16, flags: u16, t: &Table, set: &str, elems: &[Elem]) -> Vec<(Msg, usize)> {
+        let mut out = Vec::new();
+        let mut rest = elems;
+        while !rest.is_empty() {
+            let mut m = nfgen(ty, flags, t.family as u8);
+            m.attr_str(ELEM_LIST_TABLE, &t.name).attr_str(ELEM_LIST_SET, set);
+            if let Some(id) = self.set_id(t, set) {
+                m.attr_u32_be(ELEM_LIST_SET_ID, id);
             }
-        });
-        m
+            let n = m.nest_fill(ELEM_LIST_ELEMENTS, rest, encode_elem);
+            rest = &rest[n..];
+            out.push((m, n));
+        }
+        out
+    }
+
+    fn elem_cmds(&mut self, ty: u16, flags: u16, t: &Table, set: &str, elems: &[Elem], what: String) {
+        for (msg, _) in self.elem_msgs(ty, flags, t, set, elems) {
+            self.cmd(msg, what.clone());
+        }
     }
 
     /// Add elements to a set or map. Re-adding an element is fine; a map key
     /// that already maps to other data fails with EEXIST.
     pub fn add_elements(&mut self, t: &Table, set: &str, elems: &[Elem]) -> &mut Self {
-        if !elems.is_empty() {
-            let m = self.elem_msg(MSG_NEWSETELEM, NLM_F_CREATE, t, set, elems);
-            self.cmd(m, format!("adding element to set {t}/{set}"));
-        }
+        self.elem_cmds(
+            MSG_NEWSETELEM,
+            NLM_F_CREATE,
+            t,
+            set,
+            elems,
+            format!("adding element to set {t}/{set}"),
+        );
         self
     }
 
@@ -596,31 +626,29 @@ impl Batch {
     /// data, fails the batch with EEXIST (`nft create element`). Lets a caller
     /// notice keys held by others without listing the set first.
     pub fn create_elements(&mut self, t: &Table, set: &str, elems: &[Elem]) -> &mut Self {
-        if !elems.is_empty() {
-            let m = self.elem_msg(MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, t, set, elems);
-            self.cmd(m, format!("adding element to set {t}/{set}"));
-        }
+        let what = format!("adding element to set {t}/{set}");
+        self.elem_cmds(MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, t, set, elems, what);
         self
     }
 
     /// Delete elements by key; fails when one is missing.
     pub fn delete_elements(&mut self, t: &Table, set: &str, keys: &[Vec<u8>]) -> &mut Self {
-        if !keys.is_empty() {
-            let elems: Vec<Elem> = keys.iter().map(|k| Elem::new(k.clone())).collect();
-            let m = self.elem_msg(MSG_DELSETELEM, 0, t, set, &elems);
-            self.cmd(m, format!("deleting element from set {t}/{set}"));
-        }
+        let elems: Vec<Elem> = keys.iter().map(|k| Elem::new(k.clone())).collect();
+        self.elem_cmds(MSG_DELSETELEM, 0, t, set, &elems, format!("deleting element from set {t}/{set}"));
         self
     }
 
     /// Delete elements by key; missing elements (or set) are not an error.
     pub fn destroy_elements(&mut self, t: &Table, set: &str, keys: &[Vec<u8>]) -> &mut Self {
-        for k in keys {
-            let e = [Elem::new(k.clone())];
-            let msg = self.elem_msg(MSG_DESTROYSETELEM, 0, t, set, &e);
-            let del = self.elem_msg(MSG_DELSETELEM, 0, t, set, &e);
-            let what = format!("deleting element from set {t}/{set}");
-            self.cmds.push(Cmd { msg, what, fallback: Some(del) });
+        let elems: Vec<Elem> = keys.iter().map(|k| Elem::new(k.clone())).collect();
+        let what = format!("deleting element from set {t}/{set}");
+        let mut rest = &elems[..];
+        for (msg, n) in self.elem_msgs(MSG_DESTROYSETELEM, 0, t, set, &elems) {
+            let (these, more) = rest.split_at(n);
+            rest = more;
+            let one = |e: &Elem| self.elem_msgs(MSG_DELSETELEM, 0, t, set, std::slice::from_ref(e));
+            let fallback = these.iter().flat_map(one).map(|(m, _)| m).collect();
+            self.cmds.push(Cmd { msg, what: what.clone(), fallback, missing_ok: true });
         }
         self
     }
@@ -656,18 +684,37 @@ impl Batch {
         self
     }
 
-    /// The wire messages: batch begin, the commands, batch end.
-    fn messages(&self, use_fallback: bool) -> Vec<Msg> {
+    /// The same batch for kernels before 6.3: every DESTROY replaced by its
+    /// DEL fallbacks.
+    fn for_old_kernels(&self) -> Batch {
+        let mut b = Batch { cmds: Vec::new(), set_ids: self.set_ids.clone() };
+        for c in &self.cmds {
+            if c.fallback.is_empty() {
+                b.cmds.push(c.clone());
+            }
+            for m in &c.fallback {
+                b.cmds.push(Cmd {
+                    msg: m.clone(),
+                    what: c.what.clone(),
+                    fallback: Vec::new(),
+                    missing_ok: true,
+                });
+            }
+        }
+        b
+    }
+
+    /// The wire messages: batch begin, the commands, batch end. Only the
+    /// last command asks for an ACK: the kernel answers refusals anyway, and
+    /// an ACK for each of thousands of commands would overflow the socket's
+    /// receive buffer.
+    fn messages(&self) -> Vec<Msg> {
         let mut begin = Msg::new(NFNL_MSG_BATCH_BEGIN, 0);
         begin.push(&[0, 0, 0, NFNL_SUBSYS_NFTABLES as u8]);
         let mut out = vec![begin];
-        for c in &self.cmds {
-            let mut m = match (&c.fallback, use_fallback) {
-                (Some(f), true) => f.clone(),
-                _ => c.msg.clone(),
-            };
-            m.add_flags(NLM_F_ACK);
-            out.push(m);
+        out.extend(self.cmds.iter().map(|c| c.msg.clone()));
+        if let Some(last) = out.last_mut().filter(|_| !self.cmds.is_empty()) {
+            last.add_flags(NLM_F_ACK);
         }
         let mut end = Msg::new(NFNL_MSG_BATCH_END, 0);
         end.push(&[0, 0, 0, NFNL_SUBSYS_NFTABLES as u8]);
@@ -745,15 +792,15 @@ impl Nft {
     }
 
     /// Apply a batch as one transaction. DESTROY commands fall back to DEL
-    /// on kernels before 6.3, with "not found" counted as success.
+    /// on kernels before 6.3; "not found" of either counts as success.
     pub fn commit(&mut self, batch: &Batch) -> NftResult<()> {
         let mut batch = batch.clone();
-        let mut use_fallback = false;
+        let mut old_kernel = false;
         loop {
             if batch.cmds.is_empty() {
                 return Ok(());
             }
-            let mut msgs = batch.messages(use_fallback);
+            let mut msgs = batch.messages();
             let errors = self
                 .sock
                 .transact_all(&mut msgs)
@@ -761,27 +808,29 @@ impl Nft {
             // Message 0 is the batch header; command i is message i + 1.
             let errors: Vec<(usize, NlError)> =
                 errors.into_iter().map(|(i, e)| (i.saturating_sub(1).min(batch.cmds.len() - 1), e)).collect();
-            let Some((first, first_err)) = errors.first().cloned() else { return Ok(()) };
-            let tolerant = |i: usize| batch.cmds[i].fallback.is_some();
+            if errors.is_empty() {
+                return Ok(());
+            }
             let unsupported = |e: &NlError| e.is(libc::EINVAL) || e.is(libc::EOPNOTSUPP);
-            if !use_fallback && errors.iter().any(|(i, e)| tolerant(*i) && unsupported(e)) {
-                use_fallback = true;
+            if !old_kernel
+                && errors.iter().any(|(i, e)| !batch.cmds[*i].fallback.is_empty() && unsupported(e))
+            {
+                old_kernel = true;
+                batch = batch.for_old_kernels();
                 continue;
             }
-            if use_fallback && errors.iter().all(|(i, e)| tolerant(*i) && e.not_found()) {
-                let gone: Vec<usize> = errors.iter().map(|(i, _)| *i).collect();
-                let mut i = 0;
-                batch.cmds.retain(|_| {
-                    i += 1;
-                    !gone.contains(&(i - 1))
-                });
-                continue;
+            let missing = |i: usize, e: &NlError| batch.cmds[i].missing_ok && e.not_found();
+            if let Some((i, err)) = errors.iter().find(|(i, e)| !missing(*i, e)) {
+                return Err(NftError { what: batch.cmds[*i].what.clone(), err: err.clone() });
             }
-            let (i, err) = errors
-                .into_iter()
-                .find(|(i, e)| !(use_fallback && tolerant(*i) && e.not_found()))
-                .unwrap_or((first, first_err));
-            return Err(NftError { what: batch.cmds[i].what.clone(), err });
+            // Only "not found" refusals, which aborted the whole batch: try
+            // again without those commands.
+            let gone: std::collections::BTreeSet<usize> = errors.iter().map(|(i, _)| *i).collect();
+            let mut i = 0;
+            batch.cmds.retain(|_| {
+                i += 1;
+                !gone.contains(&(i - 1))
+            });
         }
     }
 

@@ -1,7 +1,9 @@
 //! A small typed nf_tables layer over our netlink core (libc only).
 //!
 //! Changes go through a [`Batch`], committed by [`Nft::commit`] as one
-//! nfnetlink transaction: all of it applies or none. Listing (tables, chains,
+//! nfnetlink transaction: all of it applies or none, however many elements
+//! (long element lists are spread over several messages of the batch; the
+//! socket's send buffer is raised to fit it). Listing (tables, chains,
 //! sets, rules with handle and comment, set elements with comment) lets CHECK,
 //! GC and DEL work from kernel state alone. Expressions live in [`expr`].
 //!
@@ -16,9 +18,9 @@ use crate::netlink::{Msg, NlError, Reply, Socket, NLM_F_ACK, NLM_F_APPEND, NLM_F
 use crate::netns::Netns;
 
 pub mod expr;
-pub mod tag;
 #[cfg(test)]
 mod large_tests;
+pub mod tag;
 #[cfg(test)]
 pub(crate) mod testns;
 #[cfg(test)]

@@ -77,13 +77,14 @@ fn flush_udp(ports: &[(u16, Option<IpAddr>)]) {
         .unwrap_or_default();
     let Ok(mut sock) = common::netlink::Socket::open(libc::NETLINK_NETFILTER) else { return };
     let Ok(entries) = conntrack::list(&mut sock, 0) else { return };
+    // sorted by port: thousands of ports against thousands of entries
+    let mut ports = ports.to_vec();
+    ports.sort();
     for e in entries.iter().filter(|e| e.proto == conntrack::PROTO_UDP) {
-        let hit = ports.iter().any(|(port, ip)| {
-            *port == e.dport
-                && match ip {
-                    Some(ip) => *ip == e.dst,
-                    None => e.dst.is_loopback() || local.contains(&e.dst),
-                }
+        let from = ports.partition_point(|(port, _)| *port < e.dport);
+        let hit = ports[from..].iter().take_while(|(port, _)| *port == e.dport).any(|(_, ip)| match ip {
+            Some(ip) => *ip == e.dst,
+            None => e.dst.is_loopback() || local.contains(&e.dst),
         });
         if hit {
             let _ = conntrack::delete(&mut sock, e);

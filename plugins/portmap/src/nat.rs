@@ -45,7 +45,9 @@ use std::net::IpAddr;
 use common::ipnet::IpNet;
 use common::nft::expr::{self, Addr, CmpOp, Verdict};
 use common::nft::tag::{self, Legacy, Owner};
-use common::nft::{key, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table};
+use common::nft::{
+    key, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, NftError, Rule, SetSpec, Table,
+};
 use common::{CniError, Result};
 
 use crate::config::{Config, Mapping, Proto};
@@ -157,6 +159,8 @@ pub struct Wanted {
     pub entries: Vec<Entry>,
     /// Container subnets that need a hairpin rule (snat only).
     pub subnets: Vec<IpNet>,
+    /// How many mappings the config has (for messages).
+    pub mappings: usize,
 }
 
 fn addr_port(a: IpAddr, port: u16) -> Vec<u8> {
@@ -167,7 +171,7 @@ fn addr_port(a: IpAddr, port: u16) -> Vec<u8> {
 pub fn wanted(cfg: &Config, c4: Option<IpNet>, c6: Option<IpNet>, att: &Attachment) -> Wanted {
     let tag = att.tag();
     let tag = tag.as_str();
-    let mut w = Wanted { attachment: Some(att.clone()), ..Default::default() };
+    let mut w = Wanted { attachment: Some(att.clone()), mappings: cfg.mappings.len(), ..Default::default() };
     for (v6, caddr) in [(false, c4), (true, c6)] {
         let Some(caddr) = caddr else { continue };
         let mut applied = BTreeSet::new();
@@ -334,7 +338,7 @@ pub fn add(nft: &mut Nft, w: &Wanted, localnet: Option<&str>) -> Result<()> {
     match nft.commit(&b) {
         Ok(()) => return Ok(()),
         Err(e) if e.err.is(libc::EEXIST) => {}
-        Err(e) => return Err(CniError::internal(format!("publishing ports: {e}"))),
+        Err(e) => return Err(publish_error(w, e)),
     }
     // Some key exists: ours from an earlier ADD (replace it), another
     // attachment's port (a conflict), or a stale snat/masq element of a gone
@@ -363,7 +367,20 @@ pub fn add(nft: &mut Nft, w: &Wanted, localnet: Option<&str>) -> Result<()> {
         b.destroy_elements(&t, set, &stale);
     }
     create_all(&mut b, &t, w);
-    nft.commit(&b).map_err(|e| CniError::internal(format!("publishing ports: {e}")))
+    nft.commit(&b).map_err(|e| publish_error(w, e))
+}
+
+/// ADD is one transaction, and a transaction is one datagram: with
+/// CAP_NET_ADMIN the send buffer grows to fit (a million elements were
+/// tried), without it (rootless) it stops at twice net.core.wmem_max.
+fn publish_error(w: &Wanted, e: NftError) -> CniError {
+    match &e.err.ext {
+        Some(why) if e.err.is(libc::EMSGSIZE) => CniError::invalid_config(format!(
+            "too many port mappings ({}) for one nf_tables transaction: {why}",
+            w.mappings
+        )),
+        _ => CniError::internal(format!("publishing ports: {e}")),
+    }
 }
 
 fn create_all(b: &mut Batch, t: &Table, w: &Wanted) {
@@ -478,13 +495,15 @@ pub fn check(nft: &mut Nft, w: &Wanted) -> Result<()> {
     if let Some(c) = CHAINS.iter().find(|c| !chains.contains(**c)) {
         return Err(CniError::internal(format!("chain {c} of table {t} is missing")));
     }
-    let mut cache: BTreeMap<&str, Vec<Elem>> = BTreeMap::new();
+    // each set listed once, its elements by key (thousands of mappings)
+    let mut cache: BTreeMap<&str, BTreeMap<Vec<u8>, Elem>> = BTreeMap::new();
     for e in &w.entries {
         let set = e.kind.set(e.v6);
         if !cache.contains_key(set) {
-            cache.insert(set, nft.list_elements(&t, set)?);
+            let elems = nft.list_elements(&t, set)?.into_iter().map(|x| (x.key.clone(), x)).collect();
+            cache.insert(set, elems);
         }
-        let found = cache[set].iter().find(|x| x.key == e.elem.key);
+        let found = cache[set].get(&e.elem.key);
         let what = match e.mapping {
             Some(m) => format!("host port {m}"),
             None => format!("masquerade of {} ({set})", describe_addr_port(e.v6, &e.elem.key)),

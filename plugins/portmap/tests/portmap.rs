@@ -709,3 +709,163 @@ fn conf_examples_publish_a_port() {
         assert!(nft_is_empty(&env.host), "{file}: {}", nft_text(&env.host));
     }
 }
+
+/// Elements of a set or map of the portmap table, counted with `nft -j list`.
+fn elem_count(host: &TestNs, kind: &str, set: &str) -> usize {
+    let out = host.spawn(&["nft", "-j", "list", kind, "inet", "cnirs_portmap", set], b"").unwrap();
+    assert!(out.success(), "nft list {kind} {set}: {}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    nft_objects(&v, kind)[0]["elem"].as_array().map_or(0, |a| a.len())
+}
+
+/// 1000 mappings, tcp and udp alternating, host ports 20000-20999 to
+/// container ports 8000-8049 (tcp) and 9000-9049 (udp).
+fn thousand_mappings() -> Value {
+    let maps: Vec<Value> = (0..1000u16)
+        .map(|i| {
+            let (proto, base) = if i % 2 == 0 { ("tcp", 8000) } else { ("udp", 9000) };
+            json!({"hostPort": 20000 + i, "containerPort": base + (i / 2) % 50, "protocol": proto})
+        })
+        .collect();
+    Value::Array(maps)
+}
+
+#[test]
+fn thousand_mappings_on_one_container() {
+    let Some(env) = Env::new() else { return };
+    let list = env.list("1.0.0", json!({}));
+    let a = ContainerNs::with_lo().unwrap();
+    let maps = thousand_mappings();
+    let res = env.add(&list, "many-ports", &a, maps.clone()).unwrap();
+    // every mapping of both families is in the maps; one snat element per
+    // container port and family
+    assert_eq!(elem_count(&env.host, "map", "ports4"), 1000);
+    assert_eq!(elem_count(&env.host, "map", "ports6"), 1000);
+    assert_eq!(elem_count(&env.host, "set", "snat4"), 100);
+    assert_eq!(elem_count(&env.host, "set", "snat6"), 100);
+    // sampled ports, first, middle and last, tcp and udp, reach the container
+    let _servers: Vec<Server> = [("tcp", 8000), ("tcp", 8049), ("udp", 9000), ("udp", 9049)]
+        .into_iter()
+        .map(|(proto, port)| Server::start(&a, proto, port, &format!("{proto}{port}")).unwrap())
+        .collect();
+    for (proto, host_port, answer) in [
+        ("tcp", 20000, "tcp8000"),
+        ("tcp", 20500, "tcp8000"),
+        ("tcp", 20998, "tcp8049"),
+        ("udp", 20001, "udp9000"),
+        ("udp", 20999, "udp9049"),
+    ] {
+        let got = ask(&env.outside, proto, "192.168.77.1", host_port);
+        assert_eq!(got.as_deref(), Some(format!("{answer} 192.168.77.2").as_str()), "{proto} {host_port}");
+        let got = ask(&env.outside, proto, "fd77::1", host_port);
+        assert_eq!(got.as_deref(), Some(format!("{answer} fd77::2").as_str()), "{proto} [::]:{host_port}");
+    }
+    env.rt.check(&list, "many-ports", a.path(), "eth0", "", json!({ "portMappings": maps })).unwrap();
+    // a retried ADD (portmap alone) finds its own keys and replaces all of
+    // them in one transaction
+    let rtc = RuntimeConf::new("many-ports", a.path(), "eth0").cap_args(json!({ "portMappings": maps }));
+    let req = env.rt.request(&list, 1, Some(&res), &rtc).unwrap();
+    env.rt.invoke("ADD", &list, 1, &req, &rtc).unwrap();
+    assert_eq!(elem_count(&env.host, "map", "ports4"), 1000);
+    assert_eq!(ask(&env.outside, "udp", "192.168.77.1", 20999).as_deref(), Some("udp9049 192.168.77.2"));
+    env.del(&list, "many-ports", &a, maps);
+    assert!(nft_is_empty(&env.host), "{}", nft_text(&env.host));
+}
+
+/// What portmap answered and left, run as rootless Podman runs it: in a user
+/// namespace of its own with a fresh netns (created by `unshare`, gone with
+/// it), where CAP_NET_ADMIN does not reach the host's socket limits.
+struct Rootless {
+    /// Exit code and stdout of the ADD.
+    rc: i32,
+    out: String,
+    /// Elements in `ports4` right after the ADD.
+    published: usize,
+    /// `nft list ruleset` after the ADD (and the DEL when the ADD succeeded).
+    left: String,
+}
+
+fn rootless_add(maps: &Value) -> Rootless {
+    let dir = TempDir::new().unwrap();
+    let req = json!({"cniVersion": "1.0.0", "name": "big", "type": "portmap",
+        "runtimeConfig": {"portMappings": maps},
+        "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/x"}],
+                       "ips": [{"address": "10.97.0.2/24", "interface": 0}]}});
+    let req_path = dir.path().join("req.json");
+    std::fs::write(&req_path, req.to_string()).unwrap();
+    let script = r#"
+        plugin=$1; req=$2; out=$3
+        CNI_COMMAND=ADD "$plugin" < "$req" > "$out/add"; echo $? > "$out/rc"
+        nft -j list map inet cnirs_portmap ports4 > "$out/ports4" 2>/dev/null
+        [ "$(cat "$out/rc")" = 0 ] && CNI_COMMAND=DEL "$plugin" < "$req" > /dev/null
+        nft list ruleset > "$out/left"
+    "#;
+    let plugin = target_bin_dir().join("portmap");
+    let cid = "f".repeat(64);
+    let status = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--net", "sh", "-c", script, "sh"])
+        .args([plugin.as_os_str(), req_path.as_os_str(), dir.path().as_os_str()])
+        .env("CNI_CONTAINERID", &cid)
+        .env("CNI_NETNS", "/proc/self/ns/net")
+        .env("CNI_NETNS_OVERRIDE", "1")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", target_bin_dir())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+    let published = serde_json::from_str::<Value>(&read("ports4"))
+        .ok()
+        .and_then(|v| nft_objects(&v, "map").first().and_then(|m| m["elem"].as_array().map(|a| a.len())))
+        .unwrap_or(0);
+    let rc: i32 = read("rc").trim().parse().unwrap();
+    Rootless { rc, out: read("add"), published, left: read("left") }
+}
+
+/// `n` distinct mappings, tcp then udp, each to the same container port.
+fn mappings(n: usize) -> Value {
+    let maps: Vec<Value> = (0..n)
+        .map(|i| {
+            let (proto, port) = if i < 65535 { ("tcp", i + 1) } else { ("udp", i - 65535 + 1) };
+            json!({"hostPort": port, "containerPort": port, "protocol": proto})
+        })
+        .collect();
+    Value::Array(maps)
+}
+
+/// One ADD is one nf_tables transaction, and one transaction is one
+/// datagram. With CAP_NET_ADMIN the socket's send buffer is raised to fit
+/// (a million elements were tried); without it, as in rootless Podman, it
+/// stops at twice net.core.wmem_max. Past that: a clear error, nothing left.
+#[test]
+fn past_the_transaction_limit_a_clear_error_and_nothing_left() {
+    if !root() {
+        return;
+    }
+    let wmem_max: usize =
+        std::fs::read_to_string("/proc/sys/net/core/wmem_max").unwrap().trim().parse().unwrap();
+    // a mapping is about 220 bytes here (a ports4 and a snat4 element, each
+    // with a 73-byte comment)
+    let (fits, too_many) = (2 * wmem_max / 400, 2 * wmem_max / 150);
+    if too_many > 2 * 65535 {
+        eprintln!("skipping: net.core.wmem_max {wmem_max} allows more mappings than there are ports");
+        return;
+    }
+    let ok = rootless_add(&mappings(fits));
+    assert_eq!(ok.rc, 0, "{fits} mappings: {}", ok.out);
+    assert_eq!(ok.published, fits);
+    assert_eq!(ok.left, "", "DEL left:\n{}", ok.left);
+
+    let big = rootless_add(&mappings(too_many));
+    assert_ne!(big.rc, 0);
+    let e: Value = serde_json::from_str(&big.out).unwrap();
+    let msg = e["msg"].as_str().unwrap();
+    assert_eq!(e["code"], 7, "{msg}");
+    assert!(
+        msg.starts_with(&format!("too many port mappings ({too_many}) for one nf_tables transaction")),
+        "{msg}"
+    );
+    assert!(msg.contains("net.core.wmem_max"), "{msg}");
+    assert_eq!(big.published, 0);
+    assert_eq!(big.left, "", "a failed ADD left:\n{}", big.left);
+}

@@ -106,6 +106,37 @@ const ENV_KEYS: [&str; 7] = [
     "CNI_NETNS_OVERRIDE",
 ];
 
+/// The most a plugin reads from stdin: 16 MiB. Real requests are far
+/// smaller (Podman's largest, a published range of every port for TCP and
+/// UDP expanded into 131,070 portmap entries of ~90 bytes, is ~12 MB; a
+/// prevResult is a few KiB), yet a stream that never ends stops here within
+/// milliseconds instead of growing until the OOM killer.
+pub const MAX_STDIN: usize = 16 << 20;
+
+/// The request on stdin, read up to [`MAX_STDIN`]: code 6 when it is larger
+/// (we stop reading, so an endless stream cannot hold us) or not UTF-8,
+/// which no JSON encoder produces; code 5 when it cannot be read.
+fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<u8>> {
+    let mut input = Vec::new();
+    stdin
+        .take(MAX_STDIN as u64 + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| CniError::io(format!("error reading from stdin: {e}")))?;
+    if input.len() > MAX_STDIN {
+        return Err(CniError::decode(format!(
+            "the network configuration on stdin is larger than {} MiB",
+            MAX_STDIN >> 20
+        )));
+    }
+    if let Err(e) = std::str::from_utf8(&input) {
+        return Err(CniError::decode(format!(
+            "the network configuration on stdin is not valid UTF-8 (byte {})",
+            e.valid_up_to()
+        )));
+    }
+    Ok(input)
+}
+
 /// Interface names as the kernel and libcni accept them.
 pub fn validate_ifname(name: &str) -> Result<()> {
     let bad = |why: &str| Err(CniError::invalid_env(format!("invalid CNI_IFNAME {name:?}: {why}")));
@@ -139,12 +170,10 @@ pub fn dispatch<P: Plugin>(
             format!("{}\nCNI protocol versions supported: {}\n", plugin.about(), version::ALL.join(", "));
         return out;
     }
-    let mut input = Vec::new();
-    if let Err(e) = stdin.read_to_end(&mut input) {
-        return Outcome::error(&CniError::io(format!("error reading from stdin: {e}")), version::LATEST);
-    }
+    let input = read_stdin(stdin);
     if command == "VERSION" {
-        return version_reply(&input);
+        // Only a cniVersion to echo, if stdin has one: nothing to fail on.
+        return version_reply(input.as_deref().unwrap_or_default());
     }
     let cmd = match command.as_str() {
         "ADD" => Command::Add,
@@ -158,6 +187,10 @@ pub fn dispatch<P: Plugin>(
                 version::LATEST,
             )
         }
+    };
+    let input = match input {
+        Ok(input) => input,
+        Err(e) => return Outcome::error(&e, version::LATEST),
     };
     // The version for error replies: the config's, once we can read it.
     let reply_version = serde_json::from_slice::<serde_json::Value>(&input)
@@ -480,6 +513,117 @@ mod tests {
         let (out, v) = run_with(&env, conf);
         assert_eq!(out.exit, 0);
         assert_eq!(v["ip4"]["ip"], "10.0.0.9/8");
+    }
+
+    const VERBS: [&str; 5] = ["ADD", "DEL", "CHECK", "STATUS", "GC"];
+
+    fn run_reading(env: &[(&str, &str)], stdin: &mut dyn Read) -> (Outcome, serde_json::Value) {
+        let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let out = dispatch(&Fake, &|k| map.get(k).cloned(), stdin);
+        let v = serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out, v)
+    }
+
+    /// A stdin that never ends: a valid config, then spaces forever. It
+    /// errors out (rather than growing a test's memory without bound) once
+    /// read well past the cap, which only a reader without a cap would do.
+    struct Endless {
+        served: usize,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.served > 2 * MAX_STDIN {
+                return Err(std::io::Error::other("read far past the stdin cap"));
+            }
+            let head = CONF.as_bytes();
+            let n = buf.len().min(64 * 1024);
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = head.get(self.served + i).copied().unwrap_or(b' ');
+            }
+            self.served += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn endless_stdin_stops_at_the_cap_with_code_6() {
+        for verb in VERBS {
+            let mut stdin = Endless { served: 0 };
+            let (out, v) = run_reading(&full_env(verb), &mut stdin);
+            assert_eq!((out.exit, v["code"].as_u64()), (1, Some(6)), "{verb}: {}", out.stdout);
+            assert_eq!(
+                v["msg"], "the network configuration on stdin is larger than 16 MiB",
+                "{verb}: {}",
+                out.stdout
+            );
+            assert!(stdin.served <= MAX_STDIN + 128 * 1024, "{verb}: read {} bytes", stdin.served);
+        }
+        // VERSION ignores what it cannot use.
+        let (out, v) = run_reading(&[("CNI_COMMAND", "VERSION")], &mut Endless { served: 0 });
+        assert_eq!((out.exit, &v["cniVersion"]), (0, &serde_json::json!(version::LATEST)));
+    }
+
+    #[test]
+    fn configs_of_real_size_fit_under_the_cap() {
+        // A portmap request for 50,000 published ports (Podman expands a
+        // published port range into one entry per port and protocol).
+        let ports: Vec<_> = (0..50_000u32)
+            .map(|i| {
+                serde_json::json!({"hostPort": 10000 + i, "containerPort": 10000 + i,
+                    "protocol": "udp", "hostIP": "192.168.100.200"})
+            })
+            .collect();
+        let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "fake",
+            "runtimeConfig": {"portMappings": ports}})
+        .to_string();
+        assert!(conf.len() > 4 << 20, "{}", conf.len());
+        let (out, v) = run_with(&full_env("ADD"), &conf);
+        assert_eq!(out.exit, 0, "{}", out.stdout);
+        assert_eq!(v["cniVersion"], "1.0.0");
+    }
+
+    #[test]
+    fn empty_stdin_is_code_6_for_every_verb_but_version() {
+        for verb in VERBS {
+            let (out, v) = run_with(&full_env(verb), "");
+            assert_eq!((out.exit, v["code"].as_u64()), (1, Some(6)), "{verb}: {}", out.stdout);
+            assert!(v["msg"].as_str().unwrap().contains("EOF"), "{verb}: {}", out.stdout);
+        }
+        let (out, _) = run_with(&[("CNI_COMMAND", "VERSION")], "");
+        assert_eq!(out.exit, 0);
+    }
+
+    #[test]
+    fn stdin_that_is_not_utf8_is_code_6_naming_the_byte() {
+        let mut bad = br#"{"cniVersion":"1.0.0","name":"n","type":"fake","x":""#.to_vec();
+        let at = bad.len();
+        bad.extend_from_slice(b"\xff\xfe\"}");
+        for verb in VERBS {
+            let (out, v) = run_reading(&full_env(verb), &mut bad.as_slice());
+            assert_eq!((out.exit, v["code"].as_u64()), (1, Some(6)), "{verb}: {}", out.stdout);
+            assert_eq!(
+                v["msg"],
+                format!("the network configuration on stdin is not valid UTF-8 (byte {at})"),
+                "{verb}"
+            );
+        }
+        let (out, _) = run_reading(&[("CNI_COMMAND", "VERSION")], &mut bad.as_slice());
+        assert_eq!(out.exit, 0);
+    }
+
+    #[test]
+    fn deeply_nested_json_is_code_6_not_a_stack_overflow() {
+        let deep = |open: &str, close: &str| format!("{}{}", open.repeat(200_000), close.repeat(200_000));
+        let inside = format!(r#"{{"cniVersion":"1.0.0","name":"n","type":"fake","x":{}}}"#, deep("[", "]"));
+        let objects = format!(r#"{{"cniVersion":"1.0.0","name":"n","x":{}}}"#, deep(r#"{"a":"#, "}"));
+        for stdin in [deep("[", "]"), inside, objects] {
+            for verb in VERBS {
+                let (out, v) = run_with(&full_env(verb), &stdin);
+                assert_eq!((out.exit, v["code"].as_u64()), (1, Some(6)), "{verb}: {}", out.stdout);
+                assert!(v["msg"].as_str().unwrap().contains("recursion limit exceeded"), "{}", out.stdout);
+            }
+        }
     }
 
     #[test]

@@ -1,10 +1,43 @@
 //! Advisory file locks (flock). The same kind of lock the Go plugins take, so
 //! our host-local and the reference one interlock on the same lock file.
+//!
+//! Nobody waits forever: a lock still busy after [`lock_wait`] is an error
+//! naming the lock file and its holder, code 11 (try again later).
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Environment variable: how many seconds to wait for a busy lock.
+pub const LOCK_WAIT_ENV: &str = "CNIRS_LOCK_WAIT";
+
+/// The default wait for a busy lock. Locks are held for milliseconds (one
+/// lease written, one nf_tables commit), so even 32+ parallel ADDs on one
+/// network queue for well under a second, and a few seconds on a slow
+/// disk: a minute is far beyond any real queue. It is also well inside the
+/// kubelet's CRI deadlines (2 min for StopPodSandbox, 4 for RunPodSandbox),
+/// so a wedged holder shows up as our error naming the lock and its holder,
+/// not as a plugin killed by the runtime without a word.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// The longest pause between two attempts: a freed lock is taken within a
+/// few milliseconds, at a cost of a few hundred cheap syscalls per second.
+const MAX_PAUSE: Duration = Duration::from_millis(4);
+
+/// How long to wait for a busy lock: [`DEFAULT_LOCK_WAIT`], or
+/// `CNIRS_LOCK_WAIT` seconds (fractions allowed) when set to a number.
+pub fn lock_wait() -> Duration {
+    wait_from(std::env::var(LOCK_WAIT_ENV).ok().as_deref())
+}
+
+fn wait_from(value: Option<&str>) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .unwrap_or(DEFAULT_LOCK_WAIT)
+}
 
 /// An exclusive flock held until drop.
 #[derive(Debug)]
@@ -13,12 +46,34 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    /// Create (0600) or open `path` and wait for the exclusive lock.
+    /// Create (0600) or open `path` and take the exclusive lock, waiting at
+    /// most [`lock_wait`]; a lock still busy then is `ErrorKind::TimedOut`.
     pub fn exclusive(path: impl AsRef<Path>) -> io::Result<FileLock> {
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
-        file.lock()?;
-        Ok(FileLock { file })
+        FileLock::exclusive_within(path, lock_wait())
+    }
+
+    /// [`FileLock::exclusive`] with an explicit wait. Polls with a short
+    /// growing pause rather than blocking in flock, which cannot time out:
+    /// no timer, signal or thread is left behind.
+    pub fn exclusive_within(path: impl AsRef<Path>, wait: Duration) -> io::Result<FileLock> {
+        let path = path.as_ref();
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_micros(100);
+        loop {
+            if let Some(lock) = FileLock::try_exclusive(path)? {
+                return Ok(lock);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let holder = holder_of(path).map(|pid| format!(" (held by pid {pid})")).unwrap_or_default();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{} is still locked after {:?}{holder}", path.display(), wait),
+                ));
+            }
+            std::thread::sleep(jitter(pause).min(left));
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
     }
 
     /// Take the lock only if nobody holds it.
@@ -37,30 +92,138 @@ impl FileLock {
     }
 }
 
+/// `pause` scaled by a random factor in [0.5, 1.5), so that waiters started
+/// together do not retry in lockstep.
+fn jitter(pause: Duration) -> Duration {
+    let mut b = [0u8; 1];
+    crate::random_bytes(&mut b);
+    pause * (128 + u32::from(b[0])) / 256
+}
+
+/// The pid holding a flock on `path`, from /proc/locks (for error messages).
+fn holder_of(path: &Path) -> Option<u32> {
+    let meta = std::fs::metadata(path).ok()?;
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" after the id.
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let mut id = f.get(5)?.split(':');
+        let dev = (u32::from_str_radix(id.next()?, 16).ok()?, u32::from_str_radix(id.next()?, 16).ok()?);
+        let ino: u64 = id.next()?.parse().ok()?;
+        (dev == (major, minor) && ino == meta.ino()).then(|| f[4].parse().ok()).flatten()
+    })
+}
+
+/// A failed [`FileLock::exclusive`] as a CNI error: code 11 (try again
+/// later) when the lock stayed busy, 5 otherwise; both name the lock file.
+pub fn lock_error(path: &Path, e: io::Error) -> crate::CniError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        crate::CniError::try_again(format!("lock file {e}; try again later"))
+    } else {
+        crate::CniError::io(format!("cannot lock {}: {e}", path.display()))
+    }
+}
+
 /// Where our runtime locks live (created 0700 on first use).
 pub const RUNTIME_LOCK_DIR: &str = "/run/cni-rs/locks";
 
 /// An exclusive lock named `name` under [`RUNTIME_LOCK_DIR`], for state that
 /// parallel plugin runs share (bridge creation, nf_tables rule setup).
 pub fn runtime_lock(name: &str) -> crate::Result<FileLock> {
+    named_lock(Path::new(RUNTIME_LOCK_DIR), name, lock_wait())
+}
+
+fn named_lock(dir: &Path, name: &str, wait: Duration) -> crate::Result<FileLock> {
     if !crate::spec::valid_name(name) {
         return Err(crate::CniError::internal(format!("invalid lock name {name:?}")));
     }
-    let dir = Path::new(RUNTIME_LOCK_DIR);
     if !dir.is_dir() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| crate::CniError::io(format!("creating {RUNTIME_LOCK_DIR}: {e}")))?;
+            .map_err(|e| crate::CniError::io(format!("creating {}: {e}", dir.display())))?;
     }
     let path = dir.join(format!("{name}.lock"));
-    FileLock::exclusive(&path).map_err(|e| crate::CniError::io(format!("locking {}: {e}", path.display())))
+    FileLock::exclusive_within(&path, wait).map_err(|e| lock_error(&path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("cni-lock-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_busy_lock_fails_after_the_wait_naming_the_file_and_holder() {
+        let dir = temp_dir("busy");
+        let p = dir.join("lock");
+        // flock conflicts between open files, so this process can play the holder.
+        let _held = FileLock::exclusive(&p).unwrap();
+        let e = FileLock::exclusive_within(&p, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        let e = lock_error(&p, e);
+        assert_eq!(e.code, 11, "{e}");
+        assert!(e.msg.contains(&p.display().to_string()), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_released_during_the_wait_is_taken() {
+        let dir = temp_dir("released");
+        let p = dir.join("lock");
+        let held = FileLock::exclusive(&p).unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+        });
+        // Far longer than the holder keeps it: only a waiter that never
+        // looks again could fail.
+        FileLock::exclusive_within(&p, Duration::from_secs(120)).unwrap();
+        holder.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn other_lock_failures_are_io_errors_naming_the_file() {
+        let p = Path::new("/nonexistent-dir/lock");
+        let e = lock_error(p, FileLock::exclusive(p).unwrap_err());
+        assert_eq!(e.code, 5, "{e}");
+        assert!(e.msg.starts_with("cannot lock /nonexistent-dir/lock: "), "{e}");
+    }
+
+    #[test]
+    fn a_busy_runtime_lock_is_code_11() {
+        let dir = temp_dir("runtime");
+        let _held = named_lock(&dir, "bridge-x", Duration::from_secs(1)).unwrap();
+        let e = named_lock(&dir, "bridge-x", Duration::from_millis(100)).unwrap_err();
+        assert_eq!(e.code, 11, "{e}");
+        assert!(e.msg.contains(&dir.join("bridge-x.lock").display().to_string()), "{e}");
+        assert_eq!(named_lock(&dir, "../x", Duration::ZERO).unwrap_err().code, 999);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_wait_is_a_minute_unless_the_environment_says_otherwise() {
+        assert_eq!(wait_from(None), Duration::from_secs(60));
+        assert_eq!(wait_from(Some("0.25")), Duration::from_millis(250));
+        assert_eq!(wait_from(Some("300")), Duration::from_secs(300));
+        for junk in ["", "soon", "-1", "NaN", "inf"] {
+            assert_eq!(wait_from(Some(junk)), Duration::from_secs(60), "{junk:?}");
+        }
+    }
 
     #[test]
     fn lock_excludes_a_second_holder_until_dropped() {

@@ -36,7 +36,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use common::lock::FileLock;
+use common::lock::{lock_error, FileLock};
 use common::{CniError, Result};
 
 use crate::store::{lease_content, Lease, Store};
@@ -100,7 +100,7 @@ impl DiskStore {
 
     fn lock(dir: &Path) -> Result<DiskStore> {
         let path = dir.join("lock");
-        let lock = FileLock::exclusive(&path).map_err(|e| io_err("cannot lock", &path, e))?;
+        let lock = FileLock::exclusive(&path).map_err(|e| lock_error(&path, e))?;
         Ok(DiskStore { dir: dir.to_path_buf(), _lock: lock })
     }
 

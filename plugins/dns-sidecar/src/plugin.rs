@@ -30,6 +30,14 @@ fn io_err(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> CniError {
     move |e| CniError::io(format!("{what}: {e}"))
 }
 
+/// The network's lock: code 11 when it stayed busy for the whole bounded wait.
+fn lock_err(e: io::Error) -> CniError {
+    match e.kind() {
+        io::ErrorKind::TimedOut => CniError::try_again(format!("locking DNS state: {e}; try again later")),
+        _ => CniError::io(format!("locking DNS state: {e}")),
+    }
+}
+
 impl Plugin for DnsSidecar {
     fn about(&self) -> String {
         "dns-sidecar: container names on CNI networks (dnsname-compatible)".into()
@@ -63,7 +71,7 @@ impl Plugin for DnsSidecar {
         };
 
         let dir = NetDir::new(&a.conf.name);
-        let _lock = dir.lock(true).map_err(io_err("locking DNS state"))?.expect("created");
+        let _lock = dir.lock(true).map_err(lock_err)?.expect("created");
         let old = dir.load().map_err(io_err("reading DNS records"))?;
         let mut new = old.clone();
         new.domain = conf.domain.clone();
@@ -85,7 +93,7 @@ impl Plugin for DnsSidecar {
 
     fn del(&self, a: &CmdArgs) -> Result<()> {
         let dir = NetDir::new(&a.conf.name);
-        let Some(_lock) = dir.lock(false).map_err(io_err("locking DNS state"))? else {
+        let Some(_lock) = dir.lock(false).map_err(lock_err)? else {
             return Ok(()); // nothing of this network: already gone
         };
         // Unreadable records cannot be served either: treat as empty.
@@ -103,7 +111,7 @@ impl Plugin for DnsSidecar {
                 a.container_id, a.conf.name
             ))
         };
-        let _lock = dir.lock(false).map_err(io_err("locking DNS state"))?.ok_or_else(missing)?;
+        let _lock = dir.lock(false).map_err(lock_err)?.ok_or_else(missing)?;
         let recs = dir.load().map_err(io_err("reading DNS records"))?;
         let rec = recs.find(&a.container_id, &a.ifname).ok_or_else(missing)?;
         if let Some(prev) = &a.conf.prev_result {
@@ -131,7 +139,7 @@ impl Plugin for DnsSidecar {
     fn gc(&self, a: &CmdArgs) -> Result<()> {
         let valid = a.conf.valid_attachments()?;
         let dir = NetDir::new(&a.conf.name);
-        let Some(_lock) = dir.lock(false).map_err(io_err("locking DNS state"))? else {
+        let Some(_lock) = dir.lock(false).map_err(lock_err)? else {
             return Ok(());
         };
         let mut recs = dir.load().unwrap_or_default();

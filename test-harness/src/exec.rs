@@ -203,6 +203,68 @@ pub fn run_plugin(
     )
 }
 
+/// [`run_plugin`] for a plugin that might hang: one still running after
+/// `limit` is killed and reported as `ErrorKind::TimedOut`. A hang detector,
+/// not a speed check: pick a limit far above any normal run.
+pub fn run_plugin_within(
+    bin: &Path,
+    netns: Option<&Path>,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+    limit: Duration,
+) -> io::Result<PluginOutput> {
+    use std::io::Read;
+    let mut cmd = Command::new(bin);
+    cmd.env_clear().envs(env.iter().copied());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let _ns = match netns {
+        Some(p) => Some(enter_netns_on_spawn(&mut cmd, p)?),
+        None => None,
+    };
+    let mut child = cmd.spawn()?;
+    let (mut input, mut out, mut err) = (
+        child.stdin.take().expect("piped"),
+        child.stdout.take().expect("piped"),
+        child.stderr.take().expect("piped"),
+    );
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = input.write_all(stdin);
+        });
+        let stdout = s.spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        });
+        let stderr = s.spawn(move || {
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf);
+            buf
+        });
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > limit {
+                // Our own child, by its handle; its pipes close with it.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{} still running after {limit:?}: killed", bin.display()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Ok(PluginOutput {
+            stdout: String::from_utf8_lossy(&stdout.join().expect("reader")).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.join().expect("reader")).into_owned(),
+            exit_code: status.code().or_else(|| status.signal().map(|s| 128 + s)),
+        })
+    })
+}
+
 /// What the kernel accounted to one finished process (`wait4`'s rusage).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Usage {

@@ -41,7 +41,9 @@ pub mod tmp;
 use std::path::PathBuf;
 
 pub use common::spec::{CniResult, NetConfList};
-pub use exec::{find_plugin, run_plugin, run_with_usage, InvokeError, PluginOutput, Usage};
+pub use exec::{
+    find_plugin, run_plugin, run_plugin_within, run_with_usage, InvokeError, PluginOutput, Usage,
+};
 pub use fake::{FakeCall, FakePlugins};
 pub use ns::{is_root, netns_names, veth, ContainerNs, HostNs, TestNs};
 pub use runtime::{parse_cni_args, runtime_config, CachedAttachment, ExecRecord, Runtime, RuntimeConf};

@@ -1,7 +1,7 @@
 //! Bad input never panics: every plugin binary answers with one CNI error
 //! object on stdout (exit 1), nothing else on stdout, and leaves nothing.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use test_harness::*;
 
 const PLUGINS: &[&str] =
@@ -80,5 +80,238 @@ fn version_lists_every_spec_version() {
         let all: Vec<&str> =
             v["supportedVersions"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
         assert_eq!(all, common::spec::version::ALL, "{}", bin.display());
+    }
+}
+
+// ---- hostile input through the real binaries, as root in test namespaces ----
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// Far above any normal plugin run: only a hang reaches it.
+const HANG: Duration = Duration::from_secs(60);
+
+fn bin(name: &str) -> std::path::PathBuf {
+    let p = target_bin_dir().join(name);
+    assert!(p.is_file(), "build the plugins first (cargo build --workspace --bins): {}", p.display());
+    p
+}
+
+/// Run `plugin` in `host` (its own netns); it must return within [`HANG`].
+fn run_in(host: &TestNs, plugin: &str, env: &[(&str, &str)], stdin: &str) -> PluginOutput {
+    run_plugin_within(&bin(plugin), Some(host.path()), env, stdin.as_bytes(), HANG)
+        .unwrap_or_else(|e| panic!("{plugin} {env:?}: {e}"))
+}
+
+/// The one CNI error object a failed run printed (and nothing else on stdout).
+fn cni_error(plugin: &str, what: &str, out: &PluginOutput) -> Value {
+    assert_eq!(out.exit_code, Some(1), "{plugin} {what}: {} {}", out.stdout, out.stderr);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{plugin} {what}: stdout is not one JSON object ({e}): {:?}", out.stdout))
+}
+
+/// CNI_NETNS values that are no usable network namespace, made in a temp dir.
+struct BadPaths {
+    dir: TempDir,
+    _sock: UnixListener,
+    /// `unshare` holding a real netns mounted on `dir/hidden`, visible only in
+    /// its own mount namespace: here `dir/hidden` is an empty file.
+    hider: Child,
+}
+
+impl BadPaths {
+    fn new(ctr: &TestNs) -> BadPaths {
+        let dir = TempDir::new().unwrap();
+        let status = Command::new("mkfifo").arg(dir.join("fifo")).status().unwrap();
+        assert!(status.success());
+        std::os::unix::fs::symlink(dir.join("fifo"), dir.join("link-to-fifo")).unwrap();
+        std::fs::create_dir(dir.join("dir")).unwrap();
+        std::fs::write(dir.join("file"), "not a netns\n").unwrap();
+        std::fs::write(dir.join("empty"), "").unwrap();
+        std::fs::write(dir.join("hidden"), "").unwrap();
+        let sock = UnixListener::bind(dir.join("sock")).unwrap();
+        let mut hider = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"mount --bind "$1" "$2" && echo ready && exec sleep 600"#)
+            .arg("sh")
+            .arg(ctr.path())
+            .arg(dir.join("hidden"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(hider.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "unshare + mount --bind failed");
+        BadPaths { dir, _sock: sock, hider }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    /// (path, what the error says about it): paths that never were a netns.
+    fn garbage(&self) -> Vec<(String, &'static str)> {
+        vec![
+            (self.path("fifo"), "is a FIFO, not a network namespace"),
+            (self.path("link-to-fifo"), "is a FIFO, not a network namespace"),
+            (self.path("sock"), "is a socket, not a network namespace"),
+            (self.path("dir"), "is a directory, not a network namespace"),
+            ("/dev/null".into(), "is a device, not a network namespace"),
+            (self.path("file"), "is an ordinary file, not a network namespace"),
+            ("/proc/self/ns/mnt".into(), "is a mount namespace, not a network namespace"),
+        ]
+    }
+
+    /// (path, what the error says about it): a netns that is gone, or out of reach.
+    fn gone(&self) -> Vec<(String, &'static str)> {
+        let mut dead = Command::new("true").spawn().unwrap();
+        let pid = dead.id();
+        dead.wait().unwrap();
+        vec![
+            (self.path("nowhere"), "does not exist"),
+            (self.path("empty"), "is an empty file, not a network namespace: nothing is mounted on it here"),
+            (self.path("hidden"), "is an empty file, not a network namespace: nothing is mounted on it here"),
+            (format!("/proc/{pid}/ns/net"), "does not exist"),
+        ]
+    }
+}
+
+impl Drop for BadPaths {
+    fn drop(&mut self) {
+        // Our own child: its mount namespace (and the bind mount) ends with it.
+        let _ = self.hider.kill();
+        let _ = self.hider.wait();
+    }
+}
+
+/// `CNI_PATH`: the directory of the built plugins.
+fn bin_dir() -> &'static str {
+    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| target_bin_dir().to_string_lossy().into_owned())
+}
+
+fn netns_env<'a>(cmd: &'a str, netns: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", "badns1"),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", bin_dir()),
+    ]
+}
+
+/// Configs of the plugins that enter the container netns.
+fn netns_users(data: &TempDir) -> Vec<(&'static str, String)> {
+    let prev = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/x"}],
+        "ips": [{"address": "10.99.0.2/24", "interface": 0}]});
+    let d = data.path().to_str().unwrap();
+    vec![
+        ("loopback", json!({"cniVersion": "1.0.0", "name": "badns", "type": "loopback"})),
+        (
+            "bridge",
+            json!({"cniVersion": "1.0.0", "name": "badns", "type": "bridge", "bridge": "cnibadns0",
+                "prevResult": prev,
+                "ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "dataDir": d}}),
+        ),
+        (
+            "macvlan",
+            json!({"cniVersion": "1.0.0", "name": "badns", "type": "macvlan", "master": "m0",
+            "prevResult": prev}),
+        ),
+        (
+            "tuning",
+            json!({"cniVersion": "1.0.0", "name": "badns", "type": "tuning", "dataDir": d,
+                "sysctl": {"net.ipv4.conf.eth0.arp_notify": "1"}, "prevResult": prev}),
+        ),
+    ]
+    .into_iter()
+    .map(|(p, c)| (p, c.to_string()))
+    .collect()
+}
+
+#[test]
+fn a_netns_path_that_is_no_netns_is_code_8_at_once_for_add_and_check() {
+    require_root!();
+    let host = HostNs::with_lo().unwrap();
+    let ctr = ContainerNs::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let bad = BadPaths::new(&ctr);
+    for (plugin, conf) in netns_users(&data) {
+        for (path, why) in bad.garbage().into_iter().chain(bad.gone()) {
+            for cmd in ["ADD", "CHECK"] {
+                let what = format!("{cmd} {path}");
+                let v = cni_error(plugin, &what, &run_in(&host, plugin, &netns_env(cmd, &path), &conf));
+                assert_eq!(v["code"], 8, "{plugin} {what}: {v}");
+                let msg = v["msg"].as_str().unwrap();
+                assert!(msg.starts_with(&format!("CNI_NETNS {path:?} {why}")), "{plugin} {what}: {msg}");
+            }
+        }
+    }
+    // Nothing was made on the way to the error.
+    assert_eq!(link_names(&host), ["lo"]);
+    assert_eq!(link_names(&ctr), ["lo"]);
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0, "host-local or tuning left state");
+}
+
+#[test]
+fn del_succeeds_when_the_netns_is_gone_and_refuses_garbage() {
+    require_root!();
+    let host = HostNs::with_lo().unwrap();
+    let ctr = ContainerNs::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let bad = BadPaths::new(&ctr);
+    // tuning's DEL only enters the netns when it saved settings to restore.
+    let users: Vec<_> = netns_users(&data).into_iter().filter(|(p, _)| *p != "tuning").collect();
+    for (plugin, conf) in &users {
+        for (path, _) in bad.gone() {
+            let out = run_in(&host, plugin, &netns_env("DEL", &path), conf);
+            assert_eq!(out.exit_code, Some(0), "{plugin} DEL {path}: {}", out.stdout);
+            assert_eq!(out.stdout, "", "{plugin} DEL {path}");
+        }
+        for (path, why) in bad.garbage() {
+            let what = format!("DEL {path}");
+            let v = cni_error(plugin, &what, &run_in(&host, plugin, &netns_env("DEL", &path), conf));
+            assert_eq!(v["code"], 8, "{plugin} {what}: {v}");
+            let msg = v["msg"].as_str().unwrap();
+            assert!(msg.starts_with(&format!("CNI_NETNS {path:?} {why}")), "{plugin} {what}: {msg}");
+            assert!(msg.contains("empty CNI_NETNS"), "{plugin} {what}: {msg}");
+        }
+    }
+}
+
+#[test]
+fn plugins_that_never_enter_the_netns_are_not_held_up_by_a_fifo() {
+    require_root!();
+    let host = HostNs::with_lo().unwrap();
+    let data = TempDir::new().unwrap();
+    let ctr = ContainerNs::new().unwrap();
+    let bad = BadPaths::new(&ctr);
+    let fifo = bad.path("fifo");
+    let d = data.path().to_str().unwrap();
+    let ipam = json!({"cniVersion": "1.0.0", "name": "badns", "type": "bridge",
+        "ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "dataDir": d}})
+    .to_string();
+    let out = run_in(&host, "host-local", &netns_env("ADD", &fifo), &ipam);
+    assert_eq!(out.exit_code, Some(0), "{}", out.stdout);
+    let out = run_in(&host, "host-local", &netns_env("DEL", &fifo), &ipam);
+    assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), ""));
+    let dns_dir = data.join("dns");
+    for plugin in ["portmap", "firewall", "dns-sidecar"] {
+        let conf = json!({"cniVersion": "1.0.0", "name": "badns", "type": plugin, "domainName": "dns.test"});
+        let mut env = netns_env("DEL", &fifo);
+        env.push(("DNS_SIDECAR_RUN_DIR", dns_dir.to_str().unwrap()));
+        let out = run_in(&host, plugin, &env, &conf.to_string());
+        assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), ""), "{plugin}: {}", out.stdout);
     }
 }

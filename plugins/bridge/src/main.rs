@@ -69,6 +69,8 @@ impl Plugin for Bridge {
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let conf = Config::load(args)?;
+        // A bad CNI_NETNS is the first thing to report, before any state.
+        let ns = Netns::open_container(&args.netns)?;
         if let Some(plugin) = args.conf.ipam_type() {
             ipam::check(plugin, args)?;
         }
@@ -90,7 +92,6 @@ impl Plugin for Bridge {
                 conf.bridge
             )));
         }
-        let ns = Netns::open_container(&args.netns)?;
         let mut cnl = Rtnl::in_netns(&ns)?;
         let ips = prev.ips_of(&args.ifname);
         let routes: Vec<Route> = prev.routes.clone();

@@ -67,6 +67,8 @@ impl Plugin for Macvlan {
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let conf = Config::load(args)?;
+        // A bad CNI_NETNS is the first thing to report, before any state.
+        let ns = Netns::open_container(&args.netns)?;
         if let Some(plugin) = args.conf.ipam_type() {
             ipam::check(plugin, args)?;
         }
@@ -85,7 +87,6 @@ impl Plugin for Macvlan {
                 args.ifname, iface.sandbox, args.netns
             )));
         }
-        let ns = Netns::open_container(&args.netns)?;
         let mut cnl = Rtnl::in_netns(&ns)?;
         let ips = prev.ips_of(&args.ifname);
         let link = ifconfig::verify(&mut cnl, &args.ifname, &ips, &prev.routes)?;

@@ -213,6 +213,18 @@ pub fn run_plugin_within(
     stdin: &[u8],
     limit: Duration,
 ) -> io::Result<PluginOutput> {
+    run_plugin_feeding(bin, netns, env, |mut w| drop(w.write_all(stdin)), limit)
+}
+
+/// [`run_plugin_within`] with stdin written by `feed` on its own thread
+/// (e.g. a stream that never ends); the run ends when the plugin does.
+pub fn run_plugin_feeding(
+    bin: &Path,
+    netns: Option<&Path>,
+    env: &[(&str, &str)],
+    feed: impl FnOnce(std::process::ChildStdin) + Send,
+    limit: Duration,
+) -> io::Result<PluginOutput> {
     use std::io::Read;
     let mut cmd = Command::new(bin);
     cmd.env_clear().envs(env.iter().copied());
@@ -222,16 +234,14 @@ pub fn run_plugin_within(
         None => None,
     };
     let mut child = cmd.spawn()?;
-    let (mut input, mut out, mut err) = (
+    let (input, mut out, mut err) = (
         child.stdin.take().expect("piped"),
         child.stdout.take().expect("piped"),
         child.stderr.take().expect("piped"),
     );
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
-        s.spawn(move || {
-            let _ = input.write_all(stdin);
-        });
+        s.spawn(move || feed(input));
         let stdout = s.spawn(move || {
             let mut buf = Vec::new();
             let _ = out.read_to_end(&mut buf);

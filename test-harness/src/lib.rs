@@ -42,7 +42,8 @@ use std::path::PathBuf;
 
 pub use common::spec::{CniResult, NetConfList};
 pub use exec::{
-    find_plugin, run_plugin, run_plugin_within, run_with_usage, InvokeError, PluginOutput, Usage,
+    find_plugin, run_plugin, run_plugin_feeding, run_plugin_within, run_with_usage, InvokeError,
+    PluginOutput, Usage,
 };
 pub use fake::{FakeCall, FakePlugins};
 pub use ns::{is_root, netns_names, veth, ContainerNs, HostNs, TestNs};

@@ -26,19 +26,23 @@ fn env<'a>(cmd: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)
     e
 }
 
-fn assert_error(bin: &std::path::Path, env: &[(&str, &str)], stdin: &str, code: u64) {
-    let out = run_plugin(bin, None, env, stdin.as_bytes()).unwrap();
+/// The plugin fails with `code`, one error object on stdout, no panic; the object.
+fn assert_error(bin: &std::path::Path, env: &[(&str, &str)], stdin: impl AsRef<[u8]>, code: u64) -> Value {
+    let stdin = stdin.as_ref();
+    let out = run_plugin(bin, None, env, stdin).unwrap();
     let name = bin.file_name().unwrap().to_string_lossy();
-    assert_eq!(out.exit_code, Some(1), "{name} {env:?} {stdin:?}: {}", out.stdout);
+    let shown: String = String::from_utf8_lossy(stdin).chars().take(100).collect();
+    assert_eq!(out.exit_code, Some(1), "{name} {env:?} {shown:?}: {}", out.stdout);
     let v: Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("{name}: stdout is not one JSON object ({e}): {:?}", out.stdout));
-    assert_eq!(v["code"], code, "{name} {env:?} {stdin:?}: {v}");
+    assert_eq!(v["code"], code, "{name} {env:?} {shown:?}: {v}");
     assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "{name}: empty msg");
     assert!(
         !out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"),
         "{name}: {}",
         out.stderr
     );
+    v
 }
 
 #[test]
@@ -58,6 +62,59 @@ fn malformed_input_gets_the_right_code_from_every_plugin() {
         assert_error(bin, &env("ADD", &[("CNI_CONTAINERID", "")]), good, 4);
         assert_error(bin, &env("ADD", &[("CNI_ARGS", "garbage")]), good, 4);
         assert_error(bin, &[("CNI_PATH", "/x")], good, 4); // no CNI_COMMAND
+    }
+}
+
+#[test]
+fn empty_non_utf8_and_deeply_nested_stdin_is_code_6_for_every_verb() {
+    let mut not_utf8 = br#"{"cniVersion":"1.1.0","name":"n","type":"x","k":""#.to_vec();
+    not_utf8.extend_from_slice(b"\xff\xfe\"}");
+    let deep =
+        format!(r#"{{"cniVersion":"1.1.0","name":"n","x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    for bin in built() {
+        for verb in ["ADD", "DEL", "CHECK", "STATUS", "GC"] {
+            let e = env(verb, &[]);
+            let v = assert_error(&bin, &e, "", 6);
+            assert!(v["msg"].as_str().unwrap().contains("EOF"), "{} {verb}: {v}", bin.display());
+            let v = assert_error(&bin, &e, &not_utf8, 6);
+            assert!(v["msg"].as_str().unwrap().contains("not valid UTF-8"), "{} {verb}: {v}", bin.display());
+            let v = assert_error(&bin, &e, &deep, 6);
+            assert!(v["msg"].as_str().unwrap().contains("recursion limit"), "{} {verb}: {v}", bin.display());
+        }
+        // VERSION ignores stdin.
+        for stdin in [&b""[..], &not_utf8, deep.as_bytes()] {
+            let out = run_plugin(&bin, None, &[("CNI_COMMAND", "VERSION")], stdin).unwrap();
+            assert_eq!(out.exit_code, Some(0), "{}: {}", bin.display(), out.stdout);
+        }
+    }
+}
+
+#[test]
+fn stdin_that_never_ends_is_cut_at_16_mib_with_code_6() {
+    for plugin in ["bridge", "host-local", "portmap"] {
+        let head = r#"{"cniVersion":"1.1.0","name":"n","type":"x"}"#;
+        let feed = |mut w: std::process::ChildStdin| {
+            let spaces = [b' '; 64 * 1024];
+            if w.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            // Far more than the cap (a plugin without one reads it all), then
+            // no EOF ever: hold the pipe open until the plugin has gone,
+            // which shows as POLLERR once its read end is closed.
+            for _ in 0..1024 {
+                if w.write_all(&spaces).is_err() {
+                    return;
+                }
+            }
+            let mut p = libc::pollfd { fd: w.as_raw_fd(), events: 0, revents: 0 };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut p, 1, -1) };
+        };
+        let out = run_plugin_feeding(&bin(plugin), None, &env("ADD", &[]), feed, HANG)
+            .unwrap_or_else(|e| panic!("{plugin}: {e}"));
+        let v = cni_error(plugin, "endless stdin", &out);
+        assert_eq!(v["code"], 6, "{plugin}: {v}");
+        assert_eq!(v["msg"], "the network configuration on stdin is larger than 16 MiB", "{plugin}");
     }
 }
 
@@ -85,7 +142,8 @@ fn version_lists_every_spec_version() {
 
 // ---- hostile input through the real binaries, as root in test namespaces ----
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -314,4 +372,79 @@ fn plugins_that_never_enter_the_netns_are_not_held_up_by_a_fifo() {
         let out = run_in(&host, plugin, &env, &conf.to_string());
         assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), ""), "{plugin}: {}", out.stdout);
     }
+}
+
+/// A host-local network whose data dir lives in a temp dir.
+fn store_conf(data: &TempDir, net: &str, subnet: &str) -> String {
+    json!({"cniVersion": "1.0.0", "name": net, "type": "bridge", "bridge": net,
+        "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data.path()}})
+    .to_string()
+}
+
+/// IP-named lease files of host-local network `net`.
+fn leases(data: &TempDir, net: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(data.join(net))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.retain(|n| n.parse::<std::net::IpAddr>().is_ok());
+    v
+}
+
+#[test]
+fn a_busy_store_lock_is_code_11_naming_the_lock_and_its_holder() {
+    let data = TempDir::new().unwrap();
+    let conf = store_conf(&data, "lk", "10.98.0.0/24");
+    std::fs::create_dir_all(data.join("lk")).unwrap();
+    let lock_path = data.join("lk/lock");
+    // This process holds the lock the plugin processes need.
+    let held = common::lock::FileLock::exclusive(&lock_path).unwrap();
+    for cmd in ["ADD", "DEL", "CHECK"] {
+        let e = env(cmd, &[("CNIRS_LOCK_WAIT", "0.3")]);
+        let out = run_plugin_within(&bin("host-local"), None, &e, conf.as_bytes(), HANG).unwrap();
+        let v = cni_error("host-local", cmd, &out);
+        assert_eq!(v["code"], 11, "{cmd}: {v}");
+        let msg = v["msg"].as_str().unwrap();
+        assert!(msg.contains(&format!("{} is still locked", lock_path.display())), "{cmd}: {msg}");
+        assert!(msg.contains(&format!("held by pid {}", std::process::id())), "{cmd}: {msg}");
+    }
+    assert!(leases(&data, "lk").is_empty());
+    // The same request goes through once the lock is free.
+    drop(held);
+    let out = run_plugin_within(&bin("host-local"), None, &env("ADD", &[]), conf.as_bytes(), HANG).unwrap();
+    assert_eq!(out.exit_code, Some(0), "{}", out.stdout);
+    assert_eq!(leases(&data, "lk"), ["10.98.0.2"]);
+}
+
+#[test]
+fn a_busy_bridge_lock_is_code_11_and_the_add_leaves_nothing() {
+    require_root!();
+    let host = HostNs::with_lo().unwrap();
+    let ctr = ContainerNs::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let bridge = format!("cnilk{}", std::process::id() % 100_000);
+    let conf = store_conf(&data, &bridge, "10.97.0.0/24");
+    let lock = format!("bridge-{bridge}");
+    let lock_path = format!("{}/{lock}.lock", common::lock::RUNTIME_LOCK_DIR);
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _remove = Remove(lock_path.clone());
+    let held = common::lock::runtime_lock(&lock).unwrap();
+    let ns = ctr.path_str();
+    let mut e = netns_env("ADD", &ns);
+    e.push(("CNIRS_LOCK_WAIT", "0.3"));
+    let v = cni_error("bridge", "ADD", &run_in(&host, "bridge", &e, &conf));
+    assert_eq!(v["code"], 11, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains(&format!("{lock_path} is still locked")), "{v}");
+    assert_eq!(link_names(&host), ["lo"]);
+    assert_eq!(link_names(&ctr), ["lo"]);
+    assert!(leases(&data, &bridge).is_empty(), "the lease was not released");
+    drop(held);
+    let out = run_in(&host, "bridge", &netns_env("ADD", &ns), &conf);
+    assert_eq!(out.exit_code, Some(0), "{}", out.stdout);
+    let out = run_in(&host, "bridge", &netns_env("DEL", &ns), &conf);
+    assert_eq!(out.exit_code, Some(0), "{}", out.stdout);
 }

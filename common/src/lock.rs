@@ -59,9 +59,12 @@ impl FileLock {
         let path = path.as_ref();
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_micros(100);
+        let file = open(path)?;
         loop {
-            if let Some(lock) = FileLock::try_exclusive(path)? {
-                return Ok(lock);
+            match file.try_lock() {
+                Ok(()) => return Ok(FileLock { file }),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -78,8 +81,7 @@ impl FileLock {
 
     /// Take the lock only if nobody holds it.
     pub fn try_exclusive(path: impl AsRef<Path>) -> io::Result<Option<FileLock>> {
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        let file = open(path.as_ref())?;
         match file.try_lock() {
             Ok(()) => Ok(Some(FileLock { file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -90,6 +92,11 @@ impl FileLock {
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+/// The lock file, created 0600 if missing.
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
 }
 
 /// `pause` scaled by a random factor in [0.5, 1.5), so that waiters started

@@ -95,8 +95,18 @@ impl FileLock {
 }
 
 /// The lock file, created 0600 if missing.
+/// A link planted under the lock's name is never followed (ELOOP): a lock
+/// file must not be created or opened outside its state dir (an O_RDWR open
+/// of a FIFO does not block; O_NONBLOCK keeps it so for any special file).
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// `pause` scaled by a random factor in [0.5, 1.5), so that waiters started
@@ -184,6 +194,18 @@ mod tests {
         let e = lock_error(&p, e);
         assert_eq!(e.code, 11, "{e}");
         assert!(e.msg.contains(&p.display().to_string()), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_planted_link_is_never_followed() {
+        let dir = temp_dir("planted");
+        let outside = dir.join("outside");
+        // A dangling link: following it would create `outside`.
+        std::os::unix::fs::symlink(&outside, dir.join("lock")).unwrap();
+        let e = FileLock::exclusive_within(dir.join("lock"), Duration::ZERO).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert!(!outside.exists(), "the lock was created through the link");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,18 +1,22 @@
-//! The node's sysctl allowlist (`/etc/cni/tuning/allowlist.conf`): one
-//! regular expression per line; when the file exists every sysctl key of a
-//! config must match one of them (unanchored, as Go's `regexp.MatchString`).
+//! The node's sysctl allowlist (`/etc/cni/tuning/allowlist.conf`), applied as
+//! the reference applies it: every non-empty line, trimmed, is a Go (RE2)
+//! regular expression, and a key (as written in the config, before `IFNAME`
+//! is replaced) is allowed when one of them matches anywhere in it
+//! (`regexp.MatchString`: unanchored).
 //!
-//! To avoid a regex dependency this is a small backtracking matcher for the
-//! RE2 subset allowlists use: literals, `.`, `[...]` classes with ranges and
-//! negation, `\d \w \s` (and negations) and escaped punctuation, groups
-//! `(...)`/`(?:...)` with `|`, quantifiers `* + ? {n} {n,} {n,m}` (a lazy `?`
-//! suffix is accepted: it does not change whether a key matches), anchors
-//! `^ $`. Anything else (flags, `\b`, Unicode classes, ...) is refused with a
-//! clear error naming the line, so an allowlist never silently allows more.
+//! regex-lite matches in time linear in the key, with RE2's meaning where keys
+//! need it: `\d \w \s \b` and `[[:alpha:]]` are ASCII, `.` and `[^…]` take one
+//! character. Where the two syntaxes part, `go_to_lite` rewrites Go's meaning
+//! (`\<`, `\>` and a `{` that is no repeat count are literals in Go) or
+//! refuses the line; case folding is ASCII-only here, so a case-insensitive
+//! pattern is refused for non-ASCII text. Go syntax regex-lite lacks (`\pL`,
+//! `\Q…\E`, octal escapes) is refused naming the line. Every refusal fails
+//! closed: a pattern Go accepts never allows a key that Go's reading refuses.
 
 use std::path::Path;
 
 use common::{CniError, Result};
+use regex_lite::Regex;
 
 pub const DEFAULT_PATH: &str = "/etc/cni/tuning/allowlist.conf";
 /// Overrides the allowlist path (for packaging and tests). It comes from the
@@ -20,335 +24,329 @@ pub const DEFAULT_PATH: &str = "/etc/cni/tuning/allowlist.conf";
 /// escape the node's allowlist.
 pub const PATH_ENV: &str = "CNI_TUNING_ALLOWLIST";
 
-/// Refuse keys that the allowlist at `path` (absent = allow all) does not cover.
+/// Refuse keys that the allowlist (absent = allow all) does not cover. The
+/// file is read and compiled only when there is a key to check.
 pub fn check_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    let mut keys = keys.into_iter().peekable();
+    if keys.peek().is_none() {
+        return Ok(());
+    }
     let path = std::env::var(PATH_ENV).unwrap_or_else(|_| DEFAULT_PATH.to_string());
-    let Some(list) = load(Path::new(&path))? else { return Ok(()) };
-    for key in keys {
-        if !list.iter().any(|(_, re)| re.is_match(key)) {
-            let pats: Vec<&str> = list.iter().map(|(p, _)| p.as_str()).collect();
-            return Err(CniError::invalid_config(format!(
-                "sysctl {key} is not allowed; only sysctls matching {pats:?} (from {path}) are allowed"
-            )));
-        }
-    }
-    Ok(())
+    let Some(list) = Allowlist::load(Path::new(&path))? else { return Ok(()) };
+    keys.try_for_each(|key| list.check(key))
 }
 
-fn load(path: &Path) -> Result<Option<Vec<(String, Regex)>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CniError::io(format!("reading the sysctl allowlist {}: {e}", path.display()))),
+struct Entry {
+    line: usize,
+    pattern: String,
+    re: Regex,
+    folds_case: bool,
+}
+
+struct Allowlist {
+    path: String,
+    entries: Vec<Entry>,
+}
+
+impl Allowlist {
+    fn load(path: &Path) -> Result<Option<Allowlist>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(CniError::io(format!(
+                    "reading the node's sysctl allowlist {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let path = path.display().to_string();
+        let mut entries = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let pattern = line.trim();
+            if pattern.is_empty() {
+                continue;
+            }
+            let compiled = go_to_lite(pattern).and_then(|(lite, folds_case)| {
+                let re = Regex::new(&lite).map_err(|e| e.to_string())?;
+                Ok((re, folds_case))
+            });
+            let (re, folds_case) = compiled.map_err(|why| invalid_allowlist(&path, n + 1, pattern, &why))?;
+            entries.push(Entry { line: n + 1, pattern: pattern.to_string(), re, folds_case });
+        }
+        Ok(Some(Allowlist { path, entries }))
+    }
+
+    fn check(&self, key: &str) -> Result<()> {
+        for e in &self.entries {
+            if e.folds_case && !key.is_ascii() {
+                return Err(CniError::invalid_config(format!(
+                    "sysctl {key} cannot be checked against line {} ({:?}) of the node's allowlist {}: \
+                     case-insensitive matching of non-ASCII keys is not supported",
+                    e.line, e.pattern, self.path
+                )));
+            }
+            if e.re.is_match(key) {
+                return Ok(());
+            }
+        }
+        let pats: Vec<&str> = self.entries.iter().map(|e| e.pattern.as_str()).collect();
+        Err(CniError::invalid_config(format!(
+            "sysctl {key} is not allowed; only sysctls matching {pats:?} (from {}) are allowed",
+            self.path
+        )))
+    }
+}
+
+/// A broken allowlist is the node's problem, not the network config's: a
+/// generic failure (the reference's code too) that tells the operator which
+/// file and line to fix.
+fn invalid_allowlist(path: &str, line: usize, pattern: &str, why: &str) -> CniError {
+    CniError::internal(format!(
+        "the node's sysctl allowlist {path} is invalid at line {line} ({pattern:?}): no sysctl can be \
+         set until it is fixed"
+    ))
+    .with_details(why)
+}
+
+/// Go's RE2 syntax in regex-lite's, and whether the pattern folds case.
+fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
+    let s: Vec<char> = go.chars().collect();
+    let mut out = String::with_capacity(go.len() + 8);
+    let mut folds_case = false;
+    let mut in_class = false;
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        i += 1;
+        match c {
+            '\\' => match s.get(i) {
+                // Escaped punctuation is the character itself in Go; regex-lite
+                // reads `\<` and `\>` as word boundaries.
+                Some(e @ ('<' | '>')) => {
+                    out.push(*e);
+                    i += 1;
+                }
+                Some(e) if e.is_ascii_alphanumeric() && !"aftnrvxAbBzdDsSwWpPQE01234567".contains(*e) => {
+                    return Err(format!("\\{e} is not RE2 syntax"));
+                }
+                Some(e) => {
+                    out.push('\\');
+                    out.push(*e);
+                    i += 1;
+                }
+                None => out.push('\\'),
+            },
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                if s.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if s.get(i) == Some(&']') {
+                    out.push(']'); // first: a literal, as in Go
+                    i += 1;
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            // Go classes do not nest: `[` is a literal unless it opens `[:name:]`.
+            '[' => match named_class_len(&s[i..]) {
+                Some(len) => {
+                    out.push('[');
+                    out.extend(&s[i..i + len]);
+                    i += len;
+                }
+                None => out.push_str("\\["),
+            },
+            // Literals in Go; regex-lite would read `&&` and `~~` as set operations.
+            '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            '{' if !in_class => match repeat_count(&s[i..]) {
+                Some((len, counts)) if counts.iter().all(|n| *n <= 1000) => {
+                    out.push('{');
+                    out.extend(&s[i..i + len]);
+                    i += len;
+                }
+                Some(_) => return Err("repeat counts above 1000 are not RE2 syntax".into()),
+                None => out.push_str("\\{"), // no repeat count: a literal in Go
+            },
+            '(' if !in_class && s.get(i) == Some(&'?') => {
+                let flags: String =
+                    s[i + 1..].iter().take_while(|c| c.is_ascii_alphabetic() || **c == '-').collect();
+                if matches!(s.get(i + 1 + flags.len()), Some(':' | ')')) {
+                    if let Some(f) = flags.chars().find(|f| !"imsU-".contains(*f)) {
+                        return Err(format!("flag {f} is not RE2 syntax"));
+                    }
+                    folds_case |= flags.split('-').next().is_some_and(|on| on.contains('i'));
+                }
+                out.push('(');
+            }
+            c => out.push(c),
+        }
+    }
+    if folds_case && !go.is_ascii() {
+        return Err("case-insensitive matching of non-ASCII characters is not supported".into());
+    }
+    Ok((out, folds_case))
+}
+
+/// `:name:]` after a `[` inside a class: its length.
+fn named_class_len(s: &[char]) -> Option<usize> {
+    if s.first() != Some(&':') {
+        return None;
+    }
+    s[1..].windows(2).position(|w| w == [':', ']']).map(|close| close + 3)
+}
+
+/// After a `{`: Go's `n}`, `n,}` or `n,m}` (decimal, no leading zeros), as
+/// (length up to and with `}`, the counts).
+fn repeat_count(s: &[char]) -> Option<(usize, Vec<u32>)> {
+    let end = s.iter().position(|c| *c == '}')?;
+    let body: String = s[..end].iter().collect();
+    let (lo, hi) = match body.split_once(',') {
+        None => (body.as_str(), None),
+        Some((lo, hi)) => (lo, Some(hi)),
     };
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let re = Regex::new(line).map_err(|e| {
-            CniError::invalid_config(format!("{}:{}: allowlist pattern {line:?}: {e}", path.display(), n + 1))
-        })?;
-        out.push((line.to_string(), re));
+    let num = |t: &str| {
+        let ok = !t.is_empty() && t.len() <= 8 && t.bytes().all(|b| b.is_ascii_digit());
+        (ok && !(t.len() > 1 && t.starts_with('0'))).then(|| t.parse::<u32>().ok()).flatten()
+    };
+    let mut counts = vec![num(lo)?];
+    match hi {
+        Some("") | None => {}
+        Some(hi) => counts.push(num(hi)?),
     }
-    Ok(Some(out))
-}
-
-#[derive(Debug, Clone)]
-enum Node {
-    Char(char),
-    Any,
-    Class { negated: bool, items: Vec<(char, char)> },
-    Start,
-    End,
-    Alt(Vec<Vec<Node>>),
-    Repeat { node: Box<Node>, min: usize, max: usize },
-}
-
-#[derive(Debug, Clone)]
-pub struct Regex {
-    seq: Vec<Node>,
-}
-
-const DIGIT: &[(char, char)] = &[('0', '9')];
-const WORD: &[(char, char)] = &[('0', '9'), ('A', 'Z'), ('a', 'z'), ('_', '_')];
-const SPACE: &[(char, char)] = &[('\t', '\n'), ('\x0c', '\r'), (' ', ' ')];
-
-struct Parser<'a> {
-    s: &'a [char],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<char> {
-        self.s.get(self.i).copied()
-    }
-    fn next(&mut self) -> Option<char> {
-        let c = self.peek();
-        self.i += 1;
-        c
-    }
-
-    fn alt(&mut self) -> Result<Node, String> {
-        let mut branches = vec![self.concat()?];
-        while self.peek() == Some('|') {
-            self.i += 1;
-            branches.push(self.concat()?);
-        }
-        Ok(Node::Alt(branches))
-    }
-
-    fn concat(&mut self) -> Result<Vec<Node>, String> {
-        let mut seq = Vec::new();
-        while let Some(c) = self.peek() {
-            if c == '|' || c == ')' {
-                break;
-            }
-            let atom = self.atom()?;
-            seq.push(self.quantified(atom)?);
-        }
-        Ok(seq)
-    }
-
-    fn quantified(&mut self, mut atom: Node) -> Result<Node, String> {
-        loop {
-            let (min, max) = match self.peek() {
-                Some('*') => (0, usize::MAX),
-                Some('+') => (1, usize::MAX),
-                Some('?') => (0, 1),
-                Some('{') if self.s[self.i..].contains(&'}') => {
-                    self.i += 1;
-                    let body: String = self.s[self.i..].iter().take_while(|c| **c != '}').collect();
-                    self.i += body.len();
-                    let num =
-                        |t: &str| t.trim().parse::<usize>().map_err(|_| format!("bad repeat {{{body}}}"));
-                    let (lo, hi) = match body.split_once(',') {
-                        None => (num(&body)?, num(&body)?),
-                        Some((lo, "")) => (num(lo)?, usize::MAX),
-                        Some((lo, hi)) => (num(lo)?, num(hi)?),
-                    };
-                    if lo > hi || lo > 1000 {
-                        return Err(format!("bad repeat {{{body}}}"));
-                    }
-                    (lo, hi)
-                }
-                _ => return Ok(atom),
-            };
-            self.i += 1;
-            if matches!(atom, Node::Start | Node::End | Node::Repeat { .. }) {
-                return Err("nothing to repeat".into());
-            }
-            if self.peek() == Some('?') {
-                self.i += 1; // lazy: same set of matching keys
-            }
-            atom = Node::Repeat { node: Box::new(atom), min, max };
-        }
-    }
-
-    fn atom(&mut self) -> Result<Node, String> {
-        match self.next().ok_or("unexpected end")? {
-            '(' => {
-                if self.peek() == Some('?') {
-                    if self.s.get(self.i + 1) == Some(&':') {
-                        self.i += 2;
-                    } else {
-                        return Err("group flags and named groups are not supported".into());
-                    }
-                }
-                let inner = self.alt()?;
-                if self.next() != Some(')') {
-                    return Err("missing )".into());
-                }
-                Ok(inner)
-            }
-            '[' => self.class(),
-            '.' => Ok(Node::Any),
-            '^' => Ok(Node::Start),
-            '$' => Ok(Node::End),
-            '\\' => self.escape(false).map(|items| match items {
-                Esc::Char(c) => Node::Char(c),
-                Esc::Class(negated, items) => Node::Class { negated, items },
-            }),
-            c @ ('*' | '+' | '?') => Err(format!("nothing to repeat before {c}")),
-            ')' => Err("unexpected )".into()),
-            c => Ok(Node::Char(c)),
-        }
-    }
-
-    fn escape(&mut self, in_class: bool) -> Result<Esc, String> {
-        let c = self.next().ok_or("trailing backslash")?;
-        Ok(match c {
-            'd' => Esc::Class(false, DIGIT.to_vec()),
-            'D' => Esc::Class(true, DIGIT.to_vec()),
-            'w' => Esc::Class(false, WORD.to_vec()),
-            'W' => Esc::Class(true, WORD.to_vec()),
-            's' => Esc::Class(false, SPACE.to_vec()),
-            'S' => Esc::Class(true, SPACE.to_vec()),
-            't' => Esc::Char('\t'),
-            'n' => Esc::Char('\n'),
-            c if c.is_ascii_punctuation() => Esc::Char(c),
-            c => {
-                let _ = in_class;
-                return Err(format!("escape \\{c} is not supported"));
-            }
-        })
-    }
-
-    fn class(&mut self) -> Result<Node, String> {
-        let negated = self.peek() == Some('^');
-        if negated {
-            self.i += 1;
-        }
-        let mut items = Vec::new();
-        let mut first = true;
-        loop {
-            let c = self.next().ok_or("missing ]")?;
-            if c == ']' && !first {
-                break;
-            }
-            first = false;
-            let lo = match c {
-                '\\' => match self.escape(true)? {
-                    Esc::Char(c) => c,
-                    Esc::Class(false, its) => {
-                        items.extend(its);
-                        continue;
-                    }
-                    Esc::Class(true, _) => return Err("negated escapes inside [] are not supported".into()),
-                },
-                '[' if self.peek() == Some(':') => return Err("[:classes:] are not supported".into()),
-                c => c,
-            };
-            if self.peek() == Some('-') && self.s.get(self.i + 1).is_some_and(|c| *c != ']') {
-                self.i += 1;
-                let hi = match self.next().ok_or("missing ]")? {
-                    '\\' => match self.escape(true)? {
-                        Esc::Char(c) => c,
-                        Esc::Class(..) => return Err("bad range".into()),
-                    },
-                    c => c,
-                };
-                if hi < lo {
-                    return Err(format!("bad range {lo}-{hi}"));
-                }
-                items.push((lo, hi));
-            } else {
-                items.push((lo, lo));
-            }
-        }
-        Ok(Node::Class { negated, items })
-    }
-}
-
-enum Esc {
-    Char(char),
-    Class(bool, Vec<(char, char)>),
-}
-
-impl Regex {
-    pub fn new(pattern: &str) -> Result<Regex, String> {
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut p = Parser { s: &chars, i: 0 };
-        let node = p.alt()?;
-        if p.i < chars.len() {
-            return Err("unexpected )".into());
-        }
-        Ok(Regex { seq: vec![node] })
-    }
-
-    /// True when the pattern matches anywhere in `text`.
-    pub fn is_match(&self, text: &str) -> bool {
-        let s: Vec<char> = text.chars().collect();
-        (0..=s.len()).any(|start| seq(&self.seq, start, &s, &mut |_| true))
-    }
-}
-
-fn seq(nodes: &[Node], pos: usize, s: &[char], k: &mut dyn FnMut(usize) -> bool) -> bool {
-    match nodes.split_first() {
-        None => k(pos),
-        Some((n, rest)) => node(n, pos, s, &mut |p| seq(rest, p, s, k)),
-    }
-}
-
-fn node(n: &Node, pos: usize, s: &[char], k: &mut dyn FnMut(usize) -> bool) -> bool {
-    match n {
-        Node::Char(c) => s.get(pos) == Some(c) && k(pos + 1),
-        Node::Any => s.get(pos).is_some_and(|c| *c != '\n') && k(pos + 1),
-        Node::Class { negated, items } => {
-            s.get(pos).is_some_and(|c| items.iter().any(|(lo, hi)| lo <= c && c <= hi) != *negated)
-                && k(pos + 1)
-        }
-        Node::Start => pos == 0 && k(pos),
-        Node::End => pos == s.len() && k(pos),
-        Node::Alt(branches) => branches.iter().any(|b| seq(b, pos, s, k)),
-        Node::Repeat { node: inner, min, max } => repeat(inner, *min, *max, 0, pos, s, k),
-    }
-}
-
-fn repeat(
-    n: &Node,
-    min: usize,
-    max: usize,
-    count: usize,
-    pos: usize,
-    s: &[char],
-    k: &mut dyn FnMut(usize) -> bool,
-) -> bool {
-    if count < max
-        && node(n, pos, s, &mut |p| {
-            // An empty iteration once the minimum is met cannot lead anywhere new.
-            !(p == pos && count >= min) && repeat(n, min, max, count + 1, p, s, k)
-        })
-    {
-        return true;
-    }
-    count >= min && k(pos)
+    Some((end + 1, counts))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn m(p: &str, t: &str) -> bool {
-        Regex::new(p).unwrap_or_else(|e| panic!("{p}: {e}")).is_match(t)
+    fn list(text: &str) -> std::result::Result<Allowlist, CniError> {
+        let dir = std::env::temp_dir().join(format!("tuning-allowlist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file =
+            dir.join(format!("{:x}.conf", text.len() * 31 + text.bytes().map(usize::from).sum::<usize>()));
+        std::fs::write(&file, text).unwrap();
+        let r = Allowlist::load(&file).map(Option::unwrap);
+        let _ = std::fs::remove_file(&file);
+        r
     }
 
-    #[test]
-    fn reference_style_allowlists() {
-        let p = r"^net\.ipv4\.conf\.IFNAME\.[a-z_]*$";
-        assert!(m(p, "net.ipv4.conf.IFNAME.arp_ignore"));
-        assert!(!m(p, "net.ipv4.conf.IFNAME.arp_ignore2"));
-        assert!(!m(p, "net.ipv4.conf.eth0.arp_ignore"));
-        assert!(!m(p, "xnet.ipv4.conf.IFNAME.a"));
-        assert!(m(r"^net\.core\.somaxconn$", "net.core.somaxconn"));
-        assert!(!m(r"^net\.core\.somaxconn$", "net.core.somaxconnx"));
-        // Unanchored, like Go's MatchString.
-        assert!(m(r"ipv6", "net.ipv6.conf.all.disable_ipv6"));
-        assert!(m(r"net.ipv4", "net/ipv4"));
-    }
-
-    #[test]
-    fn operators() {
-        assert!(m(r"^a(b|cd)+e$", "abcdbe"));
-        assert!(!m(r"^a(b|cd)+e$", "ae"));
-        assert!(m(r"^a(?:b|c)?e$", "ae"));
-        assert!(m(r"^x{2,3}$", "xxx") && !m(r"^x{2,3}$", "xxxx") && !m(r"^x{2}$", "x"));
-        assert!(m(r"^x{2,}$", "xxxxx"));
-        assert!(m(r"^\d+\.\w+$", "12.ab_c") && !m(r"^\d+$", "1a"));
-        assert!(m(r"^[^.]+$", "abc") && !m(r"^[^.]+$", "a.c"));
-        assert!(m(r"^[-a-c]+$", "a-b") && m(r"^[a-c-]+$", "c-"));
-        assert!(m(r"^(a*)*b$", "aaab") && !m(r"^(a*)*b$", "aaac"));
-        assert!(m(r"^.*?x$", "abx"));
-        assert!(m(r"", "anything"));
-        assert!(m(r"^$", "") && !m(r"^$", "a"));
-    }
-
-    #[test]
-    fn unsupported_syntax_is_refused() {
-        for bad in [r"(?i)net", r"\bnet", r"\pL", r"[[:alpha:]]", r"a)", r"(a", r"*a", r"[a", r"a{3,1}", r"\"]
-        {
-            assert!(Regex::new(bad).is_err(), "{bad}");
+    fn allows(pattern: &str, key: &str) -> bool {
+        let l = list(pattern).unwrap_or_else(|e| panic!("{pattern}: {} ({})", e.msg, e.details));
+        match l.check(key) {
+            Ok(()) => true,
+            Err(e) if e.code == 7 => false,
+            Err(e) => panic!("{pattern} on {key:?}: {e:?}"),
         }
+    }
+
+    /// Each (pattern, key, what Go 1.19's `regexp.MatchString` answers).
+    #[test]
+    fn matches_like_gos_match_string() {
+        let cases: &[(&str, &str, bool)] = &[
+            // Unanchored unless anchored; `.` is any character.
+            (r"ipv6", "net.ipv6.conf.all.disable_ipv6", true),
+            (r"^net", "xnet.core", false),
+            (r"somaxconn$", "net.core.somaxconnx", false),
+            (r"net.ipv4", "net/ipv4", true),
+            (r"^net\.core\.somaxconn$", "net.core.somaxconn", true),
+            (r"^net\.ipv4\.conf\.IFNAME\.[a-z_]*$", "net.ipv4.conf.IFNAME.arp_ignore", true),
+            (r"^net\.ipv4\.conf\.IFNAME\.[a-z_]*$", "net.ipv4.conf.eth0.arp_ignore", false),
+            (r"^net\.ipv4\.conf\.IFNAME\.[a-z_]*$", "net.ipv4.conf.IFNAME.arp_ignore2", false),
+            // Perl and POSIX classes are ASCII; `.` and `[^…]` take a whole character.
+            (r"^net\.\d$", "net.٣", false),
+            (r"^net\.\w$", "net.é", false),
+            (r"^net\.\W$", "net.é", true),
+            (r"^net\.[[:alpha:]]+$", "net.é", false),
+            (r"^net\..$", "net.é", true),
+            (r"^net\.[^a]$", "net.é", true),
+            (r"\bé", "é", false),
+            // Escaped punctuation is a literal in Go (word boundaries in regex-lite).
+            (r"\<net", "net.core", false),
+            (r"\<net", "<net.core", true),
+            (r"net\>", "net>", true),
+            (r"^[\<]$", "<", true),
+            // A `{` that is no repeat count is a literal in Go.
+            (r"\b{start}net", "net", false),
+            (r"^x{ 2}$", "xx", false),
+            (r"^x{ 2}$", "x{ 2}", true),
+            (r"^x{01}$", "x", false),
+            (r"^x{01}$", "x{01}", true),
+            (r"^x{,3}$", "x{,3}", true),
+            (r"^x{2,3}$", "xxx", true),
+            (r"^x{2,}$", "xxxxx", true),
+            (r"^\b{2}net", "net", true),
+            // Go classes do not nest and know no set operations.
+            (r"^[a&&b]$", "&", true),
+            (r"^[a~~b]$", "~", true),
+            (r"^[]a]+$", "]a", true),
+            (r"^[a[:digit:]]$", "5", true),
+            (r"^[[:^alpha:]]$", "1", true),
+            // Flags Go knows.
+            (r"(?i)^NET\.CORE", "net.core.x", true),
+            (r"(?-i)net", "NET", false),
+            (r"(?i:net)\.core", "NET.core", true),
+            (r"^abc$", "abc\n", false),
+            (r"(?m)^b$", "a\nb", true),
+            (r"^(a*)*b$", "aaab", true),
+        ];
+        for (p, k, want) in cases {
+            assert_eq!(allows(p, k), *want, "{p} on {k:?}");
+        }
+    }
+
+    #[test]
+    fn nested_quantifiers_take_linear_time() {
+        let a = "a".repeat(10_000);
+        assert!(!allows(r"(a*)*b", &a));
+        assert!(!allows(r"^(a+)+$", &format!("{a}!")));
+        assert!(!allows(r"^(a|a)*$", &format!("{a}!")));
+        assert!(!allows(r"(.*)*(.*)*x", &a));
+    }
+
+    #[test]
+    fn any_line_allows_and_blank_lines_do_not() {
+        let l = list("  ^net\\.core\\.somaxconn$  \n\n\t\n^net\\.ipv4\\.ip_forward$\n").unwrap();
+        assert!(l.check("net.core.somaxconn").is_ok() && l.check("net.ipv4.ip_forward").is_ok());
+        let e = l.check("net.ipv4.tcp_syncookies").unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("not allowed"), "{}", e.msg);
+        // A file without patterns allows nothing (as the reference's).
+        assert_eq!(list("\n  \n").unwrap().check("net.core.somaxconn").unwrap_err().code, 7);
+    }
+
+    #[test]
+    fn syntax_go_has_and_regex_lite_lacks_is_refused_naming_the_line() {
+        for bad in
+            [r"\pL", r"\p{Greek}", r"\Q.\E", r"\101", r"(?x)net", r"(?u)net", r"\u0041", r"x{1001}", r"(net"]
+        {
+            let e = list(&format!("^net\\.core\\.somaxconn$\n\n{bad}\n"))
+                .err()
+                .unwrap_or_else(|| panic!("{bad}"));
+            assert_eq!(e.code, 999, "{bad}");
+            assert!(e.msg.contains("line 3") && e.msg.contains("no sysctl"), "{bad}: {}", e.msg);
+            assert!(!e.details.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn case_folding_beyond_ascii_is_refused() {
+        assert!(list("(?i)^net\\.é$").is_err());
+        let l = list("(?i)^net\\.ipv4\\.conf\\.[^k]+\\.arp_ignore$\n").unwrap();
+        assert!(l.check("net.ipv4.conf.ETH0.arp_ignore").is_ok());
+        // Go folds the Kelvin sign into `k`: [^k] refuses it there; ASCII folding would not.
+        let e = l.check("net.ipv4.conf.\u{212a}.arp_ignore").unwrap_err();
+        assert!(e.code == 7 && e.msg.contains("cannot be checked against line 1"), "{}", e.msg);
+        // Without (?i) non-ASCII keys are matched as Go matches them.
+        assert!(allows(r"^net\.ipv4\.conf\.[^.]+\.arp_ignore$", "net.ipv4.conf.é.arp_ignore"));
     }
 }

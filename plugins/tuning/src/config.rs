@@ -115,26 +115,43 @@ pub fn load(args: &CmdArgs) -> Result<Settings> {
         Some(q) if (0..=i64::from(u32::MAX)).contains(&q) => Some(q as u32),
         Some(q) => return Err(CniError::invalid_config(format!("invalid txQLen {q}"))),
     };
-    crate::allowlist::check_keys(sysctl.keys())?;
+    // Keys are checked for shape and size before the allowlist sees them.
     let mut resolved = BTreeMap::new();
     for (key, value) in sysctl {
         let path = sysctl_path(&key, &args.ifname)?;
         resolved.insert(key, (path, value));
     }
+    crate::allowlist::check_keys(resolved.keys())?;
     let data_dir =
         if raw.data_dir.is_empty() { PathBuf::from(DEFAULT_DATA_DIR) } else { raw.data_dir.into() };
     Ok(Settings { data_dir, sysctl: resolved, mac, promisc, mtu, allmulti, txqlen })
 }
 
+/// The longest path under /proc/sys that open(2) takes (PATH_MAX with its NUL).
+const MAX_PATH: usize = 4096 - "/proc/sys/".len() - 1;
+/// The longest file name (NAME_MAX): no sysctl has a longer component.
+const MAX_NAME: usize = 255;
+
 /// A sysctl key (`net.ipv4.conf.IFNAME.arp_ignore`, or the slash form) as a
 /// path under /proc/sys, as the reference builds it (dots become slashes,
 /// then the first `IFNAME` becomes CNI_IFNAME) — but refused (code 7) unless
 /// it names something strictly inside `net/`: no empty, `.` or `..`
-/// component, no control characters. Network sysctls are resolved in the
-/// netns of the writing thread, so a `net/` path never reaches the host's.
+/// component, no control characters, no path or name longer than the kernel
+/// takes. Network sysctls are resolved in the netns of the writing thread,
+/// so a `net/` path never reaches the host's.
 pub fn sysctl_path(key: &str, ifname: &str) -> Result<String> {
+    let refuse =
+        |why: &str| Err(CniError::invalid_config(format!("invalid net sysctl key {}: {why}", shown(key))));
+    if key.len() > MAX_PATH {
+        return refuse(&format!("too long (a sysctl path has at most {MAX_PATH} bytes)"));
+    }
     let path = key.replace('.', "/").replacen("IFNAME", ifname, 1);
-    let refuse = |why: &str| Err(CniError::invalid_config(format!("invalid net sysctl key {key:?}: {why}")));
+    if path.len() > MAX_PATH {
+        return refuse(&format!("too long with IFNAME replaced (at most {MAX_PATH} bytes)"));
+    }
+    if path.split('/').any(|p| p.len() > MAX_NAME) {
+        return refuse(&format!("a component is too long (a sysctl name has at most {MAX_NAME} bytes)"));
+    }
     if path.chars().any(|c| c.is_control()) {
         return refuse("control characters");
     }
@@ -146,6 +163,14 @@ pub fn sysctl_path(key: &str, ifname: &str) -> Result<String> {
         return refuse("only net.* sysctls of the container's network namespace can be set");
     }
     Ok(path)
+}
+
+/// `key` for a message: quoted, and cut short when long.
+fn shown(key: &str) -> String {
+    match key.char_indices().nth(64) {
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &key[..cut], key.len()),
+        None => format!("{key:?}"),
+    }
 }
 
 /// The reference refuses a config whose `sysctl` map repeats a key (v1.2.0);
@@ -230,6 +255,24 @@ mod tests {
         ] {
             let e = sysctl_path(bad, "eth0").unwrap_err();
             assert_eq!(e.code, 7, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_stay_within_path_max_and_name_max() {
+        let longest_name = format!("net.core.{}", "a".repeat(MAX_NAME));
+        assert!(sysctl_path(&longest_name, "eth0").is_ok());
+        let longest_path = format!("net{}", ".a".repeat((MAX_PATH - 3) / 2));
+        assert!(sysctl_path(&longest_path, "eth0").is_ok());
+        let cases = [
+            format!("{longest_name}a"),
+            format!("{longest_path}.a"),
+            format!("{}.IFNAME", &longest_path[..MAX_PATH - 7]), // longer once replaced
+            format!("net.{}", "a".repeat(100_000)),
+        ];
+        for key in cases {
+            let e = sysctl_path(&key, "eth0123456789ab").unwrap_err();
+            assert!(e.code == 7 && e.msg.contains("too long") && e.msg.len() < 250, "{}", e.msg);
         }
     }
 

@@ -219,9 +219,96 @@ fn allowlist_restricts_keys() {
     let out = invoke(&host, "ADD", &ctr.path_str(), "c1", &bad, &env);
     assert_eq!(code(&out), 7);
     assert!(out.stdout.contains("not allowed"), "{}", out.stdout);
-    // A pattern we cannot read fails closed.
-    std::fs::write(&list, "(?i)net\n").unwrap();
-    assert_eq!(code(&invoke(&host, "ADD", &ctr.path_str(), "c1", &ok, &env)), 7);
+    // Go's flags work as in the reference.
+    std::fs::write(&list, "(?i)^NET\\.CORE\\.SOMAXCONN$\n").unwrap();
+    let only_somaxconn = conf(&data, &prev, json!({"sysctl": {"net.core.somaxconn": "556"}}));
+    assert!(invoke(&host, "ADD", &ctr.path_str(), "c1", &only_somaxconn, &env).success());
+    assert_eq!(ctr.sysctl("net.core.somaxconn").unwrap(), "556");
+}
+
+/// The single JSON error object a failed call printed (nothing else on stdout).
+fn error_of(out: &PluginOutput) -> Value {
+    assert_eq!(out.exit_code, Some(1), "stdout {:?} stderr {:?}", out.stdout, out.stderr);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {:?}", out.stdout))
+}
+
+#[test]
+fn absurdly_long_sysctl_keys_get_a_short_json_error() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let (ctr, prev) = dummy_ctr();
+    let data = TempDir::new().unwrap();
+    let somaxconn = ctr.sysctl("net.core.somaxconn").unwrap();
+    let list = data.join("allowlist.conf");
+    std::fs::write(&list, "^net\\.core\\.somaxconn$\n^net\\.ipv4\\.conf\\.IFNAME\\.[a-z_.]*$\n").unwrap();
+    let long_name = format!("net.ipv4.conf.IFNAME.{}", "a".repeat(100_000));
+    let long_path = format!("net.ipv4.conf.IFNAME.{}", "a.".repeat(50_000));
+    for key in [long_name, long_path] {
+        for env in [vec![("CNI_TUNING_ALLOWLIST", list.to_str().unwrap())], vec![]] {
+            let c =
+                conf(&data, &prev, json!({"mtu": 1400, "sysctl": {"net.core.somaxconn": "4321", &key: "1"}}));
+            let out = invoke(&host, "ADD", &ctr.path_str(), "c1", &c, &env);
+            let err = error_of(&out);
+            assert_eq!(err["code"], 7, "{err}");
+            let msg = err["msg"].as_str().unwrap();
+            assert!(msg.contains("too long") && msg.len() < 300, "{msg}");
+            assert_eq!(ctr.sysctl("net.core.somaxconn").unwrap(), somaxconn);
+            assert_eq!(link_attr(&ctr, "mtu"), 1500);
+        }
+    }
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 1, "only the allowlist");
+}
+
+#[test]
+fn pathological_allowlist_patterns_finish() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let (ctr, prev) = dummy_ctr();
+    let data = TempDir::new().unwrap();
+    let list = data.join("allowlist.conf");
+    std::fs::write(&list, "(a*)*b\n^net(\\.(a|a)+)+$\n^net\\.core\\.(.*)*x\n").unwrap();
+    let env = [("CNI_TUNING_ALLOWLIST", list.to_str().unwrap())];
+    // The longest key that passes the length checks, in runs of `a`.
+    let key = format!("net.core{}", format!(".{}", "a".repeat(250)).repeat(15));
+    let c = conf(&data, &prev, json!({"sysctl": {&key: "1"}}));
+    let err = error_of(&invoke(&host, "ADD", &ctr.path_str(), "c1", &c, &env));
+    assert_eq!(err["code"], 7, "{err}");
+    assert!(err["msg"].as_str().unwrap().contains("is not allowed"), "{err}");
+    // A matching key gets through (and then does not exist in the netns).
+    let c = conf(&data, &prev, json!({"sysctl": {format!("net{}", ".aaaa".repeat(20)): "1"}}));
+    let err = error_of(&invoke(&host, "ADD", &ctr.path_str(), "c1", &c, &env));
+    assert!(err["msg"].as_str().unwrap().contains("does not exist"), "{err}");
+}
+
+#[test]
+fn a_broken_allowlist_is_reported_as_the_nodes_problem_when_sysctls_are_asked() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let (ctr, prev) = dummy_ctr();
+    let data = TempDir::new().unwrap();
+    let list = data.join("allowlist.conf");
+    std::fs::write(&list, "^net\\.core\\.somaxconn$\n(net\\.ipv4\n").unwrap();
+    let env = [("CNI_TUNING_ALLOWLIST", list.to_str().unwrap())];
+    let somaxconn = ctr.sysctl("net.core.somaxconn").unwrap();
+    let c = conf(&data, &prev, json!({"sysctl": {"net.core.somaxconn": "4321"}}));
+    let err = error_of(&invoke(&host, "ADD", &ctr.path_str(), "c1", &c, &env));
+    assert_eq!(err["code"], 999, "{err}");
+    let msg = err["msg"].as_str().unwrap();
+    assert!(msg.contains(list.to_str().unwrap()) && msg.contains("line 2"), "{msg}");
+    assert!(!err["details"].as_str().unwrap_or_default().is_empty(), "{err}");
+    assert_eq!(ctr.sysctl("net.core.somaxconn").unwrap(), somaxconn);
+    // Without sysctls the allowlist is not even read.
+    let c = conf(&data, &prev, json!({"mtu": 1400}));
+    let out = invoke(&host, "ADD", &ctr.path_str(), "c1", &c, &env);
+    assert!(out.success(), "{}", out.stdout);
+    assert_eq!(link_attr(&ctr, "mtu"), 1400);
 }
 
 #[test]

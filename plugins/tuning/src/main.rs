@@ -10,10 +10,7 @@
 
 mod allowlist;
 mod config;
-
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+mod state;
 
 use common::netlink::rtnl::{format_mac, parse_mac, Link, Rtnl};
 use common::netns::Netns;
@@ -22,62 +19,7 @@ use common::spec::CniResult;
 use common::{CniError, Result};
 
 use config::Settings;
-
-/// The saved attributes: the reference's `configToRestore`, plus who it
-/// belongs to (so GC of one network never touches another's files).
-#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
-struct Saved {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    mac: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    promisc: Option<bool>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    mtu: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    allmulti: Option<bool>,
-    #[serde(default, rename = "txQLen", skip_serializing_if = "Option::is_none")]
-    txqlen: Option<u32>,
-    #[serde(default, rename = "containerID", skip_serializing_if = "String::is_empty")]
-    container_id: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    ifname: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    network: String,
-}
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
-}
-
-fn saved_path(dir: &Path, container_id: &str, ifname: &str) -> PathBuf {
-    dir.join(format!("{container_id}_{ifname}.json"))
-}
-
-fn read_saved(path: &Path) -> Option<Saved> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-fn write_saved(path: &Path, s: &Saved) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| CniError::io(format!("creating {}: {e}", dir.display())))?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let data = serde_json::to_vec_pretty(s).map_err(|e| CniError::internal(e.to_string()))?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| CniError::io(format!("saving {}: {e}", path.display())))
-}
+use state::Saved;
 
 /// The current values of what `s` is about to change.
 fn snapshot(link: &Link, s: &Settings) -> Saved {
@@ -250,21 +192,22 @@ impl Plugin for Tuning {
         };
         let undo = apply_sysctls(&ns, &s)?;
         if let Some(link) = link {
-            let path = saved_path(&s.data_dir, &args.container_id, &args.ifname);
+            let path = state::path(&s.data_dir, &args.container_id, &args.ifname);
             let before = snapshot(&link, &s);
             // A file from an earlier ADD keeps the original values it holds.
-            let existing = read_saved(&path);
-            let mut saved = merge(existing.clone(), before.clone());
+            let existing = state::read(&path);
+            let mut saved =
+                existing.clone().map_or_else(|| before.clone(), |old| old.merged_over(before.clone()));
             saved.container_id = args.container_id.clone();
             saved.ifname = args.ifname.clone();
             saved.network = args.conf.name.clone();
             let res_link =
-                write_saved(&path, &saved).and_then(|_| apply_link(&mut nl, link.index, &args.ifname, &s));
+                state::write(&path, &saved).and_then(|_| apply_link(&mut nl, link.index, &args.ifname, &s));
             if let Err(e) = res_link {
                 let _ = restore_link(&mut nl, &link, &before);
                 match existing {
                     Some(old) => {
-                        let _ = write_saved(&path, &old);
+                        let _ = state::write(&path, &old);
                     }
                     None => {
                         let _ = std::fs::remove_file(&path);
@@ -281,8 +224,8 @@ impl Plugin for Tuning {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        let path = saved_path(&config::data_dir(args), &args.container_id, &args.ifname);
-        let Some(saved) = read_saved(&path) else {
+        let path = state::path(&config::data_dir(args), &args.container_id, &args.ifname);
+        let Some(saved) = state::read(&path) else {
             let _ = std::fs::remove_file(&path); // unreadable: nothing to restore
             return Ok(());
         };
@@ -375,7 +318,7 @@ impl Plugin for Tuning {
             }
             // Only files that say they belong to this network (the reference's
             // files carry no owner and are left alone).
-            let Some(saved) = read_saved(&path) else { continue };
+            let Some(saved) = state::read(&path) else { continue };
             if saved.network != args.conf.name || saved.container_id.is_empty() {
                 continue;
             }
@@ -385,19 +328,6 @@ impl Plugin for Tuning {
             }
         }
         Ok(())
-    }
-}
-
-/// Values already saved win over the current ones (they are the originals).
-fn merge(existing: Option<Saved>, current: Saved) -> Saved {
-    let Some(old) = existing else { return current };
-    Saved {
-        mac: if old.mac.is_empty() { current.mac } else { old.mac },
-        promisc: old.promisc.or(current.promisc),
-        mtu: if old.mtu == 0 { current.mtu } else { old.mtu },
-        allmulti: old.allmulti.or(current.allmulti),
-        txqlen: old.txqlen.or(current.txqlen),
-        ..Default::default()
     }
 }
 
@@ -415,26 +345,6 @@ common::plugin_main!(Tuning);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn saved_file_is_the_references_format() {
-        let s =
-            Saved { mac: "aa:bb:cc:dd:ee:ff".into(), mtu: 1500, promisc: Some(false), ..Default::default() };
-        let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v, serde_json::json!({"mac": "aa:bb:cc:dd:ee:ff", "mtu": 1500, "promisc": false}));
-        // A file the reference wrote reads back.
-        let r: Saved =
-            serde_json::from_str(r#"{"mac":"aa:bb:cc:dd:ee:ff","allmulti":true,"txQLen":5}"#).unwrap();
-        assert_eq!((r.allmulti, r.txqlen), (Some(true), Some(5)));
-    }
-
-    #[test]
-    fn earlier_saved_values_win() {
-        let old = Saved { mtu: 1500, ..Default::default() };
-        let cur = Saved { mtu: 9000, mac: "aa:bb:cc:dd:ee:ff".into(), ..Default::default() };
-        let m = merge(Some(old), cur);
-        assert_eq!((m.mtu, m.mac.as_str()), (1500, "aa:bb:cc:dd:ee:ff"));
-    }
 
     #[test]
     fn result_mac_goes_to_the_container_entry() {

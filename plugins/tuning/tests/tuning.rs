@@ -425,3 +425,36 @@ fn podmans_empty_entry_passes_prev_result_through() {
     assert!(invoke(&host, "CHECK", &ctr.path_str(), &cid, &c, &env).success());
     assert!(invoke(&host, "DEL", &ctr.path_str(), &cid, &c, &env).success());
 }
+
+#[test]
+fn state_files_are_neither_written_nor_read_through_symlinks() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let (ctr, prev) = dummy_ctr();
+    let (data, elsewhere) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let victim = elsewhere.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let state = data.join("c1_eth0.json");
+    for planted in [state.with_extension("json.tmp"), state.clone()] {
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let c = conf(&data, &prev, json!({"mtu": 1400}));
+        let out = invoke(&host, "ADD", &ctr.path_str(), "c1", &c, &[]);
+        assert!(out.success(), "{}", out.stdout);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(std::fs::symlink_metadata(&state).unwrap().is_file());
+        assert!(invoke(&host, "DEL", &ctr.path_str(), "c1", &c, &[]).success());
+        assert_eq!(link_attr(&ctr, "mtu"), 1500);
+        let _ = std::fs::remove_file(&planted);
+    }
+    // A planted state file is not read: DEL restores nothing from it and removes the link only.
+    let fake = elsewhere.join("fake.json");
+    std::fs::write(&fake, r#"{"mtu": 1280, "containerID": "c1", "ifname": "eth0"}"#).unwrap();
+    std::os::unix::fs::symlink(&fake, &state).unwrap();
+    assert!(invoke(&host, "DEL", &ctr.path_str(), "c1", &conf(&data, &prev, json!({})), &[]).success());
+    assert_eq!(link_attr(&ctr, "mtu"), 1500);
+    assert!(std::fs::symlink_metadata(&state).is_err());
+    assert!(fake.exists());
+    assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}

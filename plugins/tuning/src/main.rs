@@ -2,8 +2,8 @@
 //! tuning: a chained plugin that sets network sysctls inside the container
 //! netns and attributes (MAC, MTU, promisc, allmulti, txqueuelen) of the
 //! container interface. Previous link attributes are saved in
-//! `<dataDir>/<containerID>_<ifname>.json` (the reference's file and format)
-//! and restored on DEL.
+//! `<dataDir>/<containerID>:<ifname>.json` (the reference's format; see
+//! state.rs for the name) and restored on DEL.
 //!
 //! ADD validates everything before it changes anything, and takes back what
 //! it changed when a later step fails.
@@ -12,6 +12,8 @@ mod allowlist;
 mod config;
 mod state;
 
+use std::path::{Path, PathBuf};
+
 use common::netlink::rtnl::{format_mac, parse_mac, Link, Rtnl};
 use common::netns::Netns;
 use common::skel::{CmdArgs, Plugin};
@@ -19,7 +21,7 @@ use common::spec::CniResult;
 use common::{CniError, Result};
 
 use config::Settings;
-use state::Saved;
+use state::{Found, Saved};
 
 /// The current values of what `s` is about to change.
 fn snapshot(link: &Link, s: &Settings) -> Saved {
@@ -158,6 +160,20 @@ fn undo_sysctls(ns: &Netns, undo: Vec<(String, String)>) {
     });
 }
 
+/// What an earlier ADD of this attachment saved (the original values), and where.
+fn saved_earlier(dir: &Path, args: &CmdArgs) -> Result<Option<(PathBuf, Saved)>> {
+    match state::find(dir, &args.container_id, &args.ifname) {
+        Found::Ours(file, saved) => Ok(Some((file, saved))),
+        Found::Nothing | Found::Unreadable(_) => Ok(None),
+        Found::Foreign(file, other) => Err(CniError::internal(format!(
+            "{} holds the saved attributes of container {:?} interface {:?}; refusing to overwrite them",
+            file.display(),
+            other.container_id,
+            other.ifname
+        ))),
+    }
+}
+
 fn prev_result(args: &CmdArgs) -> Result<CniResult> {
     args.conf.prev_result.clone().ok_or_else(|| {
         CniError::invalid_config("tuning must be called as a chained plugin: prevResult is missing")
@@ -190,14 +206,15 @@ impl Plugin for Tuning {
         } else {
             None
         };
+        let earlier = if link.is_some() { saved_earlier(&s.data_dir, args)? } else { None };
         let undo = apply_sysctls(&ns, &s)?;
         if let Some(link) = link {
             let path = state::path(&s.data_dir, &args.container_id, &args.ifname);
             let before = snapshot(&link, &s);
-            // A file from an earlier ADD keeps the original values it holds.
-            let existing = state::read(&path);
-            let mut saved =
-                existing.clone().map_or_else(|| before.clone(), |old| old.merged_over(before.clone()));
+            let mut saved = match &earlier {
+                Some((_, old)) => old.clone().merged_over(before.clone()),
+                None => before.clone(),
+            };
             saved.container_id = args.container_id.clone();
             saved.ifname = args.ifname.clone();
             saved.network = args.conf.name.clone();
@@ -205,16 +222,20 @@ impl Plugin for Tuning {
                 state::write(&path, &saved).and_then(|_| apply_link(&mut nl, link.index, &args.ifname, &s));
             if let Err(e) = res_link {
                 let _ = restore_link(&mut nl, &link, &before);
-                match existing {
-                    Some(old) => {
-                        let _ = state::write(&path, &old);
+                match &earlier {
+                    Some((file, old)) if *file == path => {
+                        let _ = state::write(&path, old);
                     }
-                    None => {
+                    _ => {
                         let _ = std::fs::remove_file(&path);
                     }
                 }
                 undo_sysctls(&ns, undo);
                 return Err(e);
+            }
+            // Saved by the previous version under its name: now under ours.
+            if let Some((file, _)) = earlier.filter(|(file, _)| *file != path) {
+                let _ = std::fs::remove_file(file);
             }
             if let Some(mac) = s.mac {
                 update_result_mac(&mut res, &args.ifname, &format_mac(&mac));
@@ -224,10 +245,13 @@ impl Plugin for Tuning {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        let path = state::path(&config::data_dir(args), &args.container_id, &args.ifname);
-        let Some(saved) = state::read(&path) else {
-            let _ = std::fs::remove_file(&path); // unreadable: nothing to restore
-            return Ok(());
+        let (path, saved) = match state::find(&config::data_dir(args), &args.container_id, &args.ifname) {
+            Found::Ours(path, saved) => (path, saved),
+            Found::Unreadable(path) => {
+                let _ = std::fs::remove_file(&path); // nothing to restore
+                return Ok(());
+            }
+            Found::Nothing | Found::Foreign(..) => return Ok(()),
         };
         let mut errs = Vec::new();
         if let Some(ns) = Netns::open_if_exists(&args.netns)? {

@@ -104,7 +104,7 @@ fn bridge_chain_applies_everything_and_del_restores_it() {
     assert_eq!(c.mac, "0a:58:0a:4e:00:99");
     assert_ne!(res.interfaces[1].mac, "0a:58:0a:4e:00:99");
     // The originals are saved as the reference saves them.
-    let saved: Value = serde_json::from_slice(&std::fs::read(data.join("ctr1_eth0.json")).unwrap()).unwrap();
+    let saved: Value = serde_json::from_slice(&std::fs::read(data.join("ctr1:eth0.json")).unwrap()).unwrap();
     assert_eq!(saved["mtu"], 1500);
     assert_eq!(saved["promisc"], false);
     assert_eq!(saved["allmulti"], false);
@@ -136,7 +136,7 @@ fn bridge_chain_applies_everything_and_del_restores_it() {
     assert_eq!(link_attr(&ctr, "txqlen"), 1000);
     assert_eq!(link_attr(&ctr, "promiscuity"), 0);
     assert!(!flags(&ctr).contains(&"ALLMULTI".to_string()));
-    assert!(!data.join("ctr1_eth0.json").exists());
+    assert!(!data.join("ctr1:eth0.json").exists());
     // Sysctls are not restored (the netns goes away with the container), as the reference.
     let _ = before_somaxconn;
     rt.del(&list, "ctr1", ctr.path(), "eth0", "", json!({})).unwrap();
@@ -392,7 +392,7 @@ fn gc_removes_saved_state_of_stale_attachments_of_its_network_only() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, ["legacy_eth0.json", "live_eth0.json", "other_eth0.json"]);
+    assert_eq!(left, ["legacy_eth0.json", "live:eth0.json", "other:eth0.json"]);
     assert!(invoke(&host, "STATUS", "", "", &c, &[]).success());
 }
 
@@ -421,7 +421,7 @@ fn podmans_empty_entry_passes_prev_result_through() {
     assert_eq!(got["ips"], want["ips"]);
     assert_eq!(got["routes"], want["routes"]);
     assert_eq!(got["cniVersion"], "0.4.0");
-    assert!(!std::path::Path::new(&format!("/run/cni/tuning/{cid}_eth0.json")).exists());
+    assert!(!std::path::Path::new(&format!("/run/cni/tuning/{cid}:eth0.json")).exists());
     assert!(invoke(&host, "CHECK", &ctr.path_str(), &cid, &c, &env).success());
     assert!(invoke(&host, "DEL", &ctr.path_str(), &cid, &c, &env).success());
 }
@@ -436,7 +436,7 @@ fn state_files_are_neither_written_nor_read_through_symlinks() {
     let (data, elsewhere) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let victim = elsewhere.join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
-    let state = data.join("c1_eth0.json");
+    let state = data.join("c1:eth0.json");
     for planted in [state.with_extension("json.tmp"), state.clone()] {
         std::os::unix::fs::symlink(&victim, &planted).unwrap();
         let c = conf(&data, &prev, json!({"mtu": 1400}));
@@ -457,4 +457,147 @@ fn state_files_are_neither_written_nor_read_through_symlinks() {
     assert!(std::fs::symlink_metadata(&state).is_err());
     assert!(fake.exists());
     assert_eq!(std::fs::read_dir(data.path()).unwrap().count(), 0);
+}
+
+/// A container netns whose interface `ifname` (a veth, peer inside) has this MAC and MTU.
+fn ctr_with(ifname: &str, mac: &str, mtu: u32) -> (ContainerNs, Value) {
+    let ctr = ContainerNs::with_lo().unwrap();
+    ctr.ip(&["link", "add", ifname, "type", "veth", "peer", "name", "p0"]).unwrap();
+    ctr.ip(&["link", "set", ifname, "address", mac, "mtu", &mtu.to_string(), "up"]).unwrap();
+    let prev = json!({"cniVersion": "1.0.0",
+        "interfaces": [{"name": ifname, "mac": mac, "sandbox": ctr.path_str()}],
+        "ips": [{"address": "10.5.0.2/24", "interface": 0}]});
+    (ctr, prev)
+}
+
+fn mac_mtu(ns: &TestNs, ifname: &str) -> (String, u64) {
+    let l = link(ns, ifname).unwrap();
+    (l["address"].as_str().unwrap().to_string(), l["mtu"].as_u64().unwrap())
+}
+
+fn files_in(dir: &TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn attachments_whose_old_file_names_collide_keep_their_own_state() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let data = TempDir::new().unwrap();
+    // ("a", "b_eth0") and ("a_b", "eth0"): both were `a_b_eth0.json`.
+    let (ctr_a, prev_a) = ctr_with("b_eth0", "02:00:00:00:0a:01", 1450);
+    let (ctr_b, prev_b) = ctr_with("eth0", "02:00:00:00:0b:01", 1480);
+    let conf_a = conf(&data, &prev_a, json!({"mac": "02:00:00:00:0a:99", "mtu": 1400}));
+    let conf_b = conf(&data, &prev_b, json!({"mac": "02:00:00:00:0b:99", "mtu": 1300}));
+    let env_a = [("CNI_IFNAME", "b_eth0")];
+    for order in [["a", "a_b"], ["a_b", "a"]] {
+        assert!(invoke(&host, "ADD", &ctr_a.path_str(), "a", &conf_a, &env_a).success());
+        assert!(invoke(&host, "ADD", &ctr_b.path_str(), "a_b", &conf_b, &[]).success());
+        assert_eq!(mac_mtu(&ctr_a, "b_eth0"), ("02:00:00:00:0a:99".into(), 1400));
+        assert_eq!(mac_mtu(&ctr_b, "eth0"), ("02:00:00:00:0b:99".into(), 1300));
+        for cid in order {
+            if cid == "a" {
+                assert!(invoke(&host, "DEL", &ctr_a.path_str(), "a", &conf_a, &env_a).success());
+                assert_eq!(mac_mtu(&ctr_a, "b_eth0"), ("02:00:00:00:0a:01".into(), 1450), "{order:?}");
+            } else {
+                assert!(invoke(&host, "DEL", &ctr_b.path_str(), "a_b", &conf_b, &[]).success());
+                assert_eq!(mac_mtu(&ctr_b, "eth0"), ("02:00:00:00:0b:01".into(), 1480), "{order:?}");
+            }
+        }
+        assert!(files_in(&data).is_empty(), "{:?}", files_in(&data));
+    }
+}
+
+#[test]
+fn long_container_ids_get_their_own_state() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let data = TempDir::new().unwrap();
+    // 500 characters, alike but for the last one.
+    let ids = [format!("{}1", "c".repeat(499)), format!("{}2", "c".repeat(499))];
+    let ctrs = [ctr_with("eth0", "02:00:00:00:0c:01", 1450), ctr_with("eth0", "02:00:00:00:0c:02", 1480)];
+    let confs: Vec<Value> = ctrs.iter().map(|(_, prev)| conf(&data, prev, json!({"mtu": 1300}))).collect();
+    for ((id, (ctr, _)), c) in ids.iter().zip(&ctrs).zip(&confs) {
+        let out = invoke(&host, "ADD", &ctr.path_str(), id, c, &[]);
+        assert!(out.success(), "{}", out.stdout);
+        assert_eq!(mac_mtu(ctr, "eth0").1, 1300);
+    }
+    assert_eq!(files_in(&data).len(), 2, "{:?}", files_in(&data));
+    assert!(invoke(&host, "DEL", &ctrs[1].0.path_str(), &ids[1], &confs[1], &[]).success());
+    assert_eq!(mac_mtu(&ctrs[1].0, "eth0"), ("02:00:00:00:0c:02".into(), 1480));
+    assert_eq!(mac_mtu(&ctrs[0].0, "eth0").1, 1300);
+    assert!(invoke(&host, "DEL", &ctrs[0].0.path_str(), &ids[0], &confs[0], &[]).success());
+    assert_eq!(mac_mtu(&ctrs[0].0, "eth0"), ("02:00:00:00:0c:01".into(), 1450));
+    assert!(files_in(&data).is_empty(), "{:?}", files_in(&data));
+}
+
+#[test]
+fn state_saved_under_the_previous_naming_is_used_when_it_can_only_be_ours() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let data = TempDir::new().unwrap();
+    let (ctr, prev) = ctr_with("eth0", "02:00:00:00:00:01", 1400);
+    let c = conf(&data, &prev, json!({"mtu": 1300}));
+    let put = |name: &str, v: Value| std::fs::write(data.join(name), v.to_string()).unwrap();
+    // Written by the previous version (owner inside), and by the reference (no owner, one `_`).
+    put("old1_eth0.json", json!({"mtu": 1450, "containerID": "old1", "ifname": "eth0", "network": "tun"}));
+    put("ref1_eth0.json", json!({"mtu": 1460}));
+    for (cid, mtu) in [("old1", 1450), ("ref1", 1460)] {
+        assert!(invoke(&host, "DEL", &ctr.path_str(), cid, &c, &[]).success());
+        assert_eq!(mac_mtu(&ctr, "eth0").1, mtu, "{cid}");
+        ctr.ip(&["link", "set", "eth0", "mtu", "1400"]).unwrap();
+    }
+    assert!(files_in(&data).is_empty(), "{:?}", files_in(&data));
+    // Without an owner `a_b_eth0.json` may be ("a", "b_eth0")'s: not used, left alone.
+    put("a_b_eth0.json", json!({"mtu": 1234}));
+    assert!(invoke(&host, "DEL", &ctr.path_str(), "a_b", &c, &[]).success());
+    assert_eq!(mac_mtu(&ctr, "eth0").1, 1400);
+    // With one, it is that owner's only.
+    put("a_b_eth0.json", json!({"mtu": 1234, "containerID": "a", "ifname": "b_eth0"}));
+    assert!(invoke(&host, "DEL", &ctr.path_str(), "a_b", &c, &[]).success());
+    assert_eq!(mac_mtu(&ctr, "eth0").1, 1400);
+    assert_eq!(files_in(&data), ["a_b_eth0.json"]);
+    std::fs::remove_file(data.join("a_b_eth0.json")).unwrap();
+    // An ADD after the upgrade keeps the originals saved under the old name, in a file of the new name.
+    put("old2_eth0.json", json!({"mtu": 1450, "containerID": "old2", "ifname": "eth0", "network": "tun"}));
+    assert!(invoke(&host, "ADD", &ctr.path_str(), "old2", &c, &[]).success());
+    assert_eq!(mac_mtu(&ctr, "eth0").1, 1300);
+    assert_eq!(files_in(&data), ["old2:eth0.json"]);
+    assert!(invoke(&host, "DEL", &ctr.path_str(), "old2", &c, &[]).success());
+    assert_eq!(mac_mtu(&ctr, "eth0").1, 1450);
+    assert!(files_in(&data).is_empty(), "{:?}", files_in(&data));
+}
+
+#[test]
+fn a_state_file_naming_another_attachment_is_never_taken_as_ours() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let data = TempDir::new().unwrap();
+    let (ctr, prev) = ctr_with("eth0", "02:00:00:00:00:01", 1400);
+    let somaxconn = ctr.sysctl("net.core.somaxconn").unwrap();
+    let theirs = json!({"mtu": 1234, "containerID": "other", "ifname": "eth0"});
+    std::fs::write(data.join("c9:eth0.json"), theirs.to_string()).unwrap();
+    let c = conf(&data, &prev, json!({"mtu": 1300, "sysctl": {"net.core.somaxconn": "4321"}}));
+    let err = error_of(&invoke(&host, "ADD", &ctr.path_str(), "c9", &c, &[]));
+    assert_eq!(err["code"], 999, "{err}");
+    assert!(err["msg"].as_str().unwrap().contains("\"other\""), "{err}");
+    assert_eq!(mac_mtu(&ctr, "eth0").1, 1400);
+    assert_eq!(ctr.sysctl("net.core.somaxconn").unwrap(), somaxconn);
+    assert!(invoke(&host, "DEL", &ctr.path_str(), "c9", &c, &[]).success());
+    assert_eq!(mac_mtu(&ctr, "eth0").1, 1400);
+    let left: Value = serde_json::from_slice(&std::fs::read(data.join("c9:eth0.json")).unwrap()).unwrap();
+    assert_eq!(left, theirs);
 }

@@ -137,7 +137,8 @@ fn read_question_name(msg: &[u8], mut at: usize) -> Option<(Name, usize)> {
             return None; // compression pointer or reserved label type
         }
         wire += l;
-        if wire > MAX_WIRE_NAME {
+        // The root label still to come counts too.
+        if wire + 1 > MAX_WIRE_NAME {
             return None;
         }
         let label = msg.get(at..at + l)?;
@@ -735,6 +736,45 @@ mod tests {
         assert!(encode_name("a..b").is_none());
         assert!(encode_name(&"x".repeat(64)).is_none());
         assert!(encode_name(&["abcdefg"; 40].join(".")).is_none());
+    }
+
+    /// A query whose name has labels of these lengths (all `a`), raw.
+    fn query_with_labels(labels: &[usize]) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for &l in labels {
+            m.push(l as u8);
+            m.extend(std::iter::repeat_n(b'a', l));
+        }
+        m.push(0);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m
+    }
+
+    #[test]
+    fn a_wire_name_of_255_bytes_is_the_longest_accepted() {
+        // 3 × (1 + 63) + (1 + 61) + 1 (root) = 255 bytes on the wire.
+        let m = query_with_labels(&[63, 63, 63, 61]);
+        assert_eq!(m.len(), HEADER_LEN + 255 + 4);
+        let p = parse_query(&m).expect("255 bytes is legal");
+        assert_eq!(p.name.as_bytes().len(), 253);
+        assert_eq!(p.question_end, m.len());
+        let dotted = String::from_utf8(p.name.as_bytes().to_vec()).unwrap();
+        assert_eq!(encode_name(&dotted).unwrap().len(), 255);
+        let mut out = [0u8; 1024];
+        let n = rcode_reply(&p, &m, rcode::NXDOMAIN, false, &mut out);
+        assert!(answers_question(&out[..n], &p));
+
+        // One byte more: FORMERR (RFC 1035 §3.1 and §2.3.4), in queries and answers alike.
+        let m = query_with_labels(&[63, 63, 63, 62]);
+        assert_eq!(m.len(), HEADER_LEN + 256 + 4);
+        assert_eq!(parse_query(&m).unwrap_err(), Bad::Rcode { rcode: rcode::FORMERR, question_end: None });
+        let mut resp = m.clone();
+        resp[2] |= 0x80;
+        assert!(!answers_question(&resp, &p));
+        assert!(encode_name(&format!("{dotted}a")).is_none());
+        // Many short labels reach the limit the same way: 127 × 2 + 1 = 255, 128 × 2 + 1 = 257.
+        assert!(parse_query(&query_with_labels(&[1; 127])).is_ok());
+        assert!(parse_query(&query_with_labels(&[1; 128])).is_err());
     }
 
     /// An upstream-style answer: compressed names, an answer and an OPT.

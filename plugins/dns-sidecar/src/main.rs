@@ -25,8 +25,9 @@
 //!   and no query is lost meanwhile (aardvark-dns re-created sockets on
 //!   SIGHUP and lost queries; dnsname's SIGHUP left a window).
 //! - **Liveness is a flock**, held by the daemon for its whole life: no stale
-//!   pidfile can pass for a live server. ADD and CHECK start a dead daemon
-//!   again; two ADDs cannot start two (network lock + daemon lock).
+//!   pidfile can pass for a live server. ADD starts a dead daemon again
+//!   (CHECK fails, as dnsname's does); two ADDs cannot start two (network
+//!   lock + daemon lock).
 //! - **Names**: `K8S_POD_NAME`, the aliases for this network
 //!   (`runtimeConfig.aliases`, Podman's map or a list) and the short
 //!   container ID, each answered bare and under `domainName`. Unknown names

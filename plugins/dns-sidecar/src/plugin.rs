@@ -126,8 +126,13 @@ impl Plugin for DnsSidecar {
                 )));
             }
         }
+        // Like dnsname ("dnsmasq instance not running"): CHECK reports a dead
+        // server and leaves the repair to the runtime (ADD starts it again).
         if !dir.daemon_running() {
-            start_daemon(&dir)?;
+            return Err(CniError::internal(format!(
+                "the DNS server of network {} is not running (an ADD on the network starts it again)",
+                a.conf.name
+            )));
         }
         probe(&recs, rec)
     }

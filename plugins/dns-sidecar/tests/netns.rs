@@ -620,33 +620,46 @@ fn networks_are_isolated_and_strangers_refused() {
 }
 
 #[test]
-fn dead_daemon_is_restarted_by_check_and_add() {
+fn check_fails_while_the_daemon_is_dead_and_add_restarts_it() {
     need_root!();
     let t = two_on_one();
+    // Kill only the daemon this test's network started, by its pid.
     let kill = |pid: u32| {
+        assert_eq!(daemons_of(&t.net), vec![pid], "the pidfile names our daemon");
         // SAFETY: a daemon of this test's network.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         let deadline = Instant::now() + Duration::from_secs(2);
         while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+        assert!(!alive(pid));
     };
-    let pid = t.lab.pid(&t.net).unwrap();
-    kill(pid);
-    assert!(ask_udp(&t.c1.ns, "10.0.0.1", "db", rtype::A, Duration::from_millis(200)).is_none());
     let cf = conf(&t.net, "1.0.0", "br0", &t.c1, "10.0.0.1", Some("fd00::1"), Value::Null);
     let (rc, out) = t.lab.plugin("CHECK", &t.c1, &cf, "");
     assert_eq!(rc, 0, "{out}");
-    let pid2 = t.lab.pid(&t.net).unwrap();
-    assert_ne!(pid, pid2);
-    assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", "db", rtype::A)), vec!["10.0.0.3"]);
-    kill(pid2);
-    // ADD (of a container already there: an update) starts it again too.
+    let pid = t.lab.pid(&t.net).unwrap();
+    kill(pid);
+    assert!(ask_udp(&t.c1.ns, "10.0.0.1", "db", rtype::A, Duration::from_millis(200)).is_none());
+    // CHECK reports it, as dnsname's CHECK does ("dnsmasq instance not
+    // running", error 999), and changes nothing: no daemon is started.
+    for _ in 0..2 {
+        let (rc, out) = t.lab.plugin("CHECK", &t.c1, &cf, "");
+        assert_eq!((rc, out["code"].as_u64()), (1, Some(999)), "{out}");
+        let msg = out["msg"].as_str().unwrap();
+        assert!(msg.contains("not running") && msg.contains(&t.net), "{msg}");
+        assert!(daemons_of(&t.net).is_empty(), "CHECK started a daemon");
+    }
+    assert!(ask_udp(&t.c1.ns, "10.0.0.1", "db", rtype::A, Duration::from_millis(200)).is_none());
+    // ADD (of a container already there: an update) starts it again.
     let (rc, out) = t.lab.plugin("ADD", &t.c1, &cf, "K8S_POD_NAME=web");
     assert_eq!(rc, 0, "{out}");
+    let pid2 = t.lab.pid(&t.net).unwrap();
+    assert_ne!(pid, pid2);
     assert_eq!(daemons_of(&t.net).len(), 1);
     assert_eq!(addrs(&udp(&t.c2.ns, "10.0.0.1", "web", rtype::A)), vec!["10.0.0.2"]);
     assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", "db", rtype::A)), vec!["10.0.0.3"]);
+    let (rc, out) = t.lab.plugin("CHECK", &t.c1, &cf, "");
+    assert_eq!(rc, 0, "{out}");
     // CHECK of a container the network does not know fails.
     let mut other = cf.clone();
     other["prevResult"]["ips"][0]["address"] = json!("10.0.0.9/24");

@@ -2,20 +2,22 @@
 //! where the plugin runs, listening on the network's gateway addresses.
 //!
 //! Threads: per listen address one UDP worker (batched `recvmmsg` /
-//! `sendmmsg`) and one TCP acceptor (a short-lived thread per connection,
-//! at most [`MAX_TCP`]); one forwarder thread; the main thread serves the
+//! `sendmmsg`) and one TCP acceptor (a short-lived thread per connection of
+//! a client of the network, at most [`MAX_TCP_PER_CLIENT`] per client address
+//! and [`MAX_TCP`] in all); one forwarder thread; the main thread serves the
 //! control socket. The name table is an `Arc` swapped whole under a mutex;
 //! workers keep their own clone and look at a generation counter once per
 //! batch, so the fast path takes no lock, and a `reload` acknowledged to the
 //! plugin is seen by every query received after it.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,9 +37,14 @@ pub const READY_FD_ENV: &str = "DNS_SIDECAR_READY_FD";
 /// TTL of our own answers: 0, as dnsmasq (local-ttl) and aardvark-dns, so a
 /// removed container's name is gone from every cache at once.
 pub const LOCAL_TTL: u32 = 0;
+/// TCP connections at once, in all and from one client address.
 pub const MAX_TCP: usize = 64;
-const TCP_IDLE: Duration = Duration::from_secs(3);
-const TCP_LIFETIME: Duration = Duration::from_secs(30);
+pub const MAX_TCP_PER_CLIENT: usize = 8;
+/// Each query on a TCP connection must arrive whole within this time ...
+pub const TCP_IDLE: Duration = Duration::from_secs(3);
+/// ... and the connection ends this long after it was accepted, however
+/// slowly or quickly the client sends.
+pub const TCP_LIFETIME: Duration = Duration::from_secs(10);
 const TCP_QUERIES: usize = 64;
 
 pub fn port() -> u16 {
@@ -56,7 +63,8 @@ pub struct Shared {
     table: Mutex<Arc<Table>>,
     generation: AtomicU64,
     pub fwd: Forwarder,
-    tcp_active: AtomicUsize,
+    /// TCP connections being served: in all, and per client address.
+    tcp: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
 impl Shared {
@@ -65,7 +73,7 @@ impl Shared {
             table: Mutex::new(Arc::new(table)),
             generation: AtomicU64::new(0),
             fwd,
-            tcp_active: AtomicUsize::new(0),
+            tcp: Mutex::new((0, HashMap::new())),
         }
     }
 
@@ -78,6 +86,42 @@ impl Shared {
     fn snapshot(&self) -> (u64, Arc<Table>) {
         let cur = self.table.lock().unwrap();
         (self.generation.load(Ordering::Acquire), cur.clone())
+    }
+
+    /// A TCP slot for a connection from `client`, if the bounds allow one.
+    fn admit_tcp(self: &Arc<Self>, client: IpAddr) -> Option<TcpSlot> {
+        let mut tcp = self.tcp.lock().unwrap();
+        let (total, per_client) = &mut *tcp;
+        let mine = per_client.entry(client).or_insert(0);
+        if *total >= MAX_TCP || *mine >= MAX_TCP_PER_CLIENT {
+            if *mine == 0 {
+                per_client.remove(&client);
+            }
+            return None;
+        }
+        *mine += 1;
+        *total += 1;
+        Some(TcpSlot { shared: self.clone(), client })
+    }
+}
+
+/// A TCP connection's place within the bounds, given back when dropped.
+struct TcpSlot {
+    shared: Arc<Shared>,
+    client: IpAddr,
+}
+
+impl Drop for TcpSlot {
+    fn drop(&mut self) {
+        let mut tcp = self.shared.tcp.lock().unwrap();
+        let (total, per_client) = &mut *tcp;
+        *total -= 1;
+        if let Some(n) = per_client.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                per_client.remove(&self.client);
+            }
+        }
     }
 }
 
@@ -190,6 +234,7 @@ fn udp_worker(sock: Arc<UdpSocket>, shared: Arc<Shared>) {
 }
 
 fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>) {
+    let mut view = View::new(&shared);
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
@@ -198,37 +243,78 @@ fn tcp_acceptor(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        if shared.tcp_active.fetch_add(1, Ordering::AcqRel) >= MAX_TCP {
-            shared.tcp_active.fetch_sub(1, Ordering::AcqRel);
-            continue; // dropped: the bound keeps a flood from exhausting us
+        // Clients outside the network are closed at once, before they take
+        // a slot or a thread: no stranger can crowd the containers out.
+        view.refresh(&shared);
+        if !view.table.allows(&peer.ip()) {
+            continue;
         }
+        // Over a bound: closed too (one client cannot take every slot).
+        let Some(slot) = shared.admit_tcp(peer.ip()) else { continue };
         let s = shared.clone();
-        let spawned = std::thread::Builder::new().stack_size(128 << 10).spawn(move || {
+        // A failed spawn drops the closure, and the slot with it.
+        let _ = std::thread::Builder::new().stack_size(128 << 10).spawn(move || {
             let _ = tcp_conn(stream, peer, &s);
-            s.tcp_active.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
         });
-        if spawned.is_err() {
-            shared.tcp_active.fetch_sub(1, Ordering::AcqRel);
-        }
     }
 }
 
-/// Length-prefixed queries on one connection, until idle, closed, or the
-/// per-connection bounds are reached.
+/// Fill `buf` from `s` by `deadline`, however the bytes trickle in (a
+/// socket timeout alone bounds each read, not the whole).
+fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut buf[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Write all of `buf` to `s` by `deadline` (a client that does not read
+/// its answers is not waited for).
+fn write_by(s: &mut TcpStream, buf: &[u8], deadline: Instant) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        s.set_write_timeout(Some(left))?;
+        match s.write(&buf[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Length-prefixed queries on one connection, until closed, a query takes
+/// longer than [`TCP_IDLE`] to arrive, [`TCP_QUERIES`] were answered or the
+/// connection's [`TCP_LIFETIME`] is over.
 fn tcp_conn(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<()> {
-    stream.set_read_timeout(Some(TCP_IDLE))?;
-    stream.set_write_timeout(Some(TCP_IDLE))?;
     let _ = stream.set_nodelay(true);
-    let start = Instant::now();
+    let end = Instant::now() + TCP_LIFETIME;
     let mut view = View::new(shared);
     let mut out = vec![0u8; 2 + 65535];
     let mut msg = Vec::new();
     for _ in 0..TCP_QUERIES {
+        let by = end.min(Instant::now() + TCP_IDLE);
         let mut len = [0u8; 2];
-        stream.read_exact(&mut len)?;
-        let len = u16::from_be_bytes(len) as usize;
-        msg.resize(len, 0);
-        stream.read_exact(&mut msg)?;
+        read_by(&mut stream, &mut len, by)?;
+        msg.resize(u16::from_be_bytes(len) as usize, 0);
+        read_by(&mut stream, &mut msg, by)?;
         view.refresh(shared);
         let n = match answer(&view.table, &msg, peer.ip(), &mut out[2..], true) {
             Action::Reply(n) => n,
@@ -242,10 +328,7 @@ fn tcp_conn(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Res
             },
         };
         out[..2].copy_from_slice(&(n as u16).to_be_bytes());
-        stream.write_all(&out[..2 + n])?;
-        if start.elapsed() > TCP_LIFETIME {
-            break;
-        }
+        write_by(&mut stream, &out[..2 + n], end)?;
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::Netns;
+use dns_sidecar::server::{MAX_TCP, MAX_TCP_PER_CLIENT, TCP_IDLE, TCP_LIFETIME};
 use dns_sidecar::wire::{self, rcode, rtype, Rdata, Response, Writer};
 use serde_json::{json, Value};
 
@@ -324,6 +325,46 @@ fn tcp(from: &Ns, server: &str, names: &[(&str, u16)]) -> Vec<Response> {
     })
 }
 
+/// A TCP connection to `server`:53, made from inside `ns`.
+fn tcp_connect(ns: &Ns, server: &str) -> TcpStream {
+    let to = SocketAddr::new(server.parse().unwrap(), 53);
+    ns.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(2)).unwrap())
+}
+
+/// One length-prefixed query on `s` and its answer; the error kind when
+/// there is none (`TimedOut`/`WouldBlock`: the server kept the connection
+/// open without answering).
+fn tcp_ask(s: &mut TcpStream, id: u16, name: &str, qtype: u16) -> Result<Response, std::io::ErrorKind> {
+    let q = wire::build_query(id, name, qtype, None).unwrap();
+    let mut m = (q.len() as u16).to_be_bytes().to_vec();
+    m.extend_from_slice(&q);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&m).map_err(|e| e.kind())?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).map_err(|e| e.kind())?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).map_err(|e| e.kind())?;
+    let r = wire::parse_response(&buf).expect("well-formed answer");
+    assert_eq!(r.id, id);
+    Ok(r)
+}
+
+/// Did the server close `s` (end of stream or reset), rather than keep it open?
+fn closed_by_server(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut b = [0u8; 512];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(n) => panic!("{n} bytes from the server"),
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+fn is_closed(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(kind, UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe)
+}
+
 fn addrs(r: &Response) -> Vec<String> {
     r.answers
         .iter()
@@ -530,6 +571,122 @@ fn forwarding_caching_and_truncation() {
 }
 
 #[test]
+fn strangers_cannot_lock_containers_out_of_tcp() {
+    need_root!();
+    let t = two_on_one();
+    let outside = t.lab.upstream_ns();
+    outside.ip("route add 10.0.0.0/24 via 10.0.250.1");
+    // More connections from outside the network than the server takes in
+    // all, each starting a big query and then sending a byte at a time.
+    let mut slow: Vec<TcpStream> = (0..MAX_TCP + 8).map(|_| tcp_connect(&outside, "10.0.0.1")).collect();
+    for s in &mut slow {
+        let _ = s.write_all(&[0xff]);
+    }
+    // Meanwhile the containers are answered over TCP, again and again.
+    for round in 0..4 {
+        for s in &mut slow {
+            let _ = s.write_all(b"x");
+        }
+        let rs = tcp(&t.c1.ns, "10.0.0.1", &[("db", rtype::A), ("web", rtype::A)]);
+        assert_eq!(
+            (addrs(&rs[0]), addrs(&rs[1])),
+            (vec!["10.0.0.3".into()], vec!["10.0.0.2".into()]),
+            "{round}"
+        );
+        let mut s = tcp_connect(&t.c2.ns, "10.0.0.1");
+        assert_eq!(addrs(&tcp_ask(&mut s, 7, "web", rtype::A).unwrap()), vec!["10.0.0.2"], "{round}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The strangers got nothing: their connections were closed unanswered.
+    for (i, s) in slow.iter_mut().enumerate() {
+        assert!(closed_by_server(s, Duration::from_secs(2)), "stranger connection {i} still open");
+    }
+}
+
+#[test]
+fn tcp_connections_are_limited_per_client() {
+    need_root!();
+    let t = two_on_one();
+    // One container holds as many connections as a client may, all served.
+    let mut held: Vec<TcpStream> =
+        (0..MAX_TCP_PER_CLIENT).map(|_| tcp_connect(&t.c1.ns, "10.0.0.1")).collect();
+    for (i, s) in held.iter_mut().enumerate() {
+        assert_eq!(addrs(&tcp_ask(s, i as u16, "db", rtype::A).unwrap()), vec!["10.0.0.3"]);
+    }
+    // One more from it is closed without an answer ...
+    let mut extra = tcp_connect(&t.c1.ns, "10.0.0.1");
+    let e = tcp_ask(&mut extra, 99, "db", rtype::A).map(|r| addrs(&r)).unwrap_err();
+    assert!(is_closed(e), "{e:?}");
+    // ... while another container is served, and the held ones still are.
+    let mut other = tcp_connect(&t.c2.ns, "10.0.0.1");
+    assert_eq!(addrs(&tcp_ask(&mut other, 1, "web", rtype::A).unwrap()), vec!["10.0.0.2"]);
+    for s in &mut held {
+        assert_eq!(addrs(&tcp_ask(s, 2, "db", rtype::A).unwrap()), vec!["10.0.0.3"]);
+    }
+    // Closed connections give their slots back.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut s = tcp_connect(&t.c1.ns, "10.0.0.1");
+        match tcp_ask(&mut s, 3, "db", rtype::A) {
+            Ok(r) => break assert_eq!(addrs(&r), vec!["10.0.0.3"]),
+            Err(e) => assert!(Instant::now() < deadline, "slots not given back: {e:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn slow_tcp_clients_are_cut_at_their_deadline() {
+    need_root!();
+    let t = two_on_one();
+    let give_up = TCP_LIFETIME + Duration::from_secs(15);
+    std::thread::scope(|sc| {
+        // A query sent a byte at a time, each byte well within the idle
+        // time: it must still arrive whole in time.
+        let trickle = sc.spawn(|| {
+            let mut s = tcp_connect(&t.c1.ns, "10.0.0.1");
+            let start = Instant::now();
+            let _ = s.write_all(&[0xff]); // 0xff40 bytes announced
+            while start.elapsed() < give_up {
+                std::thread::sleep(Duration::from_millis(300));
+                if s.write_all(&[0x40]).is_err() || closed_by_server(&mut s, Duration::from_millis(10)) {
+                    return Some(start.elapsed());
+                }
+            }
+            None
+        });
+        // Whole queries, answered, but slowly: the connection still ends
+        // at its total lifetime.
+        let slow = sc.spawn(|| {
+            let mut s = tcp_connect(&t.c2.ns, "10.0.0.1");
+            let start = Instant::now();
+            let mut answered = 0;
+            while start.elapsed() < give_up {
+                match tcp_ask(&mut s, answered, "web", rtype::A) {
+                    Ok(r) => assert_eq!(addrs(&r), vec!["10.0.0.2"]),
+                    Err(e) => {
+                        assert!(is_closed(e), "{e:?}");
+                        return (answered, Some(start.elapsed()));
+                    }
+                }
+                answered += 1;
+                std::thread::sleep(Duration::from_millis(700));
+            }
+            (answered, None)
+        });
+        let cut = trickle.join().unwrap().expect("a trickling client is cut");
+        assert!(cut >= TCP_IDLE, "cut after {cut:?}, before the idle time");
+        eprintln!("trickling client cut after {cut:?}");
+        let (answered, cut) = slow.join().unwrap();
+        let cut = cut.expect("a slow client is cut at the connection's lifetime");
+        assert!(answered >= 2, "{answered}");
+        assert!(cut >= TCP_LIFETIME, "cut after {cut:?}");
+        eprintln!("slow client cut after {cut:?} and {answered} answers");
+    });
+}
+
+#[test]
 fn removal_is_immediate_and_last_del_stops_the_daemon() {
     need_root!();
     let t = two_on_one();
@@ -602,8 +759,10 @@ fn networks_are_isolated_and_strangers_refused() {
     for name in ["web", "example.com"] {
         assert_eq!(udp(&outside, "10.0.0.1", name, rtype::A).rcode, rcode::REFUSED, "{name}");
     }
-    let rs = tcp(&outside, "10.0.0.1", &[("web", rtype::A)]);
-    assert_eq!(rs[0].rcode, rcode::REFUSED);
+    // Over TCP the connection is closed unanswered (before it takes a slot).
+    let mut s = tcp_connect(&outside, "10.0.0.1");
+    let e = tcp_ask(&mut s, 1, "web", rtype::A).map(|r| r.rcode).unwrap_err();
+    assert!(is_closed(e), "{e:?}");
 
     // A third network claiming network A's gateway cannot take over its
     // server's address: ADD fails clearly and leaves nothing behind.

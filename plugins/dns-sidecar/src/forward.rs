@@ -1,13 +1,22 @@
 //! Forwarding to the upstream servers of resolv.conf, and the answer cache.
 //!
-//! UDP clients: the worker that received the query sends it upstream under
-//! a fresh random ID and records it as in flight; one forwarder thread
-//! receives the upstream answers, checks that they come from the server
-//! asked and answer the question asked, restores the client's ID and sends
-//! the bytes, unchanged otherwise, from the listening socket. The same
-//! thread retries on timeouts (next server) and answers SERVFAIL when the
-//! budget is spent. A truncated upstream answer is relayed as is: the client
-//! then asks us over TCP.
+//! Every try of every forwarded query goes out on a socket of its own, on a
+//! source port the kernel picks at random, under a random ID (as dnsmasq and
+//! unbound do): a forger must guess the port as well as the ID, about 2^31
+//! combinations instead of 2^16. The socket is connected to the server asked,
+//! so only datagrams from that address and port reach it; an answer must
+//! also carry the ID and the question asked. A server that answers with an
+//! ICMP error (nothing listens there) is left for the next one at once.
+//!
+//! UDP clients: the worker that received the query sends it upstream and
+//! records it as in flight; one forwarder thread waits on all the query
+//! sockets (epoll), restores the client's ID in the answer and sends the
+//! bytes, unchanged otherwise, from the listening socket. The same thread
+//! retries on timeouts (next server, new socket) and answers SERVFAIL when
+//! the budget is spent. A truncated upstream answer is relayed as is: the
+//! client then asks us over TCP. No socket to be had (descriptors or
+//! ephemeral ports exhausted) fails that try at once, so the worst case is a
+//! quick SERVFAIL, never a hang.
 //!
 //! TCP clients: resolved in the connection's thread, UDP first and TCP when
 //! the upstream answer is truncated.
@@ -15,17 +24,19 @@
 //! The cache keeps NOERROR and NXDOMAIN answers for their TTL (NXDOMAIN:
 //! the SOA's negative TTL) and serves them with the TTLs aged.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::resolv;
-use crate::sock;
+use crate::sock::{self, Epoll};
 use crate::table::{FxBuild, FxHasher};
 use crate::wire::{self, flag, rcode, Query};
 
@@ -35,7 +46,13 @@ pub const TRY_TIMEOUT: Duration = Duration::from_millis(700);
 /// TRIES × TRY_TIMEOUT (+ one scan interval) when every upstream is dead.
 pub const TRIES: u8 = 3;
 const SCAN: Duration = Duration::from_millis(25);
-const MAX_INFLIGHT: usize = 4096;
+/// Queries in flight at most: each holds a socket and an ephemeral port, and
+/// a busy network must not take much of the host's ~28000 (at 50 ms per
+/// upstream round trip this still allows 20000 queries/s) ...
+const MAX_INFLIGHT: usize = 1024;
+/// ... and never so many that the descriptors left drop below this.
+const SPARE_FDS: usize = 256;
+const SHARDS: usize = 8;
 const CACHE_ENTRIES: usize = 4096;
 const MAX_CACHE_TTL: u32 = 3600;
 
@@ -81,37 +98,19 @@ struct Cached {
     ttl: u32,
 }
 
+/// A UDP client's query on its way upstream.
 struct Inflight {
+    /// The client's query, under the ID of the current try.
     query: Vec<u8>,
     q: Query,
     orig_id: u16,
     client: SocketAddr,
     reply: Arc<UdpSocket>,
     tries: u8,
-    upstream: SocketAddr,
+    /// The current try's socket, connected to the server asked (None: that
+    /// try failed; the next one is due).
+    sock: Option<UdpSocket>,
     deadline: Instant,
-}
-
-#[derive(Default)]
-struct Pending {
-    map: HashMap<u16, Inflight, FxBuild>,
-    rng: u64,
-}
-
-impl Pending {
-    fn next_id(&mut self) -> u16 {
-        loop {
-            // xorshift64*: unpredictable enough to make ID guessing costly
-            // together with the source-address and question checks.
-            self.rng ^= self.rng >> 12;
-            self.rng ^= self.rng << 25;
-            self.rng ^= self.rng >> 27;
-            let id = (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 48) as u16;
-            if !self.map.contains_key(&id) {
-                return id;
-            }
-        }
-    }
 }
 
 pub struct Forwarder {
@@ -119,9 +118,14 @@ pub struct Forwarder {
     resolv_path: PathBuf,
     resolv_mtime: Mutex<Option<SystemTime>>,
     exclude: RwLock<Vec<IpAddr>>,
-    sock4: Option<UdpSocket>,
-    sock6: Option<UdpSocket>,
-    pending: Mutex<Pending>,
+    /// The sockets of the queries in flight, by token.
+    epoll: Epoll,
+    /// The queries in flight by token, in shards: the UDP workers add and
+    /// the forwarder thread takes, mostly without meeting on a lock.
+    pending: [Mutex<HashMap<u64, Inflight, FxBuild>>; SHARDS],
+    next_token: AtomicU64,
+    inflight: AtomicUsize,
+    max_inflight: usize,
     cache: Mutex<HashMap<Key, Cached, FxBuild>>,
 }
 
@@ -133,28 +137,46 @@ fn seed() -> u64 {
     (if n == 8 { u64::from_ne_bytes(b) } else { t ^ std::process::id() as u64 }) | 1
 }
 
-fn upstream_socket(v6: bool) -> Option<UdpSocket> {
-    let any: IpAddr =
-        if v6 { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
-    let s = UdpSocket::bind(sock::any_of(&any)).ok()?;
-    s.set_nonblocking(true).ok()?;
-    Some(s)
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+/// A random query ID (xorshift64*, seeded per thread from getrandom).
+fn random_id() -> u16 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 48) as u16
+    })
+}
+
+/// How many queries may be in flight: each holds a descriptor.
+fn inflight_bound() -> usize {
+    let mut rl = libc::rlimit { rlim_cur: 1024, rlim_max: 1024 };
+    // SAFETY: getrlimit fills the struct (left as it is on failure).
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) };
+    MAX_INFLIGHT.min((rl.rlim_cur as usize).saturating_sub(SPARE_FDS)).max(1)
 }
 
 impl Forwarder {
-    pub fn new(resolv_path: PathBuf, exclude: Vec<IpAddr>) -> Forwarder {
+    pub fn new(resolv_path: PathBuf, exclude: Vec<IpAddr>) -> io::Result<Forwarder> {
         let f = Forwarder {
             upstreams: RwLock::new(Arc::new(Vec::new())),
             resolv_path,
             resolv_mtime: Mutex::new(None),
             exclude: RwLock::new(exclude),
-            sock4: upstream_socket(false),
-            sock6: upstream_socket(true),
-            pending: Mutex::new(Pending { map: HashMap::default(), rng: seed() }),
+            epoll: Epoll::new()?,
+            pending: Default::default(),
+            next_token: AtomicU64::new(0),
+            inflight: AtomicUsize::new(0),
+            max_inflight: inflight_bound(),
             cache: Mutex::new(HashMap::default()),
         };
         f.reload(None);
-        f
+        Ok(f)
     }
 
     /// Re-read resolv.conf (with new addresses to exclude, when given).
@@ -233,17 +255,9 @@ impl Forwarder {
         );
     }
 
-    fn socket_for(&self, up: &SocketAddr) -> Option<&UdpSocket> {
-        if up.is_ipv4() {
-            self.sock4.as_ref()
-        } else {
-            self.sock6.as_ref()
-        }
-    }
-
     /// Send a UDP client's query upstream; its answer comes from the
     /// forwarder thread. Returns a reply for `out` when it cannot be sent
-    /// (no upstream, too much in flight): SERVFAIL.
+    /// (no upstream, too much in flight, no socket for any try): SERVFAIL.
     pub fn submit(
         &self,
         q: Query,
@@ -253,79 +267,133 @@ impl Forwarder {
         out: &mut [u8],
     ) -> Option<usize> {
         let ups = self.upstreams();
-        let mut pending = self.pending.lock().unwrap();
-        if ups.is_empty() || pending.map.len() >= MAX_INFLIGHT {
-            drop(pending);
+        if ups.is_empty() {
             return Some(wire::rcode_reply(&q, msg, rcode::SERVFAIL, false, out));
         }
-        let id = pending.next_id();
-        let mut query = msg.to_vec();
-        wire::set_id(&mut query, id);
-        let upstream = ups[0];
-        if let Some(s) = self.socket_for(&upstream) {
-            let _ = s.send_to(&query, upstream);
+        if self.inflight.fetch_add(1, Ordering::AcqRel) >= self.max_inflight {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            return Some(wire::rcode_reply(&q, msg, rcode::SERVFAIL, false, out));
         }
         let orig_id = q.id;
-        pending.map.insert(
-            id,
-            Inflight {
-                query,
-                q,
-                orig_id,
-                client,
-                reply: reply.clone(),
-                tries: 1,
-                upstream,
-                deadline: Instant::now() + TRY_TIMEOUT,
-            },
-        );
+        let mut inf = Inflight {
+            query: msg.to_vec(),
+            q,
+            orig_id,
+            client,
+            reply: reply.clone(),
+            tries: 0,
+            sock: None,
+            deadline: Instant::now(),
+        };
+        if !self.try_next(&mut inf, &ups) {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            return Some(wire::rcode_reply(&inf.q, msg, rcode::SERVFAIL, false, out));
+        }
+        self.track(self.next_token.fetch_add(1, Ordering::Relaxed), inf);
         None
     }
 
-    /// An answer arrived on an upstream socket.
-    fn on_answer(&self, buf: &mut [u8], from: SocketAddr) {
-        if buf.len() < wire::HEADER_LEN {
-            return;
-        }
-        let id = wire::id_of(buf);
-        let inf = {
-            let mut pending = self.pending.lock().unwrap();
-            match pending.map.get(&id) {
-                Some(i) if i.upstream == from && wire::answers_question(buf, &i.q) => pending.map.remove(&id),
-                _ => None,
+    /// Send `inf` to the next server on a new socket, skipping tries that
+    /// cannot even be sent. False when no try is left.
+    fn try_next(&self, inf: &mut Inflight, ups: &[SocketAddr]) -> bool {
+        inf.sock = None;
+        while inf.tries < TRIES && !ups.is_empty() {
+            let up = ups[inf.tries as usize % ups.len()];
+            inf.tries += 1;
+            wire::set_id(&mut inf.query, random_id());
+            if let Ok(s) = sock::query_socket(&up) {
+                if s.send(&inf.query).is_ok() {
+                    inf.sock = Some(s);
+                    inf.deadline = Instant::now() + TRY_TIMEOUT;
+                    return true;
+                }
             }
-        };
-        let Some(inf) = inf else { return };
-        wire::set_id(buf, inf.orig_id);
-        let _ = inf.reply.send_to(buf, inf.client);
-        wire::set_id(buf, inf.q.id);
-        self.store(&inf.q, buf);
+        }
+        false
     }
 
-    /// Retry what timed out on the next server; SERVFAIL what is out of tries.
-    fn expire(&self, now: Instant) {
-        let ups = self.upstreams();
-        let mut failed = Vec::new();
-        {
-            let mut pending = self.pending.lock().unwrap();
-            let expired: Vec<u16> =
-                pending.map.iter().filter(|(_, i)| i.deadline <= now).map(|(id, _)| *id).collect();
-            for id in expired {
-                let i = pending.map.get_mut(&id).unwrap();
-                if i.tries >= TRIES || ups.is_empty() {
-                    failed.push(pending.map.remove(&id).unwrap());
-                    continue;
-                }
-                i.upstream = ups[i.tries as usize % ups.len()];
-                i.tries += 1;
-                i.deadline = now + TRY_TIMEOUT;
-                if let Some(s) = self.socket_for(&i.upstream) {
-                    let _ = s.send_to(&i.query, i.upstream);
+    fn shard(&self, token: u64) -> &Mutex<HashMap<u64, Inflight, FxBuild>> {
+        &self.pending[token as usize % SHARDS]
+    }
+
+    /// Put `inf` in flight under `token` and watch its socket. (Watched only
+    /// once recorded, so the forwarder thread never sees a token it does not know.)
+    fn track(&self, token: u64, mut inf: Inflight) {
+        let mut pending = self.shard(token).lock().unwrap();
+        if let Some(s) = &inf.sock {
+            if self.epoll.add(s.as_raw_fd(), token).is_err() {
+                inf.sock = None; // unwatchable: this try is over
+                inf.deadline = Instant::now();
+            }
+        }
+        pending.insert(token, inf);
+    }
+
+    /// The socket of `token` is readable: relay a valid answer. True when
+    /// the try failed at once (an ICMP error) and the next one is due.
+    fn on_ready(&self, token: u64, buf: &mut [u8]) -> bool {
+        let Some(mut inf) = self.shard(token).lock().unwrap().remove(&token) else { return false };
+        let mut failed = false;
+        if let Some(s) = &inf.sock {
+            loop {
+                match s.recv(buf) {
+                    // From the server asked (the socket is connected); it
+                    // must carry this try's ID and our question too.
+                    Ok(n) => {
+                        let resp = &mut buf[..n];
+                        if n >= wire::HEADER_LEN
+                            && wire::id_of(resp) == wire::id_of(&inf.query)
+                            && wire::answers_question(resp, &inf.q)
+                        {
+                            self.relay(inf, resp);
+                            return false;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
                 }
             }
         }
+        if failed {
+            inf.sock = None;
+            inf.deadline = Instant::now();
+        }
+        self.shard(token).lock().unwrap().insert(token, inf);
+        failed
+    }
+
+    /// The answer to a UDP client, under its own ID; then into the cache.
+    fn relay(&self, inf: Inflight, resp: &mut [u8]) {
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+        wire::set_id(resp, inf.orig_id);
+        let _ = inf.reply.send_to(resp, inf.client);
+        wire::set_id(resp, inf.q.id);
+        self.store(&inf.q, resp);
+    }
+
+    /// Retry what timed out or failed on the next server; SERVFAIL what is out of tries.
+    fn expire(&self, now: Instant) {
+        let mut due: Vec<(u64, Inflight)> = Vec::new();
+        for shard in &self.pending {
+            let mut pending = shard.lock().unwrap();
+            let ids: Vec<u64> = pending.iter().filter(|(_, i)| i.deadline <= now).map(|(t, _)| *t).collect();
+            due.extend(ids.into_iter().filter_map(|t| pending.remove(&t).map(|i| (t, i))));
+        }
+        if due.is_empty() {
+            return;
+        }
+        let ups = self.upstreams();
         let mut out = [0u8; 600];
-        for i in failed {
+        for (token, mut i) in due {
+            if self.try_next(&mut i, &ups) {
+                self.track(token, i);
+                continue;
+            }
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
             let mut q = i.q.clone();
             q.id = i.orig_id;
             let n = wire::rcode_reply(&q, &i.query, rcode::SERVFAIL, false, &mut out);
@@ -337,22 +405,24 @@ impl Forwarder {
     /// `alive` is asked every few seconds; the thread ends the process when it says no.
     pub fn run(&self, alive: impl Fn() -> bool) {
         let mut buf = vec![0u8; 65535];
+        // SAFETY: epoll_event is plain data; zero is a valid value.
+        let mut events = vec![unsafe { std::mem::zeroed::<libc::epoll_event>() }; 64];
+        let mut ready = Vec::with_capacity(events.len());
         let mut last_check = Instant::now();
+        let mut next_scan = Instant::now() + SCAN;
         loop {
-            let mut fds: Vec<libc::pollfd> = [&self.sock4, &self.sock6]
-                .iter()
-                .filter_map(|s| s.as_ref())
-                .map(|s| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLIN, revents: 0 })
-                .collect();
-            // SAFETY: fds is a valid array of pollfd.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, SCAN.as_millis() as _) };
-            for s in [&self.sock4, &self.sock6].into_iter().flatten() {
-                while let Ok((n, from)) = s.recv_from(&mut buf) {
-                    self.on_answer(&mut buf[..n], from);
-                }
+            // Rounded up: a wait of 0 ms would spin until the scan is due.
+            let wait = next_scan.saturating_duration_since(Instant::now());
+            self.epoll.wait(&mut events, wait.as_nanos().div_ceil(1_000_000) as i32, &mut ready);
+            let mut retry_now = false;
+            for &token in &ready {
+                retry_now |= self.on_ready(token, &mut buf);
             }
             let now = Instant::now();
-            self.expire(now);
+            if retry_now || now >= next_scan {
+                self.expire(now);
+                next_scan = now + SCAN;
+            }
             if now.duration_since(last_check) >= Duration::from_secs(2) {
                 last_check = now;
                 self.reload_if_changed();
@@ -386,11 +456,11 @@ impl Forwarder {
     }
 }
 
-/// One exchange with one upstream: UDP, then TCP when the answer is truncated.
+/// One exchange with one upstream: UDP (a socket of its own, as for UDP
+/// clients), then TCP when the answer is truncated.
 fn ask_upstream(up: SocketAddr, q: &Query, msg: &[u8]) -> io::Result<Vec<u8>> {
-    let s = UdpSocket::bind(sock::any_of(&up.ip()))?;
-    s.connect(up)?;
-    let id = seed() as u16;
+    let s = sock::query_socket(&up)?;
+    let id = random_id();
     let mut query = msg.to_vec();
     wire::set_id(&mut query, id);
     s.send(&query)?;
@@ -398,11 +468,14 @@ fn ask_upstream(up: SocketAddr, q: &Query, msg: &[u8]) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 65535];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if left.is_zero() || !sock::wait_readable(s.as_raw_fd(), left) {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        s.set_read_timeout(Some(left))?;
-        let n = s.recv(&mut buf)?;
+        let n = match s.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+            Err(e) => return Err(e), // ICMP error: the next server
+        };
         let resp = &mut buf[..n];
         if n < wire::HEADER_LEN || wire::id_of(resp) != id || !wire::answers_question(resp, q) {
             continue;
@@ -442,7 +515,7 @@ mod tests {
     fn forwarder(resolv: &str) -> (Forwarder, PathBuf) {
         let p = std::env::temp_dir().join(format!("dns-sidecar-fwd-{}-{}", std::process::id(), resolv.len()));
         std::fs::write(&p, resolv).unwrap();
-        (Forwarder::new(p.clone(), vec!["10.0.0.1".parse().unwrap()]), p)
+        (Forwarder::new(p.clone(), vec!["10.0.0.1".parse().unwrap()]).unwrap(), p)
     }
 
     fn upstream_answer(q: &Query, msg: &[u8], ttl: u32) -> Vec<u8> {

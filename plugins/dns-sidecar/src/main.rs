@@ -38,6 +38,9 @@
 //! - **Speed**: a hand-written decoder/encoder (wire.rs) on batched
 //!   `recvmmsg`/`sendmmsg`; a thread per listen address; forwarded answers
 //!   relayed as raw bytes and cached for their TTL.
+//! - **Forwarding resists forged answers**: each try of each forwarded
+//!   query has a socket of its own on a random source port, connected to
+//!   the server asked, and a random ID; the answer must match the question.
 //! - **No netfilter rules**: the daemon binds the gateway addresses in the
 //!   host netns, which bridge traffic reaches through INPUT; a host whose
 //!   input policy drops DNS must accept it (see README).

@@ -411,6 +411,7 @@ fn start(network: &str, ready: &mut Ready) -> io::Result<()> {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+    raise_fd_limit();
     let Some(life) = FileLock::try_exclusive(dir.daemon_lock_path())? else {
         return Err(io::Error::other(format!("a server for network {network} is already running")));
     };
@@ -419,7 +420,7 @@ fn start(network: &str, ready: &mut Ready) -> io::Result<()> {
     if listen.is_empty() {
         return Err(io::Error::other("no containers, nothing to listen on"));
     }
-    let shared = Arc::new(Shared::new(records.table(), Forwarder::new(resolv_path(), listen.clone())));
+    let shared = Arc::new(Shared::new(records.table(), Forwarder::new(resolv_path(), listen.clone())?));
     let mut listeners = Listeners { port: port(), bound: Vec::new() };
     listeners.ensure(&listen, &shared)?;
     let ctl_path = dir.ctl_path();
@@ -441,6 +442,20 @@ fn start(network: &str, ready: &mut Ready) -> io::Result<()> {
     control_loop(ctl, &dir, &shared, &mut listeners);
     drop(life);
     Ok(())
+}
+
+/// Every forwarded query in flight holds a socket: allow as many
+/// descriptors as the hard limit does, up to 65536 (the soft limit is
+/// often 1024).
+fn raise_fd_limit() {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct; setrlimit reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max.min(1 << 16) {
+            rl.rlim_cur = rl.rlim_max.min(1 << 16);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
 }
 
 fn control_loop(ctl: UnixListener, dir: &NetDir, shared: &Arc<Shared>, listeners: &mut Listeners) {

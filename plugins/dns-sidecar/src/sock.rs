@@ -83,6 +83,73 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from(fd))
 }
 
+/// A UDP socket for one exchange with `server`: non-blocking, on a fresh
+/// source port the kernel picks at random (connect binds it), and connected,
+/// so the kernel hands it only datagrams from that very address and port and
+/// reports the server's ICMP errors (port unreachable: `ECONNREFUSED`) on it.
+pub fn query_socket(server: &SocketAddr) -> io::Result<UdpSocket> {
+    let family = if server.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (ss, len) = to_raw(server);
+    // SAFETY: valid fd and a sockaddr of the stated length.
+    if unsafe { libc::connect(fd.as_raw_fd(), &ss as *const _ as *const libc::sockaddr, len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(UdpSocket::from(fd))
+}
+
+/// Wait until `fd` is readable (or has an error to report), at most `wait`.
+/// False when the time ran out.
+pub fn wait_readable(fd: RawFd, wait: std::time::Duration) -> bool {
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let ms = wait.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
+
+/// An epoll instance: which of many sockets are readable, each known by a token.
+pub struct Epoll(OwnedFd);
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain epoll_create1; the fd is owned right away.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watch `fd` for input (errors are always reported) under `token`.
+    /// Closing `fd` stops the watch.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+        // SAFETY: valid epoll fd and descriptor, a valid event.
+        if unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Wait up to `ms` milliseconds; the tokens of the ready sockets go into `tokens`.
+    pub fn wait(&self, events: &mut [libc::epoll_event], ms: i32, tokens: &mut Vec<u64>) {
+        tokens.clear();
+        // SAFETY: events is a valid, writable array of its length.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), events.as_mut_ptr(), events.len() as _, ms) };
+        for ev in &events[..n.max(0) as usize] {
+            let token = ev.u64;
+            tokens.push(token);
+        }
+    }
+}
+
 /// The unspecified address of `ip`'s family, port 0 (for upstream sockets).
 pub fn any_of(ip: &IpAddr) -> SocketAddr {
     match ip {
@@ -289,6 +356,34 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
         let t = bind_tcp("127.0.0.1:0".parse().unwrap()).unwrap();
         assert!(bind_tcp(t.local_addr().unwrap()).is_err());
+    }
+
+    #[test]
+    fn query_sockets_take_fresh_ports_and_hear_only_their_server() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = server.local_addr().unwrap();
+        let a = query_socket(&to).unwrap();
+        let b = query_socket(&to).unwrap();
+        assert_ne!(a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+        a.send(b"query").unwrap();
+        let mut buf = [0u8; 64];
+        let (_, from) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(from, a.local_addr().unwrap());
+        // Another sender to the same port is not heard; the server is.
+        stranger.send_to(b"forged", from).unwrap();
+        server.send_to(b"answer", from).unwrap();
+        assert!(wait_readable(a.as_raw_fd(), std::time::Duration::from_secs(2)));
+        let n = a.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"answer");
+        assert_eq!(a.recv(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        // A server where nothing listens: its ICMP error comes back on the socket.
+        let gone = stranger.local_addr().unwrap();
+        drop(stranger);
+        let c = query_socket(&gone).unwrap();
+        c.send(b"query").unwrap();
+        assert!(wait_readable(c.as_raw_fd(), std::time::Duration::from_secs(2)));
+        assert_eq!(c.recv(&mut buf).unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::Netns;
+use dns_sidecar::forward::{TRIES, TRY_TIMEOUT};
 use dns_sidecar::server::{MAX_TCP, MAX_TCP_PER_CLIENT, TCP_IDLE, TCP_LIFETIME};
 use dns_sidecar::wire::{self, rcode, rtype, Rdata, Response, Writer};
 use serde_json::{json, Value};
@@ -395,26 +396,58 @@ fn reverse_name(ip: &str) -> String {
     }
 }
 
-/// A fake upstream server in `ns` at 10.0.250.2:53, UDP and TCP. Counts queries.
-fn fake_upstream(ns: &Ns) -> Arc<AtomicUsize> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let (udp, tcp) =
-        ns.run(|| (UdpSocket::bind("10.0.250.2:53").unwrap(), TcpListener::bind("10.0.250.2:53").unwrap()));
-    let c = count.clone();
+/// What a fake upstream saw.
+#[derive(Default)]
+struct UpstreamLog {
+    /// Queries, UDP and TCP.
+    count: AtomicUsize,
+    /// Where each UDP query came from.
+    sources: std::sync::Mutex<Vec<SocketAddr>>,
+}
+
+/// A fake upstream server in `ns` at 10.0.250.2:53, UDP and TCP (answers:
+/// see `upstream_answer`). A UDP query for a name starting with `spoof` is
+/// first answered falsely (A 6.6.6.6) from 10.0.250.2:5353, from
+/// 10.0.250.4:53, for another question and under another ID — then truly.
+fn fake_upstream(ns: &Ns) -> Arc<UpstreamLog> {
+    let log = Arc::new(UpstreamLog::default());
+    ns.ip("addr add 10.0.250.4/24 dev eth0");
+    let (udp, tcp, other_port, other_addr) = ns.run(|| {
+        (
+            UdpSocket::bind("10.0.250.2:53").unwrap(),
+            TcpListener::bind("10.0.250.2:53").unwrap(),
+            UdpSocket::bind("10.0.250.2:5353").unwrap(),
+            UdpSocket::bind("10.0.250.4:53").unwrap(),
+        )
+    });
+    let l = log.clone();
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         let mut out = [0u8; 4096];
         while let Ok((n, from)) = udp.recv_from(&mut buf) {
-            c.fetch_add(1, Ordering::SeqCst);
-            if let Some(len) = upstream_answer(&buf[..n], &mut out, false) {
+            l.count.fetch_add(1, Ordering::SeqCst);
+            l.sources.lock().unwrap().push(from);
+            let msg = &buf[..n];
+            if let Ok(q) = wire::parse_query(msg) {
+                if q.name.as_bytes().starts_with(b"spoof") {
+                    let forged = forged_a(msg, None);
+                    let _ = other_port.send_to(&forged, from);
+                    let _ = other_addr.send_to(&forged, from);
+                    let _ = udp.send_to(&forged_a(msg, Some("example.com")), from);
+                    let mut wrong_id = forged.clone();
+                    wrong_id[0] ^= 0x5a;
+                    let _ = udp.send_to(&wrong_id, from);
+                }
+            }
+            if let Some(len) = upstream_answer(msg, &mut out, false) {
                 let _ = udp.send_to(&out[..len], from);
             }
         }
     });
-    let c = count.clone();
+    let l = log.clone();
     std::thread::spawn(move || {
         while let Ok((mut s, _)) = tcp.accept() {
-            c.fetch_add(1, Ordering::SeqCst);
+            l.count.fetch_add(1, Ordering::SeqCst);
             let mut len = [0u8; 2];
             if s.read_exact(&mut len).is_err() {
                 continue;
@@ -430,7 +463,26 @@ fn fake_upstream(ns: &Ns) -> Arc<AtomicUsize> {
             }
         }
     });
-    count
+    log
+}
+
+/// A false answer (A 6.6.6.6, TTL 300) to the query `msg`, under its ID;
+/// for the question `name` instead of its own when given.
+fn forged_a(msg: &[u8], name: Option<&str>) -> Vec<u8> {
+    let other;
+    let msg = match name {
+        Some(n) => {
+            other = wire::build_query(wire::id_of(msg), n, rtype::A, None).unwrap();
+            &other[..]
+        }
+        None => msg,
+    };
+    let q = wire::parse_query(msg).unwrap();
+    let mut out = [0u8; 512];
+    let mut w = Writer::reply(&q, msg, &mut out, 512, rcode::NOERROR, false);
+    w.a(&[6, 6, 6, 6], 300);
+    let n = w.finish();
+    out[..n].to_vec()
 }
 
 fn upstream_answer(msg: &[u8], out: &mut [u8], tcp: bool) -> Option<usize> {
@@ -440,6 +492,11 @@ fn upstream_answer(msg: &[u8], out: &mut [u8], tcp: bool) -> Option<usize> {
         b"example.com" => {
             let mut w = Writer::reply(&q, msg, out, limit, rcode::NOERROR, false);
             w.a(&[192, 0, 2, 10], 300);
+            w.finish()
+        }
+        n if n.starts_with(b"spoof") => {
+            let mut w = Writer::reply(&q, msg, out, limit, rcode::NOERROR, false);
+            w.a(&[192, 0, 2, 11], 300);
             w.finish()
         }
         b"big.example" => {
@@ -542,7 +599,8 @@ fn forwarding_caching_and_truncation() {
     need_root!();
     let t = two_on_one();
     let up = t.lab.upstream_ns();
-    let count = fake_upstream(&up);
+    let log = fake_upstream(&up);
+    let count = &log.count;
     let from = &t.c1.ns;
     let r = udp(from, "10.0.0.1", "example.com", rtype::A);
     assert_eq!((r.rcode, addrs(&r)), (rcode::NOERROR, vec!["192.0.2.10".to_string()]));
@@ -684,6 +742,128 @@ fn slow_tcp_clients_are_cut_at_their_deadline() {
         assert!(cut >= TCP_LIFETIME, "cut after {cut:?}");
         eprintln!("slow client cut after {cut:?} and {answered} answers");
     });
+}
+
+#[test]
+fn forwarded_queries_leave_from_fresh_random_ports() {
+    need_root!();
+    let t = two_on_one();
+    let up = t.lab.upstream_ns();
+    let log = fake_upstream(&up);
+    // Names the upstream answers NXDOMAIN without a SOA: never cached, so
+    // each query is forwarded.
+    let n = 32;
+    for i in 0..n {
+        let r = udp(&t.c1.ns, "10.0.0.1", &format!("nx{i}.example"), rtype::A);
+        assert_eq!(r.rcode, rcode::NXDOMAIN);
+    }
+    let rs = tcp(&t.c1.ns, "10.0.0.1", &[("nxtcp1.example", rtype::A), ("nxtcp2.example", rtype::A)]);
+    assert!(rs.iter().all(|r| r.rcode == rcode::NXDOMAIN));
+    let sources = log.sources.lock().unwrap().clone();
+    assert_eq!(sources.len(), n + 2, "{sources:?}");
+    assert!(sources.iter().all(|s| s.ip().to_string() == "10.0.250.1"), "{sources:?}");
+    let mut ports: Vec<u16> = sources.iter().map(|s| s.port()).collect();
+    ports.sort();
+    ports.dedup();
+    // Random ports from the kernel's ephemeral range: a repeat or two is
+    // chance, a fixed port (or a handful) is not.
+    assert!(
+        ports.len() >= n + 2 - 4,
+        "{} distinct source ports for {} queries: {ports:?}",
+        ports.len(),
+        n + 2
+    );
+}
+
+#[test]
+fn forged_upstream_answers_are_neither_relayed_nor_cached() {
+    need_root!();
+    let t = two_on_one();
+    let up = t.lab.upstream_ns();
+    let log = fake_upstream(&up);
+    // The upstream sends four forgeries (other port, other address, other
+    // question, other ID) before the true answer: only the true one counts.
+    let r = udp(&t.c1.ns, "10.0.0.1", "spoof1.example", rtype::A);
+    assert_eq!((r.rcode, addrs(&r)), (rcode::NOERROR, vec!["192.0.2.11".to_string()]));
+    let rs = tcp(&t.c1.ns, "10.0.0.1", &[("spoof2.example", rtype::A)]);
+    assert_eq!(addrs(&rs[0]), vec!["192.0.2.11"]);
+    // (More than 2 only if a try was retried: a loaded machine's delay.)
+    let asked = log.count.load(Ordering::SeqCst);
+    assert!(asked >= 2, "{asked}");
+    // And the cache holds the true answers.
+    for name in ["spoof1.example", "spoof2.example"] {
+        assert_eq!(addrs(&udp(&t.c2.ns, "10.0.0.1", name, rtype::A)), vec!["192.0.2.11"], "{name}");
+        assert_eq!(addrs(&tcp(&t.c2.ns, "10.0.0.1", &[(name, rtype::A)])[0]), vec!["192.0.2.11"], "{name}");
+    }
+    assert_eq!(log.count.load(Ordering::SeqCst), asked, "answered from the cache");
+}
+
+#[test]
+fn a_refusing_upstream_is_skipped() {
+    need_root!();
+    let t = two_on_one();
+    let up = t.lab.upstream_ns();
+    // 10.0.250.3 is a host where nothing listens on port 53: it answers
+    // with ICMP port unreachable; the daemon goes on to the live server.
+    up.ip("addr add 10.0.250.3/24 dev eth0");
+    let log = fake_upstream(&up);
+    fs::write(t.lab.tmp.join("resolv.conf"), "nameserver 10.0.250.3\nnameserver 10.0.250.2\n").unwrap();
+    let cf = conf(&t.net, "1.0.0", "br0", &t.c1, "10.0.0.1", Some("fd00::1"), Value::Null);
+    assert_eq!(t.lab.plugin("ADD", &t.c1, &cf, "K8S_POD_NAME=web").0, 0);
+    for i in 0..3 {
+        let start = Instant::now();
+        let r = ask_udp(&t.c1.ns, "10.0.0.1", &format!("nx{i}.example"), rtype::A, Duration::from_secs(5))
+            .expect("an answer");
+        assert_eq!(r.rcode, rcode::NXDOMAIN);
+        eprintln!("answered via the second server after {:?}", start.elapsed());
+    }
+    let rs = tcp(&t.c1.ns, "10.0.0.1", &[("example.com", rtype::A)]);
+    assert_eq!(addrs(&rs[0]), vec!["192.0.2.10"]);
+    assert!(log.count.load(Ordering::SeqCst) >= 4);
+}
+
+#[test]
+fn no_port_left_is_a_quick_servfail_and_forwarding_recovers() {
+    need_root!();
+    let t = two_on_one();
+    let up = t.lab.upstream_ns();
+    // An upstream that never answers, and two ephemeral ports in the
+    // daemon's netns: two queries hold them, a third finds none.
+    let silent = up.run(|| UdpSocket::bind("10.0.250.2:53").unwrap());
+    t.lab.host.run(|| fs::write("/proc/sys/net/ipv4/ip_local_port_range", "50000 50001").unwrap());
+    let names: Vec<String> = (0..5).map(|i| format!("q{i}.example")).collect();
+    let to: SocketAddr = "10.0.0.1:53".parse().unwrap();
+    let sock = t.c1.ns.run(|| UdpSocket::bind("0.0.0.0:0").unwrap());
+    for (i, n) in names.iter().enumerate() {
+        sock.send_to(&wire::build_query(i as u16, n, rtype::A, None).unwrap(), to).unwrap();
+    }
+    // Local names need no port.
+    assert_eq!(addrs(&udp(&t.c2.ns, "10.0.0.1", "web", rtype::A)), vec!["10.0.0.2"]);
+    // Every query is answered SERVFAIL: the three without a port at once,
+    // the two with one when their tries are spent.
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut order = Vec::new();
+    let mut buf = [0u8; 512];
+    for _ in 0..names.len() {
+        let n = sock.recv(&mut buf).expect("every query answered");
+        let r = wire::parse_response(&buf[..n]).unwrap();
+        assert_eq!(r.rcode, rcode::SERVFAIL);
+        order.push(r.id);
+    }
+    order[..3].sort();
+    order[3..].sort();
+    assert_eq!(order, vec![2, 3, 4, 0, 1], "the queries without a port were answered first");
+    let mut received = 0;
+    silent.set_nonblocking(true).unwrap();
+    while silent.recv(&mut buf).is_ok() {
+        received += 1;
+    }
+    assert_eq!(received, 2 * TRIES as usize, "only the two with a port went out, each tried {TRIES} times");
+    // The ports are free again: forwarding works as before.
+    drop(silent);
+    let log = fake_upstream(&up);
+    assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", "example.com", rtype::A)), vec!["192.0.2.10"]);
+    assert_eq!(log.count.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -830,7 +1010,8 @@ fn check_fails_while_the_daemon_is_dead_and_add_restarts_it() {
 fn dead_upstreams_give_servfail_in_bounded_time() {
     need_root!();
     let t = two_on_one();
-    // Nothing listens at .3 (no such host) nor at .2 (no server in this test).
+    // Nothing answers at .3 (no such host) nor at .2 (no server in this
+    // test: it refuses with ICMP port unreachable, so that try ends at once).
     fs::write(t.lab.tmp.join("resolv.conf"), "nameserver 10.0.250.3\nnameserver 10.0.250.2\n").unwrap();
     let _up = t.lab.upstream_ns();
     // resolv.conf changes are picked up without a restart (mtime check every 2 s),
@@ -843,7 +1024,8 @@ fn dead_upstreams_give_servfail_in_bounded_time() {
     let took = start.elapsed();
     assert_eq!(r.rcode, rcode::SERVFAIL);
     assert!(took < Duration::from_secs(3), "SERVFAIL after {took:?}");
-    assert!(took >= Duration::from_millis(1500), "really waited for the upstreams: {took:?}");
+    // Tries: .3 (waited out), .2 (refused), .3 (waited out).
+    assert!(took >= 2 * TRY_TIMEOUT, "really waited for the upstreams: {took:?}");
     // TCP too.
     let start = Instant::now();
     let rs = tcp(&t.c1.ns, "10.0.0.1", &[("example.net", rtype::A)]);

@@ -336,8 +336,16 @@ macro_rules! plugin_main {
     };
 }
 
+/// Names a binary as ours, with its version, in the file itself: an installer
+/// finds it by reading the file (`cni-rs-install` refuses silent downgrades),
+/// since an init container cannot exec a host binary built for the host's libc.
+/// NUL-delimited so that a scan of the bytes finds exactly this.
+pub const BUILD_MARKER: &str = concat!("\0cni-rs-plugins version ", env!("CARGO_PKG_VERSION"), "\0");
+
 /// The `main` of a plugin: real environment and stdin, print, exit.
 pub fn run<P: Plugin>(plugin: &P) -> ! {
+    // Keeps the marker in every binary (nothing else reads it).
+    std::hint::black_box(BUILD_MARKER);
     // A panic must still end as a CNI error on stdout, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = CniError::internal(format!("internal error: {info}"));

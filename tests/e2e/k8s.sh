@@ -80,6 +80,21 @@ k_package() {
     grep -q supportedVersions <<<"$out" || fail "$n VERSION: $out"
   done
 
+  # The DaemonSet's init container, as the manifest runs it (its args, with
+  # the image's and the host's paths under $K8S): everything lands, twice is a no-op.
+  local args
+  args=$(python3 - conf-examples/kubernetes/cni-rs-daemonset.yaml "$K8S/image" "$K8S/host" <<'PY'
+import json, re, sys
+text, image, host = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
+args = json.loads(re.search(r"^\s+args: (\[.*\])$", text, re.M).group(1))
+print("\n".join(a.replace("/opt/cni-rs", image + "/opt/cni-rs").replace("/host/", host + "/") for a in args))
+PY
+  ) || fail "no args in the DaemonSet manifest"
+  mapfile -t args <<<"$args"
+  "$p/cni-rs-install" "${args[@]}" >&2 || fail "cni-rs-install with the manifest's args"
+  for n in $names; do cmp "$K8S/image/opt/cni-rs/bin/$n" "$K8S/host/opt/cni/bin/$n" || fail "$n not installed"; done
+  "$p/cni-rs-install" "${args[@]}" | grep "0 installed, $(wc -w <<<"$names") unchanged" >/dev/null || fail "second run changed something"
+
   # Debian packages: fields, and files following scripts/plugins.
   deb=$(ls "$p"/cni-rs-plugins_*.deb) || fail "no cni-rs-plugins .deb (is cargo-deb installed? scripts/deps-e2e)"
   local opt
@@ -505,7 +520,7 @@ k8s_cleanup_late() {
 }
 
 k8s_scenarios() {
-  scenario "k8s: packages (reference-layout tarball, cni-rs-plugins and -opt .debs, dpkg install into a scratch root)" k_package
+  scenario "k8s: packages (reference-layout tarball, the DaemonSet manifest's installer run, cni-rs-plugins and -opt .debs installed into a scratch root)" k_package
   scenario "k8s: three nodes, each containerd+CRI in its netns; plugins by cni-rs-install; pod CIDR from UpdateRuntimeConfig via conf_template" k_nodes
   scenario "k8s: host-gw routes: pods on every node reach each other (no NAT, 1 MiB intact), hostPort on node 2 from other nodes; deletion leaves nothing" k_hostgw
   scenario "k8s: flannel VXLAN (flannel.1, FDB/neigh/routes as flanneld) with flannel's bridge config: MTU 1450 full-size, pods across nodes, hostPort; nothing left" k_vxlan

@@ -198,7 +198,8 @@ fn flannel_delegate_shape_add_del() {
     // only portmap's table, with pod1's hostPort.
     let tables = node.host.exec_ok(&["nft", "list", "tables"]).unwrap();
     assert_eq!(tables.trim(), "table inet cnirs_portmap", "{tables}");
-    assert!(nft_text(&node.host).contains(&format!("tcp . 30080 comment \"pod1 eth0 cbr0\" : {ip1} . 80")));
+    let tag = common::nft::tag::of("cbr0", "pod1", "eth0");
+    assert!(nft_text(&node.host).contains(&format!("tcp . 30080 comment \"{tag}\" : {ip1} . 80")));
 
     // Pods reach each other; full-size packets go through at 1450, one more byte does not.
     assert!(ping(&pod1, &ip2), "pod1 -> pod2");

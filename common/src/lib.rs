@@ -15,6 +15,7 @@ pub mod skel;
 pub mod sockaddr;
 pub mod spec;
 pub mod sysctl;
+pub mod veth;
 
 pub use error::{CniError, Context, Errors, Result};
 

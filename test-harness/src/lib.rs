@@ -9,6 +9,8 @@
 //! * [`state`]: kernel state as JSON (`ip -j`, `nft -j`), [`ping`], [`wait_until`].
 //! * [`FakePlugins`]: recording shell-script plugins with canned answers.
 //! * [`dnsload`]: a DNS load generator and a fixed-answer responder (benchmarks).
+//! * [`nodes`]: simulated hosts on a bridged or routed underlay, with an etcd
+//!   member each (multi-node tests of the overlay).
 //!
 //! ```no_run
 //! use serde_json::json;
@@ -32,6 +34,7 @@
 pub mod dnsload;
 pub mod exec;
 pub mod fake;
+pub mod nodes;
 pub mod ns;
 pub mod runtime;
 pub mod sha512;
@@ -46,6 +49,7 @@ pub use exec::{
     PluginOutput, Usage,
 };
 pub use fake::{FakeCall, FakePlugins};
+pub use nodes::{Cluster, Node};
 pub use ns::{is_root, netns_names, veth, ContainerNs, HostNs, TestNs};
 pub use runtime::{parse_cni_args, runtime_config, CachedAttachment, ExecRecord, Runtime, RuntimeConf};
 pub use state::{

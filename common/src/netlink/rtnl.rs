@@ -1,5 +1,6 @@
 //! Typed, synchronous rtnetlink on the `netlink` core: links (veth, bridge,
-//! macvlan, vlan, bridge ports and VLANs), addresses, routes and neighbours.
+//! macvlan, vlan, vxlan, bridge ports and VLANs), addresses, routes,
+//! neighbours and bridge forwarding entries.
 //!
 //! An [`Rtnl`] acts in the netns it was opened in, so open it with
 //! [`Rtnl::in_netns`] to change a container. Kernel refusals come back as
@@ -16,6 +17,7 @@ mod neigh;
 mod route;
 #[cfg(test)]
 mod tests;
+mod vxlan;
 
 pub use addr::{Addr, AddrOpts};
 pub use link::{
@@ -23,6 +25,7 @@ pub use link::{
 };
 pub use neigh::Neigh;
 pub use route::Route;
+pub use vxlan::{Fdb, VxlanOpts, VXLAN_PORT};
 
 /// A route netlink socket bound to one network namespace.
 pub struct Rtnl {

@@ -208,7 +208,7 @@ pub(super) fn ifinfomsg(family: u8, index: u32, flags: u32, change: u32) -> [u8;
 }
 
 /// Common head of RTM_NEWLINK create requests: name, mtu, mac, target netns, parent.
-fn create_msg(
+pub(super) fn create_msg(
     name: &str,
     mtu: Option<u32>,
     mac: Option<[u8; 6]>,
@@ -233,7 +233,7 @@ fn create_msg(
 }
 
 /// IFLA_LINKINFO { KIND, DATA { … } }.
-fn linkinfo(m: &mut Msg, kind: &str, data: impl FnOnce(&mut Msg)) {
+pub(super) fn linkinfo(m: &mut Msg, kind: &str, data: impl FnOnce(&mut Msg)) {
     m.nest(libc::IFLA_LINKINFO, |li| {
         li.attr_str(libc::IFLA_INFO_KIND, kind).nest(libc::IFLA_INFO_DATA, data);
     });

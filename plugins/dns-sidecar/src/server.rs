@@ -415,7 +415,7 @@ fn start(network: &str, ready: &mut Ready) -> io::Result<()> {
     let Some(life) = FileLock::try_exclusive(dir.daemon_lock_path())? else {
         return Err(io::Error::other(format!("a server for network {network} is already running")));
     };
-    let records = dir.load()?;
+    let records = dir.load_served()?;
     let listen = records.listen_addrs();
     if listen.is_empty() {
         return Err(io::Error::other("no containers, nothing to listen on"));
@@ -485,7 +485,7 @@ fn control_loop(ctl: UnixListener, dir: &NetDir, shared: &Arc<Shared>, listeners
 
 /// Re-read the records: new listeners first, then the table, then upstreams.
 fn reload(dir: &NetDir, shared: &Arc<Shared>, listeners: &mut Listeners) -> io::Result<usize> {
-    let records: Records = dir.load()?;
+    let records: Records = dir.load_served()?;
     let listen = records.listen_addrs();
     listeners.ensure(&listen, shared)?;
     let n = records.containers.len();

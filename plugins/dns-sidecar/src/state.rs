@@ -9,6 +9,12 @@
 //! | `pid`          | daemon     | its pid, for SIGTERM when the control socket does not answer |
 //! | `ctl.sock`     | daemon     | control socket: `reload`, `ping`, `stop`                     |
 //!
+//! Beside the directory, `<network>.remote.json` (same format, written
+//! atomically by another agent — the overlay's, with the containers of the
+//! network's other nodes) is served too; the daemon reads it with its own
+//! records on start and `reload`. It outlives the directory on purpose: a
+//! server started later (the node's first container) finds it at once.
+//!
 //! Liveness is the `daemon.lock` flock, not the pid: the kernel drops it
 //! when the daemon dies, so a stale pidfile can never pass for a live server.
 
@@ -117,6 +123,12 @@ impl NetDir {
     pub fn ctl_path(&self) -> PathBuf {
         self.path.join("ctl.sock")
     }
+    /// Records fed by another agent (see the module doc).
+    pub fn remote_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".remote.json");
+        self.path.with_file_name(name)
+    }
     pub fn daemon_lock_path(&self) -> PathBuf {
         self.path.join("daemon.lock")
     }
@@ -180,6 +192,21 @@ impl NetDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Records::default()),
             Err(e) => Err(e),
         }
+    }
+
+    /// What the daemon serves: our records plus the remote ones, if any
+    /// (an unreadable remote file is ignored: our own names still answer).
+    pub fn load_served(&self) -> io::Result<Records> {
+        let mut r = self.load()?;
+        if let Ok(b) = fs::read(self.remote_path()) {
+            if let Ok(remote) = serde_json::from_slice::<Records>(&b) {
+                r.containers.extend(remote.containers.into_iter().map(|mut c| {
+                    c.gateways.clear(); // never listen on another node's behalf
+                    c
+                }));
+            }
+        }
+        Ok(r)
     }
 
     /// Replace the records atomically (write a temporary file, rename it).
@@ -264,6 +291,30 @@ mod tests {
         assert_eq!(d.pid(), None);
         d.remove().unwrap();
         d.remove().unwrap();
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn remote_records_are_served_beside_ours_without_their_gateways() {
+        let root = tmp_root("remote");
+        let d = NetDir::under(&root, "net1");
+        let _l = d.lock(true).unwrap().unwrap();
+        let mut r = Records { domain: "app.overlay".into(), containers: vec![] };
+        r.upsert(rec("c1", "web", "10.90.0.2/16", "10.90.0.1"));
+        d.store(&r).unwrap();
+        assert_eq!(d.remote_path(), root.join("net1.remote.json"));
+        assert_eq!(d.load_served().unwrap(), r, "no remote file: our records");
+        let remote =
+            Records { domain: String::new(), containers: vec![rec("c2", "db", "10.90.0.3/16", "10.9.9.9")] };
+        fs::write(d.remote_path(), serde_json::to_vec(&remote).unwrap()).unwrap();
+        let served = d.load_served().unwrap();
+        assert_eq!(served.containers.len(), 2);
+        assert_eq!(served.domain, "app.overlay");
+        assert_eq!(served.listen_addrs(), vec!["10.90.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(served.table().len(), 2);
+        assert_eq!(d.load().unwrap(), r, "our own file is untouched");
+        fs::write(d.remote_path(), b"garbage").unwrap();
+        assert_eq!(d.load_served().unwrap(), r);
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -216,3 +216,149 @@ fn containers_on_different_nodes_talk_and_del_leaves_nothing() {
     assert!(lab.etcd_keys(2, "/cni-rs/overlay/net/ovtest/ips/").is_empty());
     assert!(lab.etcd_keys(2, "/cni-rs/overlay/net/ovtest/nodes/").is_empty());
 }
+
+/// Ask the DNS server at `server` (UDP 53) for `name`'s A record from
+/// inside `from`, optionally from a given source address. Returns the
+/// rcode and the address of the answer (one A record).
+fn dns_a(
+    from: &TestNs,
+    server: &str,
+    name: &str,
+    src: Option<&str>,
+) -> Option<(u8, Option<std::net::Ipv4Addr>)> {
+    let q = test_harness::dnsload::build_query(name, 1)?;
+    let server: SocketAddr = format!("{server}:53").parse().unwrap();
+    let bind: SocketAddr = format!("{}:0", src.unwrap_or("0.0.0.0")).parse().unwrap();
+    from.run(move || {
+        let s = std::net::UdpSocket::bind(bind).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.send_to(&q, server).ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.recv(&mut buf).ok()?;
+        let (_, rcode, answers) = test_harness::dnsload::reply_facts(&buf[..n])?;
+        let ip = (answers > 0 && n >= 4)
+            .then(|| std::net::Ipv4Addr::new(buf[n - 4], buf[n - 3], buf[n - 2], buf[n - 1]));
+        Some((rcode, ip))
+    })
+    .ok()
+    .flatten()
+}
+
+#[test]
+fn names_resolve_across_nodes_and_tcp_goes_by_name() {
+    require_env!();
+    let lab = Lab::new(false);
+    let list = lab.list();
+    let ctrs: Vec<ContainerNs> = (0..3).map(|_| ContainerNs::with_lo().unwrap()).collect();
+    let web = lab.add(0, &list, "ctr-web", &ctrs[0], "web");
+    let db = lab.add(1, &list, "ctr-db", &ctrs[1], "db");
+    assert_eq!(web.dns.nameservers, vec!["10.90.0.1"], "the DNS server is the node-local gateway");
+    let db_ip: std::net::Ipv4Addr = ip_of(&db).parse().unwrap();
+
+    // db (node1) from web (node0), by its full and its bare name.
+    let seen = wait_until(Duration::from_secs(5), || {
+        dns_a(&ctrs[0], "10.90.0.1", "db.app.overlay", None) == Some((0, Some(db_ip)))
+    });
+    assert!(seen, "db.app.overlay from node0: {:?}", dns_a(&ctrs[0], "10.90.0.1", "db.app.overlay", None));
+    assert_eq!(dns_a(&ctrs[0], "10.90.0.1", "db", None), Some((0, Some(db_ip))));
+    let srv = tcp_echo_server(&ctrs[1], 5432);
+    let (_, addr) = dns_a(&ctrs[0], "10.90.0.1", "db.app.overlay", None).unwrap();
+    let got = tcp_roundtrip(&ctrs[0], SocketAddr::new(addr.unwrap().into(), 5432), b"SELECT 1").unwrap();
+    assert_eq!(got, b"SELECT 1");
+    srv.join().unwrap();
+    assert!(ping(&ctrs[1], &dns_a(&ctrs[1], "10.90.0.1", "web", None).unwrap().1.unwrap().to_string()));
+
+    // A new container on node2: its name is live on node2 when ADD returns,
+    // and on node0 within the watch latency.
+    let cache = lab.add(2, &list, "ctr-cache", &ctrs[2], "cache");
+    let cache_ip: std::net::Ipv4Addr = ip_of(&cache).parse().unwrap();
+    assert_eq!(dns_a(&ctrs[2], "10.90.0.1", "cache.app.overlay", None), Some((0, Some(cache_ip))));
+    assert!(wait_until(Duration::from_secs(5), || dns_a(&ctrs[0], "10.90.0.1", "cache", None)
+        == Some((0, Some(cache_ip)))));
+
+    // Never an open resolver: a client outside the network is refused.
+    let n0 = &lab.cluster.nodes[0];
+    assert_eq!(
+        dns_a(&n0.ns, "10.90.0.1", "db.app.overlay", Some("192.0.2.1")).map(|r| r.0),
+        Some(5),
+        "REFUSED"
+    );
+
+    // A container that leaves is gone from the other nodes' DNS too.
+    lab.del(1, &list, "ctr-db", &ctrs[1].path_str());
+    assert!(wait_until(Duration::from_secs(5), || dns_a(&ctrs[0], "10.90.0.1", "db.app.overlay", None)
+        .is_some_and(|r| r.0 == 3)));
+    lab.del(0, &list, "ctr-web", &ctrs[0].path_str());
+    lab.del(2, &list, "ctr-cache", &ctrs[2].path_str());
+    for n in &lab.cluster.nodes {
+        assert!(n.daemon_pids().is_empty(), "{}: daemons left", n.name);
+        assert!(!n.dir.join("dns").join(format!("{NET}.remote.json")).exists(), "{}: DNS feed left", n.name);
+    }
+}
+
+#[test]
+fn concurrent_adds_over_three_nodes_never_share_an_address() {
+    require_env!();
+    let lab = Lab::new(false);
+    // 40 addresses for 32 containers: concurrent claims collide and retry.
+    let mut ov = lab.overlay(NET, VNI, SUBNET);
+    ov["rangeStart"] = json!("10.90.0.10");
+    ov["rangeEnd"] = json!("10.90.0.49");
+    ov.as_object_mut().unwrap().remove("_net");
+    let list = conflist_value(&json!({"cniVersion": "1.0.0", "name": NET, "plugins": [ov]}));
+    let ctrs: Vec<ContainerNs> = (0..32).map(|_| ContainerNs::with_lo().unwrap()).collect();
+    let ips: Vec<(usize, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = ctrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let (rt, list) = (&lab.rts[i % 3], &list);
+                s.spawn(move || {
+                    let r = rt.add(list, &format!("par{i}"), c.path(), "eth0", "", json!({}));
+                    (i, ip_of(&r.unwrap_or_else(|e| panic!("ADD par{i}: {e}"))))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: BTreeSet<&String> = ips.iter().map(|(_, ip)| ip).collect();
+    assert_eq!(distinct.len(), 32, "an address was handed out twice: {ips:?}");
+    for (_, ip) in &ips {
+        let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!(ip.starts_with("10.90.0.") && (10..=49).contains(&last), "{ip} outside the range");
+    }
+    assert_eq!(lab.etcd_keys(0, "/cni-rs/overlay/net/ovtest/ips/").len(), 32);
+    // Each container reaches one on each other node.
+    for (i, _) in ips.iter().take(3) {
+        let peer = &ips[(i + 1) % 3].1;
+        assert!(ping(&ctrs[*i], peer), "par{i} -> {peer}");
+    }
+    std::thread::scope(|s| {
+        for (i, c) in ctrs.iter().enumerate() {
+            let (rt, list) = (&lab.rts[i % 3], &list);
+            s.spawn(move || rt.del(list, &format!("par{i}"), c.path(), "eth0", "", json!({})).unwrap());
+        }
+    });
+    assert!(lab.etcd_keys(0, "/cni-rs/overlay/net/ovtest/ips/").is_empty());
+}
+
+#[test]
+fn a_published_port_on_node_b_reaches_its_container_from_node_a() {
+    require_env!();
+    let lab = Lab::new(false);
+    let list = lab.list();
+    let c1 = ContainerNs::with_lo().unwrap();
+    let maps = json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]);
+    lab.rts[1]
+        .add(&list, "pub1", c1.path(), "eth0", "IgnoreUnknown=1", json!({"portMappings": maps}))
+        .unwrap();
+    let srv = tcp_echo_server(&c1, 80);
+    // From node A's own address space, to node B's underlay address.
+    let got = tcp_roundtrip(&lab.cluster.nodes[0].ns, "192.0.2.2:8080".parse().unwrap(), b"GET / HTTP/1.0")
+        .unwrap();
+    assert_eq!(got, b"GET / HTTP/1.0");
+    srv.join().unwrap();
+    lab.rts[1]
+        .del(&list, "pub1", c1.path(), "eth0", "IgnoreUnknown=1", json!({"portMappings": maps}))
+        .unwrap();
+}

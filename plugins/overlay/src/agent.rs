@@ -56,6 +56,8 @@ struct Agent {
     /// etcd's view and the kernel's entries, changed together.
     state: Mutex<Synced>,
     lease: AtomicI64,
+    /// A lease `leave` could not revoke (etcd down): retried while draining.
+    stale_lease: AtomicI64,
     /// Between `stop` and `start`: no longer a member, only draining releases.
     draining: AtomicBool,
     /// The last etcd call failed (log transitions only).
@@ -108,6 +110,7 @@ fn start(network: &str, ready: &mut Ready) -> Result<()> {
             dns: Feed::new(network),
         }),
         lease: AtomicI64::new(0),
+        stale_lease: AtomicI64::new(0),
         draining: AtomicBool::new(false),
         etcd_down: AtomicBool::new(false),
         conf,
@@ -229,7 +232,11 @@ impl Agent {
             std::thread::sleep(period);
             let left = self.retry_pending();
             if self.draining.load(Ordering::Relaxed) {
-                if !left {
+                let stale = self.stale_lease.load(Ordering::Relaxed);
+                if stale != 0 && self.etcd.lease_revoke(stale).is_ok() {
+                    self.stale_lease.store(0, Ordering::Relaxed);
+                }
+                if !left && self.stale_lease.load(Ordering::Relaxed) == 0 {
                     self.finish();
                 }
                 continue;
@@ -274,8 +281,9 @@ impl Agent {
     fn leave(&self) {
         self.draining.store(true, Ordering::Relaxed);
         let lease = self.lease.swap(0, Ordering::Relaxed);
-        if lease != 0 {
-            let _ = self.etcd.lease_revoke(lease);
+        if lease != 0 && self.etcd.lease_revoke(lease).is_err() {
+            // Retried while draining; else it expires within the TTL.
+            self.stale_lease.store(lease, Ordering::Relaxed);
         }
         let mut s = self.state.lock().unwrap();
         s.dns.remove();
@@ -339,6 +347,7 @@ impl Agent {
             return Ok(());
         }
         self.register()?;
+        self.stale_lease.store(0, Ordering::Relaxed); // expires by itself
         self.resync().map_err(|e| e.cni("reading the network from etcd"))?;
         Ok(())
     }

@@ -139,15 +139,22 @@ fn tcp_echo_server(ns: &TestNs, port: u16) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// Send `payload` to an echo server and read it back, writing and reading
+/// at once (a large payload would otherwise fill both socket buffers).
 fn tcp_roundtrip(from: &TestNs, to: SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let payload = payload.to_vec();
     from.run(move || {
         let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(&payload)?;
-        let mut got = vec![0u8; payload.len()];
-        s.read_exact(&mut got)?;
-        Ok(got)
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.set_write_timeout(Some(Duration::from_secs(10)))?;
+        let mut w = s.try_clone()?;
+        std::thread::scope(|sc| {
+            let writer = sc.spawn(|| w.write_all(&payload));
+            let mut got = vec![0u8; payload.len()];
+            let read = s.read_exact(&mut got);
+            writer.join().unwrap()?;
+            read.map(|_| got)
+        })
     })
     .unwrap()
 }
@@ -361,4 +368,293 @@ fn a_published_port_on_node_b_reaches_its_container_from_node_a() {
     lab.rts[1]
         .del(&list, "pub1", c1.path(), "eth0", "IgnoreUnknown=1", json!({"portMappings": maps}))
         .unwrap();
+}
+
+/// The subnet-list with a range of exactly `n` addresses from .2 on.
+fn small_range_list(lab: &Lab, n: u8, version: &str) -> NetConfList {
+    let mut ov = lab.overlay(NET, VNI, SUBNET);
+    ov["rangeStart"] = json!("10.90.0.2");
+    ov["rangeEnd"] = json!(format!("10.90.0.{}", 1 + n));
+    ov.as_object_mut().unwrap().remove("_net");
+    conflist_value(&json!({"cniVersion": version, "name": NET, "plugins": [ov]}))
+}
+
+#[test]
+fn a_dead_node_leaves_every_view_within_the_ttl_and_gc_reclaims_its_addresses() {
+    require_env!();
+    let mut lab = Lab::new(false);
+    let list = small_range_list(&lab, 3, "1.1.0");
+    let ctrs: Vec<ContainerNs> = (0..3).map(|_| ContainerNs::with_lo().unwrap()).collect();
+    let res: Vec<CniResult> =
+        (0..3).map(|i| lab.add(i, &list, &format!("k{i}"), &ctrs[i], &format!("k{i}"))).collect();
+    let mac2 = res[2].interfaces[2].mac.clone();
+    let ip2 = ip_of(&res[2]);
+    for n in &lab.cluster.nodes[..2] {
+        assert!(wait_until(Duration::from_secs(5), || vxlan_fdb(n, "vxlan4242")
+            .iter()
+            .any(|(m, _)| *m == mac2)));
+    }
+    // The range is full.
+    let extra = ContainerNs::with_lo().unwrap();
+    let e = lab.rts[0].add(&list, "extra", extra.path(), "eth0", "", json!({})).unwrap_err();
+    assert!(e.message.contains("no free address"), "{e}");
+
+    // node2 dies: its agent, its etcd member, its netns.
+    let dead = lab.cluster.kill_node(2);
+    lab.rts.remove(2);
+    drop(dead);
+    let t0 = std::time::Instant::now();
+    for n in &lab.cluster.nodes {
+        let gone = wait_until(Duration::from_secs(TTL as u64 + 10), || {
+            !vxlan_fdb(n, "vxlan4242").iter().any(|(m, _)| *m == mac2)
+                && !bridge_statics(n, "vxlan4242").contains(&mac2)
+        });
+        assert!(gone, "{} still forwards to the dead node", n.name);
+    }
+    eprintln!("dead node dropped everywhere after {:?} (TTL {TTL}s)", t0.elapsed());
+    assert!(ping(&ctrs[0], &ip_of(&res[1])), "the living still talk");
+    // Its address stays claimed (its containers might still run behind a
+    // partition) until GC releases it: an operator's GC on its behalf.
+    assert!(lab
+        .etcd_keys(0, "/cni-rs/overlay/net/ovtest/ips/")
+        .contains(&format!("/cni-rs/overlay/net/ovtest/ips/{ip2}")));
+    let cache = TempDir::new().unwrap();
+    let mut op = Runtime::new(
+        vec![target_bin_dir()],
+        Some(lab.cluster.nodes[0].ns.path().to_path_buf()),
+        cache.path(),
+    );
+    op.env = lab.cluster.nodes[0].env();
+    let mut on_behalf = list.clone();
+    on_behalf.plugins[0]["node"] = json!("192.0.2.3");
+    op.gc(&on_behalf, &[]).unwrap_or_else(|e| panic!("GC: {e:?}"));
+    assert!(ping(&ctrs[0], &ip_of(&res[1])), "GC on behalf of node2 leaves node0's containers alone");
+    let r =
+        lab.rts[0].add(&list, "extra", extra.path(), "eth0", "", json!({})).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ip_of(&r), ip2, "the dead node's address is claimable again");
+}
+
+#[test]
+fn etcd_quorum_lost_add_fails_clearly_traffic_flows_del_succeeds_nothing_leaks() {
+    require_env!();
+    let mut lab = Lab::new(false);
+    let list = lab.list();
+    let ctrs: Vec<ContainerNs> = (0..3).map(|_| ContainerNs::with_lo().unwrap()).collect();
+    let r0 = lab.add(0, &list, "q0", &ctrs[0], "q0");
+    let r1 = lab.add(1, &list, "q1", &ctrs[1], "q1");
+    assert!(ping(&ctrs[0], &ip_of(&r1)));
+
+    // Two of three members down: no quorum.
+    lab.cluster.nodes[1].kill_etcd();
+    lab.cluster.nodes[2].kill_etcd();
+    let e = lab.rts[0].add(&list, "q2", ctrs[2].path(), "eth0", "IgnoreUnknown=1", json!({})).unwrap_err();
+    assert_eq!(e.code(), Some(11), "{e}");
+    assert!(e.message.contains("etcd is unavailable"), "{e}");
+    assert!(!link_exists(&ctrs[2], "eth0"), "a failed ADD leaves nothing");
+    let atts =
+        std::fs::read_to_string(lab.cluster.nodes[0].dir.join("overlay").join(NET).join("attachments.json"))
+            .unwrap();
+    assert!(!atts.contains("q2"), "{atts}");
+
+    // Running containers keep talking, longer than a lease lives.
+    std::thread::sleep(Duration::from_secs(TTL as u64 + 1));
+    assert!(ping(&ctrs[0], &ip_of(&r1)) && ping(&ctrs[1], &ip_of(&r0)), "traffic while etcd is down");
+    let srv = tcp_echo_server(&ctrs[1], 9000);
+    assert_eq!(
+        tcp_roundtrip(&ctrs[0], format!("{}:9000", ip_of(&r1)).parse().unwrap(), b"still here").unwrap(),
+        b"still here"
+    );
+    srv.join().unwrap();
+
+    // DEL succeeds; its release waits for etcd.
+    lab.del(1, &list, "q1", &ctrs[1].path_str());
+    assert!(!link_exists(&ctrs[1], "eth0"));
+
+    // etcd back: the pending release goes through, node1's agent leaves,
+    // and nothing of q1 is left anywhere.
+    lab.cluster.start_member(1).unwrap();
+    lab.cluster.start_member(2).unwrap();
+    lab.cluster.wait_healthy(&[0, 1, 2], Duration::from_secs(30)).unwrap();
+    let ip1 = ip_of(&r1);
+    let released = wait_until(Duration::from_secs(15), || {
+        !lab.etcd_keys(0, "/cni-rs/overlay/net/ovtest/ips/").iter().any(|k| k.ends_with(&format!("/{ip1}")))
+    });
+    assert!(released, "q1's address leaked: {:?}", lab.etcd_keys(0, "/cni-rs/overlay/net/ovtest/ips/"));
+    let n1 = &lab.cluster.nodes[1];
+    assert!(
+        wait_until(Duration::from_secs(10), || n1.daemon_pids().is_empty()),
+        "node1's agent did not leave"
+    );
+    assert!(wait_until(Duration::from_secs(10), || !n1.dir.join("overlay").join(NET).exists()));
+    let only_node0 = || {
+        lab.etcd_keys(0, "/cni-rs/overlay/net/ovtest/nodes/")
+            == ["/cni-rs/overlay/net/ovtest/nodes/192.0.2.1"]
+    };
+    assert!(wait_until(Duration::from_secs(TTL as u64 + 5), only_node0), "node1 left the cluster");
+    // ADD works again.
+    let r2 = lab.add(0, &list, "q2", &ctrs[2], "q2");
+    assert!(ping(&ctrs[2], &ip_of(&r0)));
+    lab.del(0, &list, "q2", &ctrs[2].path_str());
+    lab.del(0, &list, "q0", &ctrs[0].path_str());
+    let _ = r2;
+    assert!(lab
+        .etcd_keys(0, "/cni-rs/overlay/net/ovtest/")
+        .iter()
+        .all(|k| !k.contains("/ips/") && !k.contains("/nodes/")));
+}
+
+/// `Ip: FragCreates` and `Ip: ReasmReqds` of a netns (/proc/net/snmp).
+fn frag_counters(ns: &TestNs) -> (u64, u64) {
+    let snmp = ns.run(|| std::fs::read_to_string("/proc/net/snmp")).unwrap().unwrap();
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Ip:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let get = |k: &str| {
+        let i = names.split_whitespace().position(|n| n == k).unwrap();
+        values.split_whitespace().nth(i).unwrap().parse::<u64>().unwrap()
+    };
+    (get("FragCreates"), get("ReasmReqds"))
+}
+
+#[test]
+fn full_size_tcp_crosses_nodes_without_fragmentation() {
+    require_env!();
+    let lab = Lab::new(false);
+    let list = lab.list();
+    let (c0, c1) = (ContainerNs::with_lo().unwrap(), ContainerNs::with_lo().unwrap());
+    let _r0 = lab.add(0, &list, "m0", &c0, "m0");
+    let r1 = lab.add(1, &list, "m1", &c1, "m1");
+    assert_eq!(link(&c0, "eth0").unwrap()["mtu"], 1450);
+    let before: Vec<_> = lab.cluster.nodes[..2].iter().map(|n| frag_counters(&n.ns)).collect();
+    let tx = |n: &Node| {
+        let s = &link_stats(n, "vxlan4242");
+        (s["bytes"].as_u64().unwrap(), s["packets"].as_u64().unwrap())
+    };
+    let (b0, p0) = tx(&lab.cluster.nodes[0]);
+    let srv = tcp_echo_server(&c1, 7001);
+    let payload: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let got = tcp_roundtrip(&c0, format!("{}:7001", ip_of(&r1)).parse().unwrap(), &payload).unwrap();
+    assert!(got == payload, "4 MB echoed intact");
+    srv.join().unwrap();
+    let after: Vec<_> = lab.cluster.nodes[..2].iter().map(|n| frag_counters(&n.ns)).collect();
+    assert_eq!(before, after, "no fragments created or reassembled on the underlay");
+    // Full-size frames went through the tunnel (1450-byte packets + 14 of Ethernet).
+    let (b1, p1) = tx(&lab.cluster.nodes[0]);
+    let avg = (b1 - b0) / (p1 - p0);
+    assert!(avg > 1300, "average frame through the tunnel {avg} bytes: not full size");
+}
+
+/// `ip -s link` TX counters of a device.
+fn link_stats(n: &Node, dev: &str) -> Value {
+    n.ns.ip_json(&["-s", "link", "show", dev]).unwrap()[0]["stats64"]["tx"].clone()
+}
+
+#[test]
+fn overlays_are_isolated_from_each_other_and_from_bridge_networks() {
+    require_env!();
+    let lab = Lab::new(false);
+    let a = lab.list();
+    let b = lab.list_for("ovother", 4343, "10.91.0.0/16");
+    let ctr = |_: usize| ContainerNs::with_lo().unwrap();
+    let (a0, a1, b0, b1, br0) = (ctr(0), ctr(1), ctr(2), ctr(3), ctr(4));
+    let ra0 = lab.add(0, &a, "a0", &a0, "a0");
+    let ra1 = lab.add(1, &a, "a1", &a1, "a1");
+    let rb0 = lab.add(0, &b, "b0", &b0, "b0");
+    let rb1 = lab.add(1, &b, "b1", &b1, "b1");
+    let bridge = conflist_value(
+        &json!({"cniVersion": "1.0.0", "name": "brnet", "plugins": [{"type": "bridge",
+        "bridge": "cnibr0", "isGateway": true, "isDefaultGateway": true, "ipMasq": true,
+        "ipam": {"type": "host-local", "subnet": "10.88.0.0/24", "dataDir": lab.cluster.nodes[0].dir.join("ipam")}}]}),
+    );
+    let rbr = lab.rts[0].add(&bridge, "br0", br0.path(), "eth0", "", json!({})).unwrap();
+    // Inside one overlay, across nodes: yes.
+    assert!(ping(&a0, &ip_of(&ra1)) && ping(&b0, &ip_of(&rb1)));
+    // Between overlays, same node and across nodes: no.
+    assert!(!ping(&a0, &ip_of(&rb0)), "overlay A -> overlay B on the same node");
+    assert!(!ping(&a0, &ip_of(&rb1)), "overlay A -> overlay B on another node");
+    assert!(!ping(&b1, &ip_of(&ra1)), "overlay B -> overlay A on the same node");
+    // From a bridge network into an overlay: no.
+    assert!(!ping(&br0, &ip_of(&ra0)), "bridge network -> overlay");
+    // The other VNI's devices hold none of the first overlay's containers.
+    let n0 = &lab.cluster.nodes[0];
+    let mac_a1 = ra1.interfaces[2].mac.clone();
+    assert!(vxlan_fdb(n0, "vxlan4242").iter().any(|(m, _)| *m == mac_a1));
+    assert!(!vxlan_fdb(n0, "vxlan4343").iter().any(|(m, _)| *m == mac_a1));
+    lab.rts[0].del(&bridge, "br0", br0.path(), "eth0", "", json!({})).unwrap();
+    let _ = rbr;
+}
+
+#[test]
+fn a_routed_underlay_carries_the_overlay() {
+    require_env!();
+    let lab = Lab::new(true);
+    let list = lab.list();
+    let (c0, c2) = (ContainerNs::with_lo().unwrap(), ContainerNs::with_lo().unwrap());
+    let r0 = lab.add(0, &list, "r0", &c0, "r0");
+    let r2 = lab.add(2, &list, "r2", &c2, "r2");
+    assert!(wait_until(Duration::from_secs(5), || ping(&c0, &ip_of(&r2))), "node0 -> node2 over the router");
+    assert!(ping(&c2, &ip_of(&r0)));
+    let n0 = &lab.cluster.nodes[0];
+    assert_eq!(
+        link(&n0.ns, "vxlan4242").unwrap()["linkinfo"]["info_data"]["local"],
+        "198.51.100.2",
+        "VTEP from the default route"
+    );
+    assert!(vxlan_fdb(n0, "vxlan4242").contains(&(r2.interfaces[2].mac.clone(), "198.51.100.34".into())));
+    lab.del(0, &list, "r0", &c0.path_str());
+    lab.del(2, &list, "r2", &c2.path_str());
+}
+
+#[test]
+fn a_restarted_agent_reconciles_the_kernel_from_scratch() {
+    require_env!();
+    let lab = Lab::new(false);
+    let list = lab.list();
+    let ctrs: Vec<ContainerNs> = (0..3).map(|_| ContainerNs::with_lo().unwrap()).collect();
+    let _r0 = lab.add(0, &list, "s0", &ctrs[0], "s0");
+    let r1 = lab.add(1, &list, "s1", &ctrs[1], "s1");
+    let n0 = &lab.cluster.nodes[0];
+    let mac1 = r1.interfaces[2].mac.clone();
+    assert!(wait_until(Duration::from_secs(5), || vxlan_fdb(n0, "vxlan4242")
+        .iter()
+        .any(|(m, _)| *m == mac1)));
+    // The agent dies; the kernel drifts: an entry lost, a stranger added.
+    n0.kill_daemons();
+    let bridge = |args: &[&str]| {
+        let out =
+            std::process::Command::new("bridge").args(["-n", n0.ns.name()]).args(args).output().unwrap();
+        assert!(out.status.success(), "bridge {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    bridge(&["fdb", "del", &mac1, "dev", "vxlan4242", "self"]);
+    bridge(&[
+        "fdb",
+        "add",
+        "02:42:0a:5a:99:99",
+        "dev",
+        "vxlan4242",
+        "dst",
+        "192.0.2.77",
+        "self",
+        "permanent",
+    ]);
+    n0.ns
+        .ip(&[
+            "neigh",
+            "add",
+            "10.90.99.99",
+            "lladdr",
+            "02:42:0a:5a:99:99",
+            "dev",
+            "vxlan4242",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    // The next ADD starts a new agent, which reconciles before ADD returns.
+    lab.add(0, &list, "s2", &ctrs[2], "s2");
+    let fdb = vxlan_fdb(n0, "vxlan4242");
+    assert!(fdb.contains(&(mac1.clone(), "192.0.2.2".into())), "{fdb:?}");
+    assert!(!fdb.iter().any(|(m, _)| m == "02:42:0a:5a:99:99"), "{fdb:?}");
+    let neigh = n0.ns.ip(&["neigh", "show", "dev", "vxlan4242"]).unwrap();
+    assert!(!neigh.contains("10.90.99.99") && neigh.contains(&ip_of(&r1)), "{neigh}");
+    assert!(ping(&ctrs[2], &ip_of(&r1)));
 }

@@ -16,6 +16,7 @@ const OUR_PLUGINS: &[&str] = &[
     "dnsname",
     "firewall",
     "tuning",
+    "overlay",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

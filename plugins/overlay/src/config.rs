@@ -294,6 +294,17 @@ mod tests {
     }
 
     #[test]
+    fn the_conf_examples_are_valid_overlay_configs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf-examples/overlay");
+        for f in ["app.conflist", "app-tls.conflist"] {
+            let list: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap();
+            let c = parse(list["plugins"][0].clone()).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_eq!((c.vni, c.subnet.to_string().as_str()), (4242, "10.90.0.0/16"), "{f}");
+        }
+    }
+
+    #[test]
     fn macs_follow_the_address() {
         assert_eq!(mac_for("10.90.0.5".parse().unwrap()), [2, 0x42, 10, 90, 0, 5]);
     }

@@ -14,6 +14,7 @@ mod ctx;
 mod dns;
 mod floors;
 mod latency;
+mod overlay;
 mod parallel;
 mod report;
 mod setup;
@@ -39,13 +40,13 @@ const USAGE: &str = "usage: cnibench [--dirs NAME=DIR,...] [--n N] [--scale N] [
   --start-runs  VERSION execs per plugin (default 200)
   --tiny        CI configuration: --n 3 --scale 12 --rounds 1 --start-runs 20
   --out         write the markdown results page there
-  --only        scenarios: loopback,bridge,portmap,macvlan,parallel,scaling,start,dns,floors
+  --only        scenarios: loopback,bridge,portmap,macvlan,parallel,scaling,start,dns,overlay,floors
 
 Exit status 1 when anything measured went wrong (a failed or unverified ADD, leftovers of a
 non-baseline implementation); timings never fail the run.";
 
 const SCENARIOS: &[&str] =
-    &["loopback", "bridge", "portmap", "macvlan", "parallel", "scaling", "start", "dns", "floors"];
+    &["loopback", "bridge", "portmap", "macvlan", "parallel", "scaling", "start", "dns", "overlay", "floors"];
 
 const WHERE_TIME_GOES: &str = include_str!("where_time_goes.md");
 
@@ -213,6 +214,9 @@ fn main() {
     }
     if ctx.opts.wants("dns") {
         dns::dns(&mut ctx);
+    }
+    if ctx.opts.wants("overlay") {
+        overlay::overlay(&mut ctx);
     }
     if ctx.opts.wants("floors") {
         floors::floors(&mut ctx);

@@ -188,8 +188,12 @@ impl Agent {
         if let Err(e) = dataplane::sync_entries(&mut s.nl, &self.conf, &want) {
             self.log(&format!("programming entries: {e}"));
         }
-        let view = if draining { View::default() } else { s.view.clone() };
-        s.dns.update(&view, self.me(), self.conf.subnet.prefix);
+        // A draining agent's names are gone (`leave` removed the feed, after
+        // setting `draining`, under this lock): never write it again.
+        if !draining {
+            let view = s.view.clone();
+            s.dns.update(&view, self.me(), self.conf.subnet.prefix);
+        }
     }
 
     fn watch_loop(&self, mut rev: i64) {

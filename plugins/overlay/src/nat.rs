@@ -22,7 +22,7 @@
 //! first container on the node and go with its last.
 
 use common::nft::expr::{self, Addr, CmpOp, Verdict};
-use common::nft::{BaseChain, Batch, Family, Hook, Nft, Rule, Table};
+use common::nft::{tag, BaseChain, Batch, Family, Hook, Nft, Rule, Table};
 use common::{CniError, Result};
 
 use crate::config::Config;
@@ -47,13 +47,23 @@ fn masq_rule(conf: &Config) -> Rule {
         ]
         .concat(),
     )
-    .comment(format!("{} masq", conf.network))
+    .comment(masq_rule_comment(&conf.network))
+}
+
+/// Rule comments carry the network's bounded tag part (common::nft::tag), so
+/// any name fits what nf_tables keeps and is matched whole.
+fn masq_rule_comment(network: &str) -> String {
+    tag::rule_comment(network, "masq")
+}
+
+fn inbound_comment(network: &str) -> String {
+    tag::rule_comment(network, "in")
 }
 
 fn inbound_rules(conf: &Config) -> Vec<Rule> {
     let br = conf.bridge();
     let routed_in = || [expr::ifname(false, &br, CmpOp::Eq), expr::ifname(true, &br, CmpOp::Neq)].concat();
-    let comment = format!("{} in", conf.network);
+    let comment = inbound_comment(&conf.network);
     vec![
         Rule::new(
             [
@@ -73,7 +83,7 @@ fn inbound_rules(conf: &Config) -> Vec<Rule> {
 }
 
 fn is_ours(comment: &Option<String>, network: &str) -> bool {
-    comment.as_deref().and_then(|c| c.rsplit_once(' ')).is_some_and(|(n, _)| n == network)
+    comment.as_deref().is_some_and(|c| tag::rule_of(c, network))
 }
 
 /// Install the network's rules unless present.
@@ -172,5 +182,18 @@ mod tests {
         assert!(is_ours(&Some("my app in".into()), "my app"));
         assert!(!is_ours(&Some("app2 in".into()), "app"));
         assert!(!is_ours(&None, "app"));
+    }
+
+    #[test]
+    fn long_network_names_give_bounded_comments_that_still_match() {
+        // nf_tables keeps 128 bytes of a comment: two long names sharing
+        // their first 128 bytes must still be told apart.
+        let a = format!("{}a", "n".repeat(200));
+        let b = format!("{}b", "n".repeat(200));
+        for rule in [masq_rule_comment(&a), inbound_comment(&a)] {
+            assert!(rule.len() < 128, "{rule}");
+            assert!(is_ours(&Some(rule.clone()), &a));
+            assert!(!is_ours(&Some(rule), &b));
+        }
     }
 }

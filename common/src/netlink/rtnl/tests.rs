@@ -50,10 +50,19 @@ impl TestNs {
 
     /// `ip -n NAME -j ARGS…` parsed as JSON.
     fn ip(&self, args: &str) -> Value {
-        let mut cmd = Command::new("ip");
+        self.iproute2("ip", args)
+    }
+
+    /// `bridge -j ARGS` inside the netns.
+    fn bridge(&self, args: &str) -> Value {
+        self.iproute2("bridge", args)
+    }
+
+    fn iproute2(&self, tool: &str, args: &str) -> Value {
+        let mut cmd = Command::new(tool);
         cmd.args(["-n", &self.name, "-j"]).args(args.split_whitespace());
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "ip {args}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{tool} {args}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
@@ -274,8 +283,12 @@ fn bridge_port_vlans() {
         res => res.unwrap(),
     }
     assert!(r.bridge_vlans(p).unwrap().contains(&v));
-    let j = t.ip("vlan show dev p0"); // cross-check only the vid
-    assert!(j.to_string().contains("100"), "{j}");
+    // Cross-check with iproute2: vid 100, PVID and egress untagged.
+    let j = t.bridge("vlan show dev p0");
+    let vlans = j[0]["vlans"].as_array().cloned().unwrap_or_default();
+    let v100 = vlans.iter().find(|x| x["vlan"] == 100).unwrap_or_else(|| panic!("no vid 100: {j}"));
+    let flags = v100["flags"].to_string();
+    assert!(flags.contains("PVID") && flags.contains("Egress Untagged"), "{j}");
     r.bridge_vlan_del(p, 100, false).unwrap();
     assert!(!r.bridge_vlans(p).unwrap().iter().any(|x| x.vid == 100));
 }

@@ -762,6 +762,80 @@ fn vlan_without_kernel_support_is_a_clear_error_and_leaves_nothing() {
     assert!(w.leases().is_empty(), "lease released: {:?}", w.leases());
 }
 
+/// The VLANs of a bridge port as `bridge -j vlan show` reports them: (vid, flags).
+fn port_vlans(ns: &TestNs, port: &str) -> Vec<(u64, Vec<String>)> {
+    let out =
+        Command::new("bridge").args(["-n", ns.name(), "-j", "vlan", "show", "dev", port]).output().unwrap();
+    assert!(out.status.success(), "bridge vlan show: {}", String::from_utf8_lossy(&out.stderr));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap_or(json!([]));
+    let vlans = j[0]["vlans"].as_array().cloned().unwrap_or_default();
+    let flags = |v: &Value| {
+        v["flags"].as_array().into_iter().flatten().filter_map(|f| f.as_str().map(str::to_string)).collect()
+    };
+    vlans.iter().map(|v| (v["vlan"].as_u64().unwrap(), flags(v))).collect()
+}
+
+/// On kernels with bridge VLAN filtering (Debian 12's 6.1 has it: run by
+/// `scripts/vm-test --ci`): `vlan` makes the port an access port of that VLAN,
+/// so containers reach those of their own VLAN and not those of another on
+/// the same bridge and subnet; `vlanTrunk` adds tagged VLANs.
+#[test]
+fn vlan_access_ports_isolate_vlans_and_trunks_carry_tagged_vids() {
+    require_root!();
+    if !kernel_has_vlan_filtering() {
+        eprintln!("SKIP: this kernel has no bridge VLAN filtering");
+        return;
+    }
+    let w = World::new();
+    // One subnet, address ranges apart so the networks' leases never collide.
+    let net = |name: &str, first: &str, last: &str, vlan: Value| {
+        let range = json!([{"subnet": "10.77.41.0/24", "rangeStart": first, "rangeEnd": last}]);
+        let mut p = json!({"type": "bridge", "bridge": BR, "preserveDefaultVlan": false,
+            "ipam": {"type": "host-local", "dataDir": w.data.path(), "ranges": [range]}});
+        for (k, v) in vlan.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        conflist_value(&json!({"cniVersion": "1.0.0", "name": name, "plugins": [p]}))
+    };
+    let v10 = net("vlan10", "10.77.41.10", "10.77.41.19", json!({"vlan": 10}));
+    let v20 = net("vlan20", "10.77.41.20", "10.77.41.29", json!({"vlan": 20}));
+    let trunk = net(
+        "trunk",
+        "10.77.41.30",
+        "10.77.41.39",
+        json!({"vlanTrunk": [{"id": 30}, {"minID": 40, "maxID": 42}]}),
+    );
+    let (a, b, c, t) = (ctr(), ctr(), ctr(), ctr());
+    let ra = w.add(&v10, "ctr-a", &a);
+    let rb = w.add(&v10, "ctr-b", &b);
+    let rc = w.add(&v20, "ctr-c", &c);
+    let rt = w.add(&trunk, "ctr-t", &t);
+
+    let br = link(&w.host, BR).expect("bridge");
+    assert_eq!(br["linkinfo"]["info_data"]["vlan_filtering"], 1, "{br}");
+    let access = |vid| vec![(vid, vec!["PVID".to_string(), "Egress Untagged".to_string()])];
+    assert_eq!(port_vlans(&w.host, &host_veth(&ra)), access(10), "the default VLAN 1 is removed");
+    assert_eq!(port_vlans(&w.host, &host_veth(&rc)), access(20));
+    let tagged: Vec<u64> = port_vlans(&w.host, &host_veth(&rt))
+        .into_iter()
+        .map(|(vid, flags)| {
+            assert!(flags.is_empty(), "trunk VLAN {vid} is tagged, no PVID: {flags:?}");
+            vid
+        })
+        .collect();
+    assert_eq!(tagged, [30, 40, 41, 42]);
+
+    assert!(pings_soon(&a, &ip_of(&rb, true)), "same VLAN: a -> b");
+    assert!(never_pings(&a, &ip_of(&rc, true), 2), "VLAN 10 must not reach VLAN 20");
+    assert!(never_pings(&c, &ip_of(&rb, true), 2), "VLAN 20 must not reach VLAN 10");
+
+    w.del(&v10, "ctr-a", &a.path_str());
+    w.del(&v10, "ctr-b", &b.path_str());
+    w.del(&v20, "ctr-c", &c.path_str());
+    w.del(&trunk, "ctr-t", &t.path_str());
+    assert!(w.ports().is_empty(), "no port left: {:?}", w.ports());
+}
+
 // ----- 4. failed ADDs leave nothing --------------------------------------------
 
 #[test]

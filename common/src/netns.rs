@@ -116,6 +116,11 @@ impl Netns {
         &self.path
     }
 
+    /// Another handle on the same namespace (the fd duplicated).
+    pub fn try_clone(&self) -> io::Result<Netns> {
+        Ok(Netns { file: self.file.try_clone()?, path: self.path.clone() })
+    }
+
     /// True when both handles name the same namespace.
     pub fn same_as(&self, other: &Netns) -> io::Result<bool> {
         let (a, b) = (self.file.metadata()?, other.file.metadata()?);

@@ -1,10 +1,12 @@
 //! Typed, synchronous rtnetlink on the `netlink` core: links (veth, bridge,
-//! macvlan, vlan, vxlan, bridge ports and VLANs), addresses, routes,
-//! neighbours and bridge forwarding entries.
+//! macvlan, vlan, vxlan, dummy, bridge ports and VLANs), addresses, routes,
+//! rules, neighbours and bridge forwarding entries.
 //!
 //! An [`Rtnl`] acts in the netns it was opened in, so open it with
 //! [`Rtnl::in_netns`] to change a container. Kernel refusals come back as
 //! [`NlError`](super::NlError) so callers can test `EEXIST`, `ENODEV`, `ENOENT`.
+//! Plugins reach it through the `common::net::NetStack` trait, so that their
+//! decisions can be unit tested against a fake.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -15,32 +17,67 @@ mod addr;
 mod link;
 mod neigh;
 mod route;
+mod rule;
 #[cfg(test)]
 mod tests;
 mod vxlan;
 
 pub use addr::{Addr, AddrOpts};
 pub use link::{
-    BridgeOpts, BridgePort, BridgePortOpts, BridgeVlan, Link, MacvlanMode, MacvlanOpts, IF_OPER_UP,
+    BridgeOpts, BridgePort, BridgePortOpts, BridgeVlan, Link, LinkKind, MacvlanMode, MacvlanOpts, NewLink,
+    IF_OPER_UP,
 };
 pub use neigh::Neigh;
 pub use route::Route;
+pub use rule::{Rule, FR_ACT_TO_TBL};
 pub use vxlan::{Fdb, VxlanOpts, VXLAN_PORT};
 
 /// A route netlink socket bound to one network namespace.
 pub struct Rtnl {
     sock: Socket,
+    /// The socket's netns: given to `in_netns`, or opened on first need for
+    /// one from `open` (see `netns_fd`).
+    netns: Option<Netns>,
+    /// Opened in the calling thread's own netns: sysctls need no visit.
+    here: bool,
 }
 
 impl Rtnl {
-    /// A socket in the calling thread's netns.
+    /// A socket in the calling thread's netns, for use on that thread.
     pub fn open() -> NlResult<Rtnl> {
-        Ok(Rtnl { sock: Socket::open(libc::NETLINK_ROUTE)? })
+        Ok(Rtnl { sock: Socket::open(libc::NETLINK_ROUTE)?, netns: None, here: true })
     }
 
     /// A socket that lives in `ns`, usable from any thread afterwards.
     pub fn in_netns(ns: &Netns) -> NlResult<Rtnl> {
-        Ok(Rtnl { sock: ns.route_socket()? })
+        Ok(Rtnl { sock: ns.route_socket()?, netns: Some(ns.try_clone()?), here: false })
+    }
+
+    /// An fd of this socket's netns, to create or move links into it from
+    /// another one (`IFLA_NET_NS_FD`). Valid as long as this `Rtnl` lives.
+    pub fn netns_fd(&mut self) -> NlResult<std::os::fd::RawFd> {
+        if self.netns.is_none() {
+            self.netns = Some(Netns::current()?);
+        }
+        Ok(self.netns.as_ref().map_or(-1, Netns::fd))
+    }
+
+    /// Read a sysctl (`net/ipv4/conf/eth0/arp_notify`) of this netns.
+    pub fn sysctl(&mut self, key: &str) -> std::io::Result<String> {
+        self.in_own_netns(|| crate::sysctl::read(key))
+    }
+
+    /// Write sysctls of this netns, in order (one netns visit for all).
+    pub fn set_sysctls(&mut self, settings: &[(&str, &str)]) -> std::io::Result<()> {
+        self.in_own_netns(|| settings.iter().try_for_each(|(k, v)| crate::sysctl::write(k, v)))
+    }
+
+    /// Run `f` where /proc/sys/net shows this socket's netns.
+    fn in_own_netns<T>(&self, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+        match (&self.netns, self.here) {
+            (Some(ns), false) => ns.visit(f)?,
+            _ => f(),
+        }
     }
 
     /// The underlying socket, for requests this layer does not cover.

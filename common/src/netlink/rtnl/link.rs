@@ -68,6 +68,11 @@ impl Link {
     pub fn is_allmulti(&self) -> bool {
         self.flags & libc::IFF_ALLMULTI as u32 != 0
     }
+    /// The MAC as a CNI result writes it ("aa:bb:…", lowercase); empty when
+    /// the link has none.
+    pub fn mac_string(&self) -> String {
+        self.mac.as_ref().map(super::format_mac).unwrap_or_default()
+    }
 
     fn parse(r: &Reply) -> Option<Link> {
         let p = payload_of(r, libc::RTM_NEWLINK, IFINFOMSG_LEN)?;
@@ -140,7 +145,78 @@ impl MacvlanMode {
     }
 }
 
-/// Options of a new bridge.
+/// A link to create (see [`Rtnl::add_link`]). Start from a constructor and
+/// set the rest with struct update syntax:
+/// `NewLink { mtu: Some(1400), netns_fd: Some(fd), ..NewLink::macvlan("mv0", parent, mode) }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLink {
+    pub name: String,
+    pub kind: LinkKind,
+    /// For a veth both ends; `None`: the kernel's (a macvlan's or vlan's: its parent's).
+    pub mtu: Option<u32>,
+    /// For a veth the first end; `None`: a random one (a vlan's: its parent's).
+    pub mac: Option<[u8; 6]>,
+    /// The parent (macvlan, vlan): an ifindex in the netns that creates the link.
+    pub parent: Option<u32>,
+    /// Create the link in this netns (see `NetStack::netns_fd`) instead of
+    /// the creating one; a parent stays where it is.
+    pub netns_fd: Option<RawFd>,
+}
+
+/// The kind of a new link and what only that kind has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A veth pair; the peer goes into `peer_netns_fd` when given.
+    Veth { peer: String, peer_netns_fd: Option<RawFd> },
+    /// A bridge; `vlan_filtering` is sent only when set (kernels without
+    /// bridge VLAN support refuse it).
+    Bridge { vlan_filtering: Option<bool> },
+    /// A macvlan on `parent`; `bc_queue_len` is `IFLA_MACVLAN_BC_QUEUE_LEN`.
+    Macvlan { mode: MacvlanMode, bc_queue_len: Option<u32> },
+    /// An 802.1Q VLAN device on `parent`.
+    Vlan { id: u16 },
+    /// A dummy device: a link that goes nowhere.
+    Dummy,
+}
+
+impl LinkKind {
+    /// `IFLA_INFO_KIND`, as `Link::kind` reports it back.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkKind::Veth { .. } => "veth",
+            LinkKind::Bridge { .. } => "bridge",
+            LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Dummy => "dummy",
+        }
+    }
+}
+
+impl NewLink {
+    /// A link of `kind` with every option at the kernel's default.
+    pub fn new(name: &str, kind: LinkKind) -> NewLink {
+        NewLink { name: name.to_string(), kind, mtu: None, mac: None, parent: None, netns_fd: None }
+    }
+    /// A veth pair `name` ↔ `peer`, both ends here.
+    pub fn veth(name: &str, peer: &str) -> NewLink {
+        NewLink::new(name, LinkKind::Veth { peer: peer.to_string(), peer_netns_fd: None })
+    }
+    /// A bridge.
+    pub fn bridge(name: &str) -> NewLink {
+        NewLink::new(name, LinkKind::Bridge { vlan_filtering: None })
+    }
+    /// A macvlan of `mode` on the link `parent`.
+    pub fn macvlan(name: &str, parent: u32, mode: MacvlanMode) -> NewLink {
+        let kind = LinkKind::Macvlan { mode, bc_queue_len: None };
+        NewLink { parent: Some(parent), ..NewLink::new(name, kind) }
+    }
+    /// VLAN `id` on the link `parent`.
+    pub fn vlan(name: &str, parent: u32, id: u16) -> NewLink {
+        NewLink { parent: Some(parent), ..NewLink::new(name, LinkKind::Vlan { id }) }
+    }
+}
+
+/// Options of a new bridge (see [`Rtnl::add_bridge`]).
 #[derive(Clone, Debug, Default)]
 pub struct BridgeOpts {
     pub mtu: Option<u32>,
@@ -149,7 +225,7 @@ pub struct BridgeOpts {
     pub vlan_filtering: Option<bool>,
 }
 
-/// Options of a new macvlan.
+/// Options of a new macvlan (see [`Rtnl::add_macvlan`]).
 #[derive(Clone, Debug, Default)]
 pub struct MacvlanOpts {
     pub mode: MacvlanMode,
@@ -239,42 +315,68 @@ pub(super) fn linkinfo(m: &mut Msg, kind: &str, data: impl FnOnce(&mut Msg)) {
     });
 }
 
-fn veth_msg(name: &str, peer: &str, peer_ns: Option<RawFd>, mtu: Option<u32>, mac: Option<[u8; 6]>) -> Msg {
-    let mut m = create_msg(name, mtu, mac, None, None);
-    linkinfo(&mut m, "veth", |d| {
-        // The peer is a full ifinfomsg + attributes, created in its own netns.
-        d.nest(VETH_INFO_PEER, |p| {
-            p.push(&ifinfomsg(0, 0, 0, 0)).attr_str(libc::IFLA_IFNAME, peer);
-            if let Some(mtu) = mtu {
-                p.attr_u32(libc::IFLA_MTU, mtu);
+fn new_link_msg(l: &NewLink) -> Msg {
+    let mut m = create_msg(&l.name, l.mtu, l.mac, l.netns_fd, l.parent);
+    let data = |d: &mut Msg| match &l.kind {
+        LinkKind::Veth { peer, peer_netns_fd } => {
+            // The peer is a full ifinfomsg + attributes, created in its own netns.
+            d.nest(VETH_INFO_PEER, |p| {
+                p.push(&ifinfomsg(0, 0, 0, 0)).attr_str(libc::IFLA_IFNAME, peer);
+                if let Some(mtu) = l.mtu {
+                    p.attr_u32(libc::IFLA_MTU, mtu);
+                }
+                if let Some(fd) = peer_netns_fd {
+                    p.attr_u32(libc::IFLA_NET_NS_FD, *fd as u32);
+                }
+            });
+        }
+        LinkKind::Bridge { vlan_filtering } => {
+            if let Some(on) = vlan_filtering {
+                d.attr_u8(IFLA_BR_VLAN_FILTERING, *on as u8);
             }
-            if let Some(fd) = peer_ns {
-                p.attr_u32(libc::IFLA_NET_NS_FD, fd as u32);
+        }
+        LinkKind::Macvlan { mode, bc_queue_len } => {
+            d.attr_u32(IFLA_MACVLAN_MODE, *mode as u32);
+            if let Some(n) = bc_queue_len {
+                d.attr_u32(IFLA_MACVLAN_BC_QUEUE_LEN, *n);
             }
+        }
+        LinkKind::Vlan { id } => {
+            d.attr_u16(IFLA_VLAN_ID, *id);
+        }
+        LinkKind::Dummy => {}
+    };
+    if l.kind == LinkKind::Dummy {
+        // A kind without data: no IFLA_INFO_DATA at all.
+        m.nest(libc::IFLA_LINKINFO, |li| {
+            li.attr_str(libc::IFLA_INFO_KIND, l.kind.name());
         });
-    });
+    } else {
+        linkinfo(&mut m, l.kind.name(), data);
+    }
     m
+}
+
+fn veth_msg(name: &str, peer: &str, peer_ns: Option<RawFd>, mtu: Option<u32>, mac: Option<[u8; 6]>) -> Msg {
+    let kind = LinkKind::Veth { peer: peer.to_string(), peer_netns_fd: peer_ns };
+    new_link_msg(&NewLink { mtu, mac, ..NewLink::new(name, kind) })
 }
 
 fn bridge_msg(name: &str, o: &BridgeOpts) -> Msg {
-    let mut m = create_msg(name, o.mtu, o.mac, None, None);
-    linkinfo(&mut m, "bridge", |d| {
-        if let Some(on) = o.vlan_filtering {
-            d.attr_u8(IFLA_BR_VLAN_FILTERING, on as u8);
-        }
-    });
-    m
+    let kind = LinkKind::Bridge { vlan_filtering: o.vlan_filtering };
+    new_link_msg(&NewLink { mtu: o.mtu, mac: o.mac, ..NewLink::new(name, kind) })
 }
 
 fn macvlan_msg(name: &str, parent: u32, o: &MacvlanOpts) -> Msg {
-    let mut m = create_msg(name, o.mtu, o.mac, o.netns_fd, Some(parent));
-    linkinfo(&mut m, "macvlan", |d| {
-        d.attr_u32(IFLA_MACVLAN_MODE, o.mode as u32);
-        if let Some(n) = o.bc_queue_len {
-            d.attr_u32(IFLA_MACVLAN_BC_QUEUE_LEN, n);
-        }
-    });
-    m
+    let kind = LinkKind::Macvlan { mode: o.mode, bc_queue_len: o.bc_queue_len };
+    let new = NewLink {
+        mtu: o.mtu,
+        mac: o.mac,
+        netns_fd: o.netns_fd,
+        parent: Some(parent),
+        ..NewLink::new(name, kind)
+    };
+    new_link_msg(&new)
 }
 
 fn set_msg(family: u8, index: u32, flags: u32, change: u32) -> Msg {
@@ -361,6 +463,11 @@ impl Rtnl {
         Ok(self.sock.dump(m)?.iter().filter_map(Link::parse).collect())
     }
 
+    /// Create a link (`EEXIST` if the name is taken where it is created).
+    pub fn add_link(&mut self, link: &NewLink) -> NlResult<()> {
+        self.sock.request(new_link_msg(link))
+    }
+
     /// Create a veth pair here; the peer goes straight into `peer_netns_fd`
     /// when given. `mtu` applies to both ends, `mac` to the first.
     pub fn add_veth(
@@ -394,11 +501,7 @@ impl Rtnl {
         mtu: Option<u32>,
         netns_fd: Option<RawFd>,
     ) -> NlResult<()> {
-        let mut m = create_msg(name, mtu, None, netns_fd, Some(parent));
-        linkinfo(&mut m, "vlan", |d| {
-            d.attr_u16(IFLA_VLAN_ID, vid);
-        });
-        self.sock.request(m)
+        self.add_link(&NewLink { mtu, netns_fd, ..NewLink::vlan(name, parent, vid) })
     }
 
     fn set_flag(&mut self, index: u32, flag: i32, on: bool) -> NlResult<()> {
@@ -552,6 +655,15 @@ mod tests {
         let info = r.attrs(IFINFOMSG_LEN).get(libc::IFLA_LINKINFO).unwrap();
         let data = info.nested().get(libc::IFLA_INFO_DATA).unwrap().nested();
         assert_eq!(data.get(IFLA_MACVLAN_BC_QUEUE_LEN).unwrap().u32(), 500);
+    }
+
+    #[test]
+    fn dummy_request_has_a_kind_and_no_data() {
+        let r = as_reply(new_link_msg(&NewLink { mtu: Some(1280), ..NewLink::new("d0", LinkKind::Dummy) }));
+        let l = Link::parse(&r).unwrap();
+        assert_eq!((l.name.as_str(), l.kind.as_deref(), l.mtu), ("d0", Some("dummy"), 1280));
+        let info = r.attrs(IFINFOMSG_LEN).get(libc::IFLA_LINKINFO).unwrap().nested();
+        assert!(info.get(libc::IFLA_INFO_DATA).is_none());
     }
 
     #[test]

@@ -504,3 +504,43 @@ fn neighbours_add_replace_delete() {
     assert_eq!(r.del_neigh(i, ip("10.9.0.7")).unwrap_err().errno, libc::ENOENT);
     assert_eq!(t.ip("neigh show dev n0 nud permanent"), Value::Array(vec![]));
 }
+
+#[test]
+fn rules_add_list_delete_as_ip_rule_sees_them() {
+    let Some(t) = TestNs::new() else { return };
+    let mut r = t.rtnl();
+    let mut v4 = Rule::new(Family::V4, 100);
+    (v4.src, v4.priority, v4.iif) = (Some("10.9.0.2/32".parse().unwrap()), Some(500), Some("lo".into()));
+    let mut v6 = Rule::new(Family::V6, 5000);
+    (v6.dst, v6.fwmark, v6.fwmask) = (Some("fd00:9::/64".parse().unwrap()), Some(7), Some(0xff));
+    v6.priority = Some(600);
+    for rule in [&v4, &v6] {
+        r.add_rule(rule).unwrap();
+        assert_eq!(r.add_rule(rule).unwrap_err().errno, libc::EEXIST);
+    }
+    let j = t.ip("rule show pref 500");
+    assert_eq!(
+        (j[0]["src"].as_str(), j[0]["table"].as_str(), j[0]["iif"].as_str()),
+        (Some("10.9.0.2"), Some("100"), Some("lo"))
+    );
+    let j = t.ip("-6 rule show pref 600");
+    assert_eq!(
+        (j[0]["dst"].as_str(), j[0]["dstlen"].as_u64(), j[0]["table"].as_str()),
+        (Some("fd00:9::"), Some(64), Some("5000"))
+    );
+    let ours = |r: &mut Rtnl| {
+        r.rules(Family::Any)
+            .unwrap()
+            .into_iter()
+            .filter(|x| x.table == 100 || x.table == 5000)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ours(&mut r), vec![v4.clone(), v6.clone()]);
+    // The kernel's own rules are listed too: local, main, default.
+    assert!(r.rules(Family::V4).unwrap().iter().any(|x| x.table == 254 && x.priority == Some(32766)));
+    for rule in [&v4, &v6] {
+        r.del_rule(rule).unwrap();
+        assert_eq!(r.del_rule(rule).unwrap_err().errno, libc::ENOENT);
+    }
+    assert!(ours(&mut r).is_empty());
+}

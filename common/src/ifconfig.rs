@@ -1,6 +1,7 @@
 //! A container interface's IP configuration: sysctls, addresses, link up and
 //! routes inside the container netns (what the reference's
-//! `ipam.ConfigureIface` does), and its verification for CHECK.
+//! `ipam.ConfigureIface` does), and its verification for CHECK; the
+//! sysctls around it (neighbour announcements, forwarding).
 //!
 //! Shared by every main plugin that hands an interface to a container.
 
@@ -8,30 +9,25 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::ipnet::IpNet;
-use crate::netlink::rtnl::{self, AddrOpts, Family, Link, Rtnl};
-use crate::netlink::NlError;
-use crate::netns::Netns;
+use crate::links::link_error;
+use crate::net::NetStack;
+use crate::netlink::rtnl::{self, AddrOpts, Family, Link};
 use crate::spec::{IpConfig, Route};
-use crate::{sysctl, CniError, Result};
-
-fn link_error(what: &str, e: NlError) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
+use crate::{CniError, Result};
 
 const IFA_F_TENTATIVE: u32 = 0x40;
 
-/// Configure `ifname` in `ns`: DAD policy and ARP notification first, then
-/// addresses, link up, then routes (which need the addresses).
+/// Configure `ifname` in `nl`'s netns: DAD policy and ARP notification
+/// first, then addresses, link up, then routes (which need the addresses).
 pub fn configure(
-    ns: &Netns,
-    nl: &mut Rtnl,
+    nl: &mut impl NetStack,
     ifname: &str,
     ips: &[IpConfig],
     routes: &[Route],
     enable_dad: bool,
 ) -> Result<Link> {
     let has_v6 = ips.iter().any(|ip| !ip.address.is_ipv4());
-    ns.visit(|| container_sysctls(ifname, has_v6, enable_dad))??;
+    container_sysctls(nl, ifname, has_v6, enable_dad)?;
     let link = nl.link_by_name(ifname).map_err(|e| link_error("container interface", e))?;
     for ip in ips {
         // Without DAD a container's IPv6 address is usable at once instead of a second later.
@@ -57,25 +53,50 @@ pub fn configure(
     nl.link_by_index(link.index).map_err(|e| link_error("container interface", e))
 }
 
-fn container_sysctls(ifname: &str, has_v6: bool, enable_dad: bool) -> Result<()> {
+fn container_sysctls(nl: &mut impl NetStack, ifname: &str, has_v6: bool, enable_dad: bool) -> Result<()> {
     // Gratuitous ARP / unsolicited NA when the link comes up or its MAC is
     // (re)set, so neighbours learn the new MAC at once (see `announce`).
-    sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
-    if has_v6 {
-        sysctl::write(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1")?;
-        if enable_dad {
-            sysctl::write(&format!("net/ipv6/conf/{ifname}/enhanced_dad"), "1")?;
-            sysctl::write(&format!("net/ipv6/conf/{ifname}/accept_dad"), "1")?;
-        } else {
-            sysctl::write(&format!("net/ipv6/conf/{ifname}/accept_dad"), "0")?;
-        }
+    let arp = format!("net/ipv4/conf/{ifname}/arp_notify");
+    if !has_v6 {
+        return Ok(nl.set_sysctl(&arp, "1")?);
+    }
+    let v6 = |leaf: &str| format!("net/ipv6/conf/{ifname}/{leaf}");
+    let (ndisc, enhanced, accept) = (v6("ndisc_notify"), v6("enhanced_dad"), v6("accept_dad"));
+    if enable_dad {
+        nl.set_sysctls(&[(&arp, "1"), (&ndisc, "1"), (&enhanced, "1"), (&accept, "1")])?;
+    } else {
+        nl.set_sysctls(&[(&arp, "1"), (&ndisc, "1"), (&accept, "0")])?;
+    }
+    Ok(())
+}
+
+/// Have the kernel announce `ifname`'s addresses to its neighbours when it
+/// comes up or changes MAC (`arp_notify`, and `ndisc_notify` where the netns
+/// has IPv6), so that a LAN holding a stale entry for a reused address
+/// learns the new MAC at once.
+pub fn announce_changes(nl: &mut impl NetStack, ifname: &str) -> Result<()> {
+    nl.set_sysctl(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
+    // Absent when IPv6 is disabled in the netns: nothing to announce then.
+    match nl.set_sysctl(&format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// IP forwarding on in `nl`'s netns for the families in use (a gateway).
+pub fn enable_forwarding(nl: &mut impl NetStack, v4: bool, v6: bool) -> Result<()> {
+    if v4 {
+        nl.ensure_sysctl("net/ipv4/ip_forward", "1")?;
+    }
+    if v6 {
+        nl.ensure_sysctl("net/ipv6/conf/all/forwarding", "1")?;
     }
     Ok(())
 }
 
 /// With DAD on, wait (bounded) until no address is tentative: routes through
 /// a tentative source would fail.
-fn settle_addresses(nl: &mut Rtnl, index: u32) -> Result<()> {
+fn settle_addresses(nl: &mut impl NetStack, index: u32) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let tentative = nl.addrs(Some(index), Family::V6)?.iter().any(|a| a.flags & IFA_F_TENTATIVE != 0);
@@ -118,7 +139,7 @@ fn default_gateway(ips: &[IpConfig], like: &IpAddr) -> Option<IpAddr> {
 }
 
 /// Whether `ns` still has the addresses and routes the result promised (CHECK).
-pub fn verify(nl: &mut Rtnl, ifname: &str, ips: &[&IpConfig], routes: &[Route]) -> Result<Link> {
+pub fn verify(nl: &mut impl NetStack, ifname: &str, ips: &[&IpConfig], routes: &[Route]) -> Result<Link> {
     let link = nl
         .link_by_name(ifname)
         .map_err(|e| CniError::internal(format!("container interface {ifname:?} is missing: {e}")))?;
@@ -145,22 +166,12 @@ pub fn verify(nl: &mut Rtnl, ifname: &str, ips: &[&IpConfig], routes: &[Route]) 
     Ok(link)
 }
 
-/// Delete `ifname` inside `ns`; an interface that is already gone is fine (DEL).
-pub fn delete_link(ns: &Netns, ifname: &str) -> Result<()> {
-    let mut nl = Rtnl::in_netns(ns)?;
-    match nl.del_link_by_name(ifname) {
-        Ok(()) => Ok(()),
-        Err(e) if e.not_found() => Ok(()),
-        Err(e) => Err(CniError::internal(format!("deleting {ifname}: {e}"))),
-    }
-}
-
 /// Ask the kernel to announce the interface's addresses again (gratuitous ARP,
 /// unsolicited NA): setting the MAC it already has raises NETDEV_CHANGEADDR,
 /// which the kernel answers with announcements when arp_notify/ndisc_notify are
 /// set. Cheaper than a packet socket of our own, whose close waits for the
 /// network stack to quiesce (~10 ms).
-pub fn announce(nl: &mut Rtnl, link: &Link) -> Result<()> {
+pub fn announce(nl: &mut impl NetStack, link: &Link) -> Result<()> {
     let Some(mac) = link.mac else { return Ok(()) };
     nl.set_mac(link.index, mac).map_err(|e| CniError::internal(format!("announcing {}: {e}", link.name)))
 }

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 
 use crate::error::{CniError, Result};
+use crate::net::NetStack;
 use crate::skel::{CmdArgs, Command};
 use crate::spec::CniResult;
+use crate::undo::Undo;
 
 /// The delegate's binary: `name` in the first `CNI_PATH` directory holding it.
 pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf> {
@@ -97,6 +99,46 @@ pub fn status(plugin: &str, args: &CmdArgs) -> Result<()> {
 
 pub fn gc(plugin: &str, args: &CmdArgs) -> Result<()> {
     exec(plugin, Command::Gc, args).map(drop)
+}
+
+/// The IPAM delegate as a main plugin's ADD, DEL and CHECK call it: [`Exec`]
+/// runs the real one; unit tests use the fake of `common::fake`.
+pub trait Ipam {
+    fn add(&mut self, plugin: &str, args: &CmdArgs) -> Result<CniResult>;
+    fn del(&mut self, plugin: &str, args: &CmdArgs) -> Result<()>;
+    fn check(&mut self, plugin: &str, args: &CmdArgs) -> Result<()>;
+}
+
+/// The delegate found on `CNI_PATH`, run as a process (see [`exec`]).
+pub struct Exec;
+
+impl Ipam for Exec {
+    fn add(&mut self, plugin: &str, args: &CmdArgs) -> Result<CniResult> {
+        add(plugin, args)
+    }
+    fn del(&mut self, plugin: &str, args: &CmdArgs) -> Result<()> {
+        del(plugin, args)
+    }
+    fn check(&mut self, plugin: &str, args: &CmdArgs) -> Result<()> {
+        check(plugin, args)
+    }
+}
+
+/// ADD's addresses from the delegate named by `ipam.type`, its release
+/// registered in `undo`; an empty result when the config has no `ipam`. A
+/// delegate that hands out no address is an error.
+pub fn allocate<N: NetStack>(
+    ipam: &mut impl Ipam,
+    args: &CmdArgs,
+    undo: &mut Undo<'_, N>,
+) -> Result<CniResult> {
+    let Some(plugin) = args.conf.ipam_type() else { return Ok(CniResult::default()) };
+    let res = ipam.add(plugin, args)?;
+    undo.release_ipam(plugin);
+    if res.ips.is_empty() {
+        return Err(CniError::internal("IPAM plugin returned no IP addresses"));
+    }
+    Ok(res)
 }
 
 #[cfg(test)]

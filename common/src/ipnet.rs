@@ -80,6 +80,15 @@ impl IpNet {
     }
 }
 
+/// Link-local: 169.254.0.0/16 or fe80::/10. Valid only on its own link, so no
+/// use as a nameserver, and every IPv6 interface has one of its own.
+pub fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
 pub fn max_prefix(ip: &IpAddr) -> u8 {
     if ip.is_ipv4() {
         32
@@ -152,6 +161,13 @@ mod tests {
 
     fn n(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn link_local_of_both_families() {
+        let ll = |s: &str| is_link_local(&s.parse().unwrap());
+        assert!(ll("fe80::1") && ll("febf::1") && ll("169.254.3.4"));
+        assert!(!ll("fec0::1") && !ll("fd00::1") && !ll("169.253.0.1") && !ll("10.0.0.1"));
     }
 
     #[test]

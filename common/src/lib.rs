@@ -7,7 +7,9 @@ pub mod error;
 pub mod ifconfig;
 pub mod ipam;
 pub mod ipnet;
+pub mod links;
 pub mod lock;
+pub mod net;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
@@ -15,6 +17,7 @@ pub mod skel;
 pub mod sockaddr;
 pub mod spec;
 pub mod sysctl;
+pub mod undo;
 pub mod veth;
 
 pub use error::{CniError, Context, Errors, Result};
@@ -38,4 +41,19 @@ pub fn random_bytes(buf: &mut [u8]) {
             return;
         }
     }
+}
+
+/// A random number from the kernel's pool (temporary names).
+pub fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    random_bytes(&mut b);
+    u32::from_ne_bytes(b)
+}
+
+/// A random, locally administered unicast MAC.
+pub fn random_mac() -> [u8; 6] {
+    let mut m = [0u8; 6];
+    random_bytes(&mut m);
+    m[0] = (m[0] & 0xfe) | 0x02;
+    m
 }

@@ -1,12 +1,11 @@
-//! Host-side links: the bridge and the veth pair that plugs a container into it.
+//! Host-side links: the bridge and the port that plugs a container's veth into it.
 
-use std::net::IpAddr;
-
-use common::ipnet::IpNet;
-use common::netlink::rtnl::{AddrOpts, BridgeOpts, BridgePortOpts, BridgeVlan, Family, Link, Rtnl};
+use common::ipnet::{is_link_local, IpNet};
+use common::links::link_error;
+use common::net::NetStack;
+use common::netlink::rtnl::{AddrOpts, BridgePortOpts, BridgeVlan, Family, Link, LinkKind, NewLink};
 use common::netlink::NlError;
-use common::netns::Netns;
-use common::{sysctl, CniError, Result};
+use common::{CniError, Result};
 
 use crate::config::Config;
 
@@ -17,19 +16,22 @@ pub fn bridge_lock(bridge: &str) -> Result<common::lock::FileLock> {
 }
 
 /// Find or create the bridge. Returns it and whether this call created it.
-pub fn ensure_bridge(nl: &mut Rtnl, conf: &Config) -> Result<(Link, bool)> {
+pub fn ensure_bridge(nl: &mut impl NetStack, conf: &Config) -> Result<(Link, bool)> {
     let mut created = false;
     let link = match nl.link_by_name(&conf.bridge) {
         Ok(l) => l,
         Err(e) if e.not_found() => {
             // A fixed MAC of our own: the bridge then never takes its ports' MACs,
             // so it cannot change or fall to zero as containers come and go.
-            let opts = BridgeOpts {
+            let bridge = NewLink {
                 mtu: (conf.mtu > 0).then_some(conf.mtu),
-                mac: Some(random_mac()),
-                vlan_filtering: conf.uses_vlans().then_some(true),
+                mac: Some(common::random_mac()),
+                ..NewLink::new(
+                    &conf.bridge,
+                    LinkKind::Bridge { vlan_filtering: conf.uses_vlans().then_some(true) },
+                )
             };
-            match nl.add_bridge(&conf.bridge, &opts) {
+            match nl.add_link(&bridge) {
                 Ok(()) => created = true,
                 Err(e) if e.is(libc::EEXIST) => {} // a parallel ADD won the race
                 Err(e) if e.is(libc::EOPNOTSUPP) && conf.uses_vlans() => {
@@ -51,9 +53,9 @@ pub fn ensure_bridge(nl: &mut Rtnl, conf: &Config) -> Result<(Link, bool)> {
     }
     if created {
         // Bridges never autoconfigure from router adverts on the container side.
-        let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_ra", conf.bridge), "0");
+        let _ = nl.set_sysctl(&format!("net/ipv6/conf/{}/accept_ra", conf.bridge), "0");
     } else if link.mac == Some([0; 6]) {
-        nl.set_mac(link.index, random_mac()).map_err(|e| link_error("setting the bridge MAC", e))?;
+        nl.set_mac(link.index, common::random_mac()).map_err(|e| link_error("setting the bridge MAC", e))?;
     }
     if conf.promisc_mode && !link.is_promisc() {
         nl.set_promisc(link.index, true).map_err(|e| link_error("setting the bridge promiscuous", e))?;
@@ -65,7 +67,7 @@ pub fn ensure_bridge(nl: &mut Rtnl, conf: &Config) -> Result<(Link, bool)> {
 }
 
 /// Delete a bridge this ADD created, if nothing else was plugged in meanwhile.
-pub fn remove_bridge_if_unused(nl: &mut Rtnl, bridge: &Link) -> Result<()> {
+pub fn remove_bridge_if_unused(nl: &mut impl NetStack, bridge: &Link) -> Result<()> {
     let ports = nl.links()?.iter().filter(|l| l.master == Some(bridge.index)).count();
     if ports == 0 {
         match nl.del_link(bridge.index) {
@@ -77,37 +79,8 @@ pub fn remove_bridge_if_unused(nl: &mut Rtnl, bridge: &Link) -> Result<()> {
     Ok(())
 }
 
-/// Create the veth pair from inside the container, so the container end gets
-/// `ifname` (and MAC) at birth and the host end appears in our netns under a
-/// fresh random name. Returns the host end's name.
-pub fn create_veth(
-    container: &mut Rtnl,
-    host_ns: &Netns,
-    ifname: &str,
-    mtu: u32,
-    mac: Option<[u8; 6]>,
-) -> Result<String> {
-    for _ in 0..4 {
-        let host_name = format!("veth{:08x}", random_u32());
-        let mtu = (mtu > 0).then_some(mtu);
-        match container.add_veth(ifname, &host_name, Some(host_ns.fd()), mtu, mac) {
-            Ok(()) => return Ok(host_name),
-            Err(e) if e.is(libc::EEXIST) => {
-                // Either the container already has `ifname` or the random name collided.
-                if container.link_by_name(ifname).is_ok() {
-                    return Err(CniError::internal(format!(
-                        "container already has an interface named {ifname:?}"
-                    )));
-                }
-            }
-            Err(e) => return Err(link_error("creating the veth pair", e)),
-        }
-    }
-    Err(CniError::try_again("could not find a free name for the host veth"))
-}
-
 /// Plug the host end into the bridge with the configured port settings.
-pub fn attach_port(nl: &mut Rtnl, conf: &Config, bridge: &Link, host_veth: &str) -> Result<Link> {
+pub fn attach_port(nl: &mut impl NetStack, conf: &Config, bridge: &Link, host_veth: &str) -> Result<Link> {
     let port = nl.link_by_name(host_veth).map_err(|e| link_error("host veth", e))?;
     nl.set_master(port.index, bridge.index).map_err(|e| link_error("attaching the veth to the bridge", e))?;
     if conf.hairpin_mode || conf.port_isolation {
@@ -125,7 +98,7 @@ pub fn attach_port(nl: &mut Rtnl, conf: &Config, bridge: &Link, host_veth: &str)
     nl.link_by_index(port.index).map_err(|e| link_error("host veth", e))
 }
 
-fn configure_vlans(nl: &mut Rtnl, conf: &Config, port: u32) -> Result<()> {
+fn configure_vlans(nl: &mut impl NetStack, conf: &Config, port: u32) -> Result<()> {
     let unsupported = |e: NlError| {
         if e.is(libc::EOPNOTSUPP) {
             CniError::unsupported_field("vlan/vlanTrunk: this kernel has no bridge VLAN filtering")
@@ -155,7 +128,7 @@ fn configure_vlans(nl: &mut Rtnl, conf: &Config, port: u32) -> Result<()> {
 /// Put the gateway address on the bridge (once per subnet), as the reference
 /// does: IPv4 allows one address unless `forceAddress` replaces it; IPv6 allows
 /// one per non-overlapping subnet.
-pub fn ensure_gateway_addr(nl: &mut Rtnl, conf: &Config, bridge: &Link, gw: &IpNet) -> Result<()> {
+pub fn ensure_gateway_addr(nl: &mut impl NetStack, conf: &Config, bridge: &Link, gw: &IpNet) -> Result<()> {
     let family = Family::of(&gw.addr);
     for a in nl.addrs(Some(bridge.index), family)? {
         if a.addr == gw.addr && a.prefix == gw.prefix {
@@ -189,7 +162,7 @@ pub fn ensure_gateway_addr(nl: &mut Rtnl, conf: &Config, bridge: &Link, gw: &IpN
 /// bridge port state on asynchronously (linkwatch) after both ends are up, and
 /// until then the container's first packets (ARP, DHCP-less pings) are dropped.
 /// Back-off as the reference plugin: 0, 50, 500, 1000, 1000 ms.
-pub fn wait_port_up(nl: &mut Rtnl, index: u32) -> Result<Link> {
+pub fn wait_port_up(nl: &mut impl NetStack, index: u32) -> Result<Link> {
     for ms in [0u64, 50, 500, 1000, 1000] {
         std::thread::sleep(std::time::Duration::from_millis(ms));
         let l = nl.link_by_index(index).map_err(|e| link_error("host veth", e))?;
@@ -198,36 +171,4 @@ pub fn wait_port_up(nl: &mut Rtnl, index: u32) -> Result<Link> {
         }
     }
     Err(CniError::internal("bridge port in error state: the host veth did not come up"))
-}
-
-pub fn enable_forwarding(v4: bool, v6: bool) -> Result<()> {
-    if v4 {
-        sysctl::ensure("net/ipv4/ip_forward", "1")?;
-    }
-    if v6 {
-        sysctl::ensure("net/ipv6/conf/all/forwarding", "1")?;
-    }
-    Ok(())
-}
-
-fn is_link_local(ip: &IpAddr) -> bool {
-    matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
-}
-
-pub fn link_error(what: &str, e: NlError) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
-
-pub fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    common::random_bytes(&mut b);
-    u32::from_ne_bytes(b)
-}
-
-/// A random, locally administered unicast MAC.
-pub fn random_mac() -> [u8; 6] {
-    let mut m = [0u8; 6];
-    common::random_bytes(&mut m);
-    m[0] = (m[0] & 0xfe) | 0x02;
-    m
 }

@@ -11,13 +11,16 @@ mod links;
 mod masq;
 mod spoofcheck;
 
+use common::ipam::{self, Ipam};
 use common::ipnet::IpNet;
-use common::netlink::rtnl::{format_mac, Rtnl};
+use common::links::link_error;
+use common::net::NetStack;
+use common::netlink::rtnl::Rtnl;
 use common::netns::Netns;
 use common::skel::{CmdArgs, Plugin};
 use common::spec::{CniResult, Interface, Route};
-use common::{ifconfig, ipam};
-use common::{CniError, Errors, Result};
+use common::undo::{Side, Undo};
+use common::{ifconfig, CniError, Errors, Result};
 
 use config::Config;
 
@@ -37,34 +40,13 @@ impl Plugin for Bridge {
         let mac = args.requested_mac()?;
         // Validate the container netns before anything is created.
         let ns = Netns::open_container(&args.netns)?;
-        let mut cnl = Rtnl::in_netns(&ns)?;
-        if cnl.link_by_name(&args.ifname).is_ok() {
-            return Err(CniError::internal(format!(
-                "container already has an interface named {:?}",
-                args.ifname
-            )));
-        }
-        let mut undo = Undo::new(args);
-        let res = add_attachment(args, &conf, mac, &ns, &mut cnl, &mut undo);
-        if res.is_err() {
-            undo.run(&mut cnl);
-        }
-        res
+        add(args, &conf, mac, &mut Rtnl::open()?, &mut Rtnl::in_netns(&ns)?, &mut ipam::Exec)
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        let mut errors = Errors::new();
-        // The container end takes the host end with it.
-        if let Some(ns) = Netns::open_if_exists(&args.netns)? {
-            errors.note(ifconfig::delete_link(&ns, &args.ifname));
-        }
-        if let Some(plugin) = args.conf.ipam_type() {
-            errors.note(ipam::del(plugin, args));
-        }
-        // Tagged state is found by container ID, whatever the config says now.
-        errors.note(masq::del(&args.conf.name, &args.container_id, &args.ifname));
-        errors.note(spoofcheck::del(&args.conf.name, &args.container_id, &args.ifname));
-        errors.into_result()
+        let ns = Netns::open_if_exists(&args.netns)?;
+        let mut ctr = ns.as_ref().map(Rtnl::in_netns).transpose()?;
+        del(args, ctr.as_mut(), &mut ipam::Exec)
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
@@ -139,50 +121,65 @@ impl Plugin for Bridge {
     }
 }
 
-/// The ADD story. Every step that makes something registers its undo first.
-fn add_attachment(
+/// ADD: nothing is made for a container that already has the interface; a
+/// failure later takes back what was made.
+fn add<N: NetStack>(
     args: &CmdArgs,
     conf: &Config,
     mac: Option<[u8; 6]>,
-    ns: &Netns,
-    cnl: &mut Rtnl,
-    undo: &mut Undo,
+    host: &mut N,
+    ctr: &mut N,
+    ipam: &mut impl Ipam,
+) -> Result<CniResult> {
+    common::links::ensure_name_free(ctr, &args.ifname)?;
+    let mut undo = Undo::new(args);
+    let res = add_attachment(args, conf, mac, host, ctr, ipam, &mut undo);
+    if res.is_err() {
+        undo.run(host, ctr, ipam);
+    }
+    res
+}
+
+/// The ADD story. Every step that makes something registers its undo.
+fn add_attachment<'a, N: NetStack>(
+    args: &'a CmdArgs,
+    conf: &Config,
+    mac: Option<[u8; 6]>,
+    host: &mut N,
+    ctr: &mut N,
+    ipam: &mut impl Ipam,
+    undo: &mut Undo<'a, N>,
 ) -> Result<CniResult> {
     // 1. Addresses first: if IPAM fails, nothing exists yet.
-    let mut res = match args.conf.ipam_type() {
-        Some(plugin) => {
-            let r = ipam::add(plugin, args)?;
-            undo.ipam = Some(plugin.to_string());
-            r
-        }
-        None => CniResult::default(),
-    };
-    if args.conf.ipam_type().is_some() && res.ips.is_empty() {
-        return Err(CniError::internal("IPAM plugin returned no IP addresses"));
-    }
+    let mut res = ipam::allocate(ipam, args, undo)?;
     if conf.is_gateway {
         fill_gateways(&mut res);
     }
 
     // 2. The bridge and the veth pair, under the bridge lock.
-    let host_ns = Netns::current()?;
-    let mut nl = Rtnl::open()?;
     let (bridge, host_veth) = {
         let _lock = links::bridge_lock(&conf.bridge)?;
-        let (bridge, created) = links::ensure_bridge(&mut nl, conf)?;
+        let (bridge, created) = links::ensure_bridge(host, conf)?;
         if created {
-            undo.bridge = Some(bridge.clone());
+            let b = bridge.clone();
+            undo.push("remove the bridge if unused", move |host, _| {
+                let _lock = links::bridge_lock(&b.name)?;
+                links::remove_bridge_if_unused(host, &b)
+            });
         }
-        let host_name = links::create_veth(cnl, &host_ns, &args.ifname, conf.mtu, mac)?;
-        undo.container_link = true;
-        let port = links::attach_port(&mut nl, conf, &bridge, &host_name)?;
+        let mtu = (conf.mtu > 0).then_some(conf.mtu);
+        let host_name = common::links::create_veth(ctr, host, &args.ifname, mtu, mac)?;
+        undo.delete_link(Side::Container, &args.ifname);
+        let port = links::attach_port(host, conf, &bridge, &host_name)?;
         (bridge, port)
     };
 
     // 3. MAC spoof check before the container can send anything.
-    let container_mac = cnl.link_by_name(&args.ifname).ok().and_then(|l| l.mac).unwrap_or_default();
+    let container_mac = ctr.link_by_name(&args.ifname).ok().and_then(|l| l.mac).unwrap_or_default();
     if conf.macspoofchk {
-        undo.spoofcheck = true;
+        undo.push("remove the MAC spoof check", |_, _| {
+            spoofcheck::del(&args.conf.name, &args.container_id, &args.ifname)
+        });
         spoofcheck::add(&args.conf.name, &args.container_id, &args.ifname, &host_veth.name, container_mac)?;
     }
 
@@ -191,23 +188,25 @@ fn add_attachment(
         add_default_routes(&mut res);
     }
     let clink = if conf.disable_container_interface {
-        cnl.link_by_name(&args.ifname).map_err(|e| links::link_error("container interface", e))?
+        ctr.link_by_name(&args.ifname).map_err(|e| link_error("container interface", e))?
     } else {
-        ifconfig::configure(ns, cnl, &args.ifname, &res.ips, &res.routes, conf.enable_dad)?
+        ifconfig::configure(ctr, &args.ifname, &res.ips, &res.routes, conf.enable_dad)?
     };
 
     // 5. The gateway on the bridge, forwarding, masquerade.
     if conf.is_gateway {
         for ip in res.ips.iter().filter(|ip| ip.gateway.is_some()) {
             let gw = IpNet { addr: ip.gateway.unwrap(), prefix: ip.address.prefix };
-            links::ensure_gateway_addr(&mut nl, conf, &bridge, &gw)?;
+            links::ensure_gateway_addr(host, conf, &bridge, &gw)?;
         }
         let v4 = res.ips.iter().any(|ip| ip.address.is_ipv4());
         let v6 = res.ips.iter().any(|ip| !ip.address.is_ipv4());
-        links::enable_forwarding(v4, v6)?;
+        ifconfig::enable_forwarding(host, v4, v6)?;
     }
     if conf.ip_masq && !res.ips.is_empty() {
-        undo.masq = true;
+        undo.push("remove the masquerade", |_, _| {
+            masq::del(&args.conf.name, &args.container_id, &args.ifname)
+        });
         let nets: Vec<IpNet> = res.ips.iter().map(|ip| ip.address).collect();
         masq::add(&args.conf.name, &args.container_id, &args.ifname, &nets)?;
     }
@@ -216,20 +215,20 @@ fn add_attachment(
     let host_veth = if conf.disable_container_interface {
         host_veth
     } else {
-        let port = links::wait_port_up(&mut nl, host_veth.index)?;
+        let port = links::wait_port_up(host, host_veth.index)?;
         // The kernel's announcement when the container end came up was lost:
         // the bridge port was not forwarding yet. Repeat it now, so a neighbour
         // holding a stale MAC for a reused address learns the new one at once.
-        ifconfig::announce(cnl, &clink)?;
+        ifconfig::announce(ctr, &clink)?;
         port
     };
-    let bridge = nl.link_by_index(bridge.index).unwrap_or(bridge);
+    let bridge = host.link_by_index(bridge.index).unwrap_or(bridge);
     res.interfaces = vec![
-        Interface { name: bridge.name.clone(), mac: mac_of(&bridge.mac), ..Default::default() },
-        Interface { name: host_veth.name.clone(), mac: mac_of(&host_veth.mac), ..Default::default() },
+        Interface { name: bridge.name.clone(), mac: bridge.mac_string(), ..Default::default() },
+        Interface { name: host_veth.name.clone(), mac: host_veth.mac_string(), ..Default::default() },
         Interface {
             name: clink.name.clone(),
-            mac: mac_of(&clink.mac),
+            mac: clink.mac_string(),
             sandbox: args.netns.clone(),
             ..Default::default()
         },
@@ -241,6 +240,21 @@ fn add_attachment(
         res.dns = dns.clone();
     }
     Ok(res)
+}
+
+/// DEL: the container end takes the host end with it; tagged state is found
+/// by container ID, whatever the config says now, also without the netns.
+fn del<N: NetStack>(args: &CmdArgs, ctr: Option<&mut N>, ipam: &mut impl Ipam) -> Result<()> {
+    let mut errors = Errors::new();
+    if let Some(ctr) = ctr {
+        errors.note(common::links::delete_if_exists(ctr, &args.ifname));
+    }
+    if let Some(plugin) = args.conf.ipam_type() {
+        errors.note(ipam.del(plugin, args));
+    }
+    errors.note(masq::del(&args.conf.name, &args.container_id, &args.ifname));
+    errors.note(spoofcheck::del(&args.conf.name, &args.container_id, &args.ifname));
+    errors.into_result()
 }
 
 /// Gateways the IPAM result left out: the first address of each subnet.
@@ -264,48 +278,6 @@ fn add_default_routes(res: &mut CniResult) {
         }
         let any = if v4 { "0.0.0.0/0" } else { "::/0" };
         res.routes.push(Route::new(any.parse().unwrap(), Some(gw)));
-    }
-}
-
-fn mac_of(mac: &Option<[u8; 6]>) -> String {
-    mac.as_ref().map(format_mac).unwrap_or_default()
-}
-
-/// What a failing ADD must take back, in reverse order of making.
-struct Undo<'a> {
-    args: &'a CmdArgs,
-    ipam: Option<String>,
-    bridge: Option<common::netlink::rtnl::Link>,
-    container_link: bool,
-    spoofcheck: bool,
-    masq: bool,
-}
-
-impl<'a> Undo<'a> {
-    fn new(args: &'a CmdArgs) -> Self {
-        Undo { args, ipam: None, bridge: None, container_link: false, spoofcheck: false, masq: false }
-    }
-
-    /// Best effort: the ADD error is what the runtime sees.
-    fn run(self, cnl: &mut Rtnl) {
-        let a = self.args;
-        if self.masq {
-            let _ = masq::del(&a.conf.name, &a.container_id, &a.ifname);
-        }
-        if self.spoofcheck {
-            let _ = spoofcheck::del(&a.conf.name, &a.container_id, &a.ifname);
-        }
-        if self.container_link {
-            let _ = cnl.del_link_by_name(&a.ifname);
-        }
-        if let Some(bridge) = &self.bridge {
-            if let (Ok(_lock), Ok(mut nl)) = (links::bridge_lock(&bridge.name), Rtnl::open()) {
-                let _ = links::remove_bridge_if_unused(&mut nl, bridge);
-            }
-        }
-        if let Some(plugin) = &self.ipam {
-            let _ = ipam::del(plugin, a);
-        }
     }
 }
 

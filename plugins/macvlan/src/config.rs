@@ -3,7 +3,8 @@
 
 use serde::Deserialize;
 
-use common::netlink::rtnl::{Family, Link, MacvlanMode, Rtnl};
+use common::net::NetStack;
+use common::netlink::rtnl::{Link, MacvlanMode};
 use common::netlink::NlError;
 use common::skel::CmdArgs;
 use common::{CniError, Result};
@@ -76,10 +77,10 @@ impl Config {
     /// The master link as `nl` (the plugin's netns, or the container's with
     /// `linkInContainer`) sees it; with `check_mtu`, `mtu` must not exceed
     /// the master's. Errors are config errors (code 7).
-    pub fn master_link(&self, nl: &mut Rtnl, check_mtu: bool) -> Result<Link> {
+    pub fn master_link(&self, nl: &mut impl NetStack, check_mtu: bool) -> Result<Link> {
         let where_ = if self.link_in_container { " in the container netns" } else { "" };
         let name = if self.master.is_empty() {
-            default_route_interface(nl)?.ok_or_else(|| {
+            common::links::default_route_interface(nl)?.ok_or_else(|| {
                 CniError::invalid_config(format!(
                     "no master given and no default route interface found{where_}"
                 ))
@@ -98,23 +99,6 @@ impl Config {
         }
         Ok(master)
     }
-}
-
-/// The interface of the first default route of the main table (IPv4 first).
-pub fn default_route_interface(nl: &mut Rtnl) -> Result<Option<String>> {
-    for family in [Family::V4, Family::V6] {
-        let routes = nl
-            .routes(family, libc::RT_TABLE_MAIN as u32)
-            .map_err(|e| CniError::internal(format!("listing routes: {e}")))?;
-        for r in routes.iter().filter(|r| r.is_default()) {
-            if let Some(oif) = r.oif {
-                if let Ok(l) = nl.link_by_index(oif) {
-                    return Ok(Some(l.name));
-                }
-            }
-        }
-    }
-    Ok(None)
 }
 
 fn describe(e: &NlError) -> String {

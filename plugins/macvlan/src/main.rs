@@ -8,18 +8,22 @@
 
 mod config;
 
-use common::netlink::rtnl::{format_mac, Link, MacvlanMode, MacvlanOpts, Rtnl};
-use common::netlink::NlError;
+use common::ipam::{self, Ipam};
+use common::links::{self, link_error};
+use common::net::NetStack;
+use common::netlink::rtnl::{Link, LinkKind, MacvlanMode, NewLink, Rtnl};
 use common::netns::Netns;
 use common::skel::{CmdArgs, Plugin};
 use common::spec::{CniResult, Interface};
-use common::{ifconfig, ipam, sysctl};
-use common::{CniError, Errors, Result};
+use common::undo::{Side, Undo};
+use common::{ifconfig, CniError, Errors, Result};
 
 use config::Config;
 
 struct Macvlan;
 
+/// The verbs below act through the kernel seam, so that unit tests can run
+/// them against `common::fake`; here they get the real kernel.
 impl Plugin for Macvlan {
     fn about(&self) -> String {
         format!("CNI macvlan plugin v{}", env!("CARGO_PKG_VERSION"))
@@ -32,103 +36,20 @@ impl Plugin for Macvlan {
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
         let conf = Config::load(args)?;
         let ns = Netns::open_container(&args.netns)?;
-        let mut cnl = Rtnl::in_netns(&ns)?;
-        if cnl.link_by_name(&args.ifname).is_ok() {
-            return Err(CniError::internal(format!(
-                "container already has an interface named {:?}",
-                args.ifname
-            )));
-        }
-        // Master and MTU are validated before anything is made.
-        let master = if conf.link_in_container {
-            conf.master_link(&mut cnl, true)?
-        } else {
-            conf.master_link(&mut Rtnl::open()?, true)?
-        };
-        let mut undo = Undo { args, link: None, ipam: None };
-        let res = add_attachment(args, &conf, &master, &ns, &mut cnl, &mut undo);
-        if res.is_err() {
-            undo.run(&mut cnl);
-        }
-        res
+        add(args, &conf, &mut Rtnl::open()?, &mut Rtnl::in_netns(&ns)?, &mut ipam::Exec)
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        // No master lookup here: DEL must work after the master is gone.
-        let mut errors = Errors::new();
-        if let Some(ns) = Netns::open_if_exists(&args.netns)? {
-            errors.note(ifconfig::delete_link(&ns, &args.ifname));
-        }
-        if let Some(plugin) = args.conf.ipam_type() {
-            errors.note(ipam::del(plugin, args));
-        }
-        errors.into_result()
+        let ns = Netns::open_if_exists(&args.netns)?;
+        let mut ctr = ns.as_ref().map(Rtnl::in_netns).transpose()?;
+        del(args, ctr.as_mut(), &mut ipam::Exec)
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
         let conf = Config::load(args)?;
         // A bad CNI_NETNS is the first thing to report, before any state.
         let ns = Netns::open_container(&args.netns)?;
-        if let Some(plugin) = args.conf.ipam_type() {
-            ipam::check(plugin, args)?;
-        }
-        let prev = args
-            .conf
-            .prev_result
-            .as_ref()
-            .ok_or_else(|| CniError::invalid_config("macvlan CHECK needs prevResult"))?;
-        let iface =
-            prev.interfaces.iter().find(|i| i.name == args.ifname && !i.sandbox.is_empty()).ok_or_else(
-                || CniError::internal(format!("prevResult has no container interface {:?}", args.ifname)),
-            )?;
-        if iface.sandbox != args.netns {
-            return Err(CniError::internal(format!(
-                "interface {} is in netns {:?}, not {:?}",
-                args.ifname, iface.sandbox, args.netns
-            )));
-        }
-        let mut cnl = Rtnl::in_netns(&ns)?;
-        let ips = prev.ips_of(&args.ifname);
-        let link = ifconfig::verify(&mut cnl, &args.ifname, &ips, &prev.routes)?;
-        if link.kind.as_deref() != Some("macvlan") {
-            return Err(CniError::internal(format!("{} is not a macvlan", args.ifname)));
-        }
-        if link.macvlan_mode != Some(conf.mode) {
-            return Err(CniError::internal(format!(
-                "{} has macvlan mode {:?}, the config says {:?}",
-                args.ifname, link.macvlan_mode, conf.mode
-            )));
-        }
-        if !iface.mac.is_empty() && link.mac.map(|m| format_mac(&m)) != Some(iface.mac.to_lowercase()) {
-            return Err(CniError::internal(format!(
-                "{} has MAC {}, prevResult says {}",
-                args.ifname,
-                mac_of(&link.mac),
-                iface.mac
-            )));
-        }
-        if conf.mtu > 0 && link.mtu != conf.mtu {
-            return Err(CniError::internal(format!(
-                "{} has MTU {}, the config says {}",
-                args.ifname, link.mtu, conf.mtu
-            )));
-        }
-        // The parent: in the container it must be the master itself; from the
-        // host it must be the master's index in another netns.
-        let master = if conf.link_in_container {
-            conf.master_link(&mut cnl, false)?
-        } else {
-            conf.master_link(&mut Rtnl::open()?, false)?
-        };
-        let parent_ok =
-            link.link == Some(master.index) && (conf.link_in_container != link.link_netnsid.is_some());
-        if !parent_ok {
-            return Err(CniError::internal(format!(
-                "{} is not a macvlan of master {:?}",
-                args.ifname, master.name
-            )));
-        }
-        Ok(())
+        check(args, &conf, &mut Rtnl::open()?, &mut Rtnl::in_netns(&ns)?, &mut ipam::Exec)
     }
 
     fn status(&self, args: &CmdArgs) -> Result<()> {
@@ -151,70 +72,77 @@ impl Plugin for Macvlan {
     }
 }
 
-/// The ADD story. Every step that makes something registers its undo first.
-fn add_attachment(
+/// ADD: master, MTU and the name are checked before anything is made; a
+/// failure after that takes back what was made.
+fn add<N: NetStack>(
     args: &CmdArgs,
     conf: &Config,
+    host: &mut N,
+    ctr: &mut N,
+    ipam: &mut impl Ipam,
+) -> Result<CniResult> {
+    links::ensure_name_free(ctr, &args.ifname)?;
+    let master =
+        if conf.link_in_container { conf.master_link(ctr, true)? } else { conf.master_link(host, true)? };
+    let mut undo = Undo::new(args);
+    let res = add_attachment(args, conf, &master, host, ctr, ipam, &mut undo);
+    if res.is_err() {
+        undo.run(host, ctr, ipam);
+    }
+    res
+}
+
+/// The ADD story. Every step that makes something registers its undo.
+fn add_attachment<'a, N: NetStack>(
+    args: &'a CmdArgs,
+    conf: &Config,
     master: &Link,
-    ns: &Netns,
-    cnl: &mut Rtnl,
-    undo: &mut Undo,
+    host: &mut N,
+    ctr: &mut N,
+    ipam: &mut impl Ipam,
+    undo: &mut Undo<'a, N>,
 ) -> Result<CniResult> {
     // 1. The device, born inside the container under a temporary name.
-    let opts = MacvlanOpts {
-        mode: conf.mode,
+    let tmp = links::temp_name(ctr, "mv")?;
+    let bc_queue_len = (conf.bc_queue_len > 0).then_some(conf.bc_queue_len);
+    let mut new = NewLink {
+        parent: Some(master.index),
         mtu: (conf.mtu > 0).then_some(conf.mtu),
         mac: conf.mac,
-        bc_queue_len: (conf.bc_queue_len > 0).then_some(conf.bc_queue_len),
-        netns_fd: (!conf.link_in_container).then(|| ns.fd()),
+        ..NewLink::new(&tmp, LinkKind::Macvlan { mode: conf.mode, bc_queue_len })
     };
-    let tmp = temp_name(cnl)?;
     if conf.link_in_container {
-        create_macvlan(cnl, &tmp, master, &opts)?;
+        create_macvlan(ctr, &new, master, conf.mode)?;
     } else {
-        create_macvlan(&mut Rtnl::open()?, &tmp, master, &opts)?;
+        new.netns_fd = Some(ctr.netns_fd().map_err(|e| link_error("opening the container netns", e))?);
+        create_macvlan(host, &new, master, conf.mode)?;
     }
-    undo.link = Some(tmp.clone());
-    let link = cnl.link_by_name(&tmp).map_err(|e| link_error("the new macvlan", e))?;
+    undo.delete_link(Side::Container, &tmp);
+    let link = ctr.link_by_name(&tmp).map_err(|e| link_error("the new macvlan", e))?;
 
     // 2. Announce address changes from the start, then take the real name.
-    ns.visit(|| notify_sysctls(&tmp))??;
-    match cnl.rename(link.index, &args.ifname) {
-        Ok(()) => undo.link = Some(args.ifname.clone()),
-        Err(e) if e.is(libc::EEXIST) => {
-            return Err(CniError::internal(format!(
-                "container already has an interface named {:?}",
-                args.ifname
-            )))
-        }
+    ifconfig::announce_changes(ctr, &tmp)?;
+    match ctr.rename(link.index, &args.ifname) {
+        Ok(()) => undo.link_renamed(Side::Container, &tmp, &args.ifname),
+        Err(e) if e.is(libc::EEXIST) => return Err(links::name_taken(&args.ifname)),
         Err(e) => return Err(link_error(&format!("renaming {tmp} to {}", args.ifname), e)),
     }
 
     // 3. Addresses.
-    let mut res = match args.conf.ipam_type() {
-        Some(plugin) => {
-            undo.ipam = Some(plugin.to_string());
-            let r = ipam::add(plugin, args)?;
-            if r.ips.is_empty() {
-                return Err(CniError::internal("IPAM plugin returned no IP addresses"));
-            }
-            r
-        }
-        None => CniResult::default(),
-    };
+    let mut res = ipam::allocate(ipam, args, undo)?;
 
     // 4. The container side: addresses, then link up (with arp_notify/ndisc_notify
     //    set the kernel announces them to the LAN as the link comes up), routes.
     let link = if res.ips.is_empty() {
-        cnl.set_up(link.index).map_err(|e| link_error("setting the macvlan up", e))?;
-        cnl.link_by_index(link.index).map_err(|e| link_error("the macvlan", e))?
+        ctr.set_up(link.index).map_err(|e| link_error("setting the macvlan up", e))?;
+        ctr.link_by_index(link.index).map_err(|e| link_error("the macvlan", e))?
     } else {
-        ifconfig::configure(ns, cnl, &args.ifname, &res.ips, &res.routes, true)?
+        ifconfig::configure(ctr, &args.ifname, &res.ips, &res.routes, true)?
     };
     // 5. The result: the one container interface, every IP on it.
     res.interfaces = vec![Interface {
         name: link.name.clone(),
-        mac: mac_of(&link.mac),
+        mac: link.mac_string(),
         sandbox: args.netns.clone(),
         ..Default::default()
     }];
@@ -227,68 +155,96 @@ fn add_attachment(
     Ok(res)
 }
 
-/// A random temporary name free in the container netns.
-fn temp_name(cnl: &mut Rtnl) -> Result<String> {
-    for _ in 0..8 {
-        let mut b = [0u8; 4];
-        common::random_bytes(&mut b);
-        let name = format!("mv{:08x}", u32::from_ne_bytes(b));
-        if cnl.link_by_name(&name).is_err() {
-            return Ok(name);
-        }
-    }
-    Err(CniError::try_again("could not find a free temporary name for the macvlan"))
-}
-
-/// Create the macvlan `name` with `nl` (which sees the master); `opts.netns_fd`
-/// places it in the container.
-fn create_macvlan(nl: &mut Rtnl, name: &str, master: &Link, opts: &MacvlanOpts) -> Result<()> {
-    nl.add_macvlan(name, master.index, opts).map_err(|e| {
-        let mode = format!("{:?}", opts.mode).to_lowercase();
-        let mut err = link_error(&format!("creating a {mode} macvlan on {:?}", master.name), e.clone());
-        if e.is(libc::EINVAL) && opts.mode == MacvlanMode::Passthru {
+/// Create the macvlan through `nl` (which sees the master).
+fn create_macvlan(nl: &mut impl NetStack, new: &NewLink, master: &Link, mode: MacvlanMode) -> Result<()> {
+    nl.add_link(new).map_err(|e| {
+        let mode_name = format!("{mode:?}").to_lowercase();
+        let mut err = link_error(&format!("creating a {mode_name} macvlan on {:?}", master.name), e.clone());
+        if e.is(libc::EINVAL) && mode == MacvlanMode::Passthru {
             err.msg += " (a passthru macvlan must be its master's only macvlan)";
         }
         err
     })
 }
 
-fn notify_sysctls(ifname: &str) -> Result<()> {
-    sysctl::write(&format!("net/ipv4/conf/{ifname}/arp_notify"), "1")?;
-    // Absent when IPv6 is disabled in the netns: nothing to announce then.
-    let key = format!("net/ipv6/conf/{ifname}/ndisc_notify");
-    if std::path::Path::new("/proc/sys").join(&key).exists() {
-        sysctl::write(&key, "1")?;
+/// DEL: no master lookup here, it may be gone; with the netns gone the
+/// macvlan went with it, and only the lease is left to release.
+fn del<N: NetStack>(args: &CmdArgs, ctr: Option<&mut N>, ipam: &mut impl Ipam) -> Result<()> {
+    let mut errors = Errors::new();
+    if let Some(ctr) = ctr {
+        errors.note(links::delete_if_exists(ctr, &args.ifname));
+    }
+    if let Some(plugin) = args.conf.ipam_type() {
+        errors.note(ipam.del(plugin, args));
+    }
+    errors.into_result()
+}
+
+/// CHECK: the lease, then the container interface against prevResult and
+/// the config.
+fn check<N: NetStack>(
+    args: &CmdArgs,
+    conf: &Config,
+    host: &mut N,
+    ctr: &mut N,
+    ipam: &mut impl Ipam,
+) -> Result<()> {
+    if let Some(plugin) = args.conf.ipam_type() {
+        ipam.check(plugin, args)?;
+    }
+    let prev = args
+        .conf
+        .prev_result
+        .as_ref()
+        .ok_or_else(|| CniError::invalid_config("macvlan CHECK needs prevResult"))?;
+    let iface =
+        prev.interfaces.iter().find(|i| i.name == args.ifname && !i.sandbox.is_empty()).ok_or_else(|| {
+            CniError::internal(format!("prevResult has no container interface {:?}", args.ifname))
+        })?;
+    if iface.sandbox != args.netns {
+        return Err(CniError::internal(format!(
+            "interface {} is in netns {:?}, not {:?}",
+            args.ifname, iface.sandbox, args.netns
+        )));
+    }
+    let ips = prev.ips_of(&args.ifname);
+    let link = ifconfig::verify(ctr, &args.ifname, &ips, &prev.routes)?;
+    if link.kind.as_deref() != Some("macvlan") {
+        return Err(CniError::internal(format!("{} is not a macvlan", args.ifname)));
+    }
+    if link.macvlan_mode != Some(conf.mode) {
+        return Err(CniError::internal(format!(
+            "{} has macvlan mode {:?}, the config says {:?}",
+            args.ifname, link.macvlan_mode, conf.mode
+        )));
+    }
+    if !iface.mac.is_empty() && link.mac_string() != iface.mac.to_lowercase() {
+        return Err(CniError::internal(format!(
+            "{} has MAC {}, prevResult says {}",
+            args.ifname,
+            link.mac_string(),
+            iface.mac
+        )));
+    }
+    if conf.mtu > 0 && link.mtu != conf.mtu {
+        return Err(CniError::internal(format!(
+            "{} has MTU {}, the config says {}",
+            args.ifname, link.mtu, conf.mtu
+        )));
+    }
+    // The parent: in the container it must be the master itself; from the
+    // host it must be the master's index in another netns.
+    let master =
+        if conf.link_in_container { conf.master_link(ctr, false)? } else { conf.master_link(host, false)? };
+    let parent_ok =
+        link.link == Some(master.index) && (conf.link_in_container != link.link_netnsid.is_some());
+    if !parent_ok {
+        return Err(CniError::internal(format!(
+            "{} is not a macvlan of master {:?}",
+            args.ifname, master.name
+        )));
     }
     Ok(())
-}
-
-fn link_error(what: &str, e: NlError) -> CniError {
-    CniError::internal(format!("{what}: {e}"))
-}
-
-fn mac_of(mac: &Option<[u8; 6]>) -> String {
-    mac.as_ref().map(format_mac).unwrap_or_default()
-}
-
-/// What a failing ADD must take back, in reverse order of making.
-struct Undo<'a> {
-    args: &'a CmdArgs,
-    /// The macvlan's current name in the container netns.
-    link: Option<String>,
-    ipam: Option<String>,
-}
-
-impl Undo<'_> {
-    /// Best effort: the ADD error is what the runtime sees.
-    fn run(self, cnl: &mut Rtnl) {
-        if let Some(name) = &self.link {
-            let _ = cnl.del_link_by_name(name);
-        }
-        if let Some(plugin) = &self.ipam {
-            let _ = ipam::del(plugin, self.args);
-        }
-    }
 }
 
 common::plugin_main!(Macvlan);

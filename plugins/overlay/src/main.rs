@@ -31,6 +31,7 @@ mod nat;
 mod state;
 
 use common::ipnet::IpNet;
+use common::links::delete_if_exists;
 use common::netlink::rtnl::{format_mac, Rtnl};
 use common::netns::Netns;
 use common::skel::{CmdArgs, Plugin};
@@ -104,7 +105,7 @@ impl Plugin for Overlay {
         let mut undo =
             Undo { args, conf: &conf, etcd: &etcd, claim: claim.clone(), recorded: false, link: false };
         let mac = mac.unwrap_or(config::mac_for(claim.ip));
-        let res = add_attachment(args, &conf, &under, &claim, mac, &ns, &mut cnl, &mut nl, &mut undo);
+        let res = add_attachment(args, &conf, &under, &claim, mac, &mut cnl, &mut nl, &mut undo);
         if res.is_err() {
             undo.run(&mut cnl);
         }
@@ -115,7 +116,10 @@ impl Plugin for Overlay {
         let mut conf = Config::load(args)?;
         let mut errors = Errors::new();
         if let Some(ns) = Netns::open_if_exists(&args.netns)? {
-            errors.note(ifconfig::delete_link(&ns, &args.ifname));
+            match Rtnl::in_netns(&ns) {
+                Ok(mut nl) => errors.note(delete_if_exists(&mut nl, &args.ifname)),
+                Err(e) => errors.note::<()>(Err(e.into())),
+            }
         }
         let dir = NetDir::new(&conf.network);
         let _lock = dir.lock(true).map_err(io_err("locking overlay state"))?.expect("created");
@@ -297,7 +301,6 @@ fn add_attachment(
     under: &dataplane::Underlay,
     claim: &Claim,
     mac: [u8; 6],
-    ns: &Netns,
     cnl: &mut Rtnl,
     nl: &mut Rtnl,
     undo: &mut Undo,
@@ -338,7 +341,7 @@ fn add_attachment(
         interface: Some(2),
     }];
     let routes = dataplane::container_routes(conf);
-    let clink = ifconfig::configure(ns, cnl, &args.ifname, &ips, &routes, false)?;
+    let clink = ifconfig::configure(cnl, &args.ifname, &ips, &routes, false)?;
     let port = veth::wait_oper_up(nl, port.index)?;
     ifconfig::announce(cnl, &clink)?;
     {

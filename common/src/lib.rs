@@ -4,6 +4,8 @@
 pub mod args;
 pub mod conntrack;
 pub mod error;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod ifconfig;
 pub mod ipam;
 pub mod ipnet;

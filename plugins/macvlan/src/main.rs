@@ -7,6 +7,8 @@
 //! undoes everything it made; DEL succeeds even when the netns is gone.
 
 mod config;
+#[cfg(test)]
+mod tests;
 
 use common::ipam::{self, Ipam};
 use common::links::{self, link_error};

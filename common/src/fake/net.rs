@@ -1,0 +1,740 @@
+//! [`FakeNet`]: one netns of the fake kernel as a [`NetStack`].
+
+use std::cell::RefCell;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use super::{on_link, FLink, Space, World, FD_BASE};
+use crate::ipnet::{is_link_local, IpNet};
+use crate::net::NetStack;
+use crate::netlink::rtnl::{
+    Addr, AddrOpts, BridgePort, BridgePortOpts, BridgeVlan, Family, Link, LinkKind, MacvlanMode, Neigh,
+    NewLink, Route, Rule, IF_OPER_UP,
+};
+use crate::netlink::{NlError, NlResult};
+
+const IF_OPER_DOWN: u8 = 2;
+const IF_OPER_LOWERLAYERDOWN: u8 = 5;
+const IFA_F_PERMANENT: u32 = 0x80;
+
+/// A handle on one netns of a [`FakeKernel`](super::FakeKernel).
+#[derive(Clone)]
+pub struct FakeNet {
+    w: Rc<RefCell<World>>,
+    ns: usize,
+}
+
+fn err<T>(errno: i32) -> NlResult<T> {
+    Err(NlError { errno, ext: None })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+impl FakeNet {
+    pub(super) fn new(w: Rc<RefCell<World>>, ns: usize) -> FakeNet {
+        FakeNet { w, ns }
+    }
+
+    /// The netns' name.
+    pub fn name(&self) -> String {
+        self.w.borrow().spaces[self.ns].name.clone()
+    }
+
+    /// Record the call and run `f` on the model, unless a fault hits it.
+    fn act<T>(
+        &self,
+        op: &str,
+        args: std::fmt::Arguments<'_>,
+        f: impl FnOnce(&mut World, usize) -> NlResult<T>,
+    ) -> NlResult<T> {
+        let mut w = self.w.borrow_mut();
+        w.call(self.ns, op, args)?;
+        f(&mut w, self.ns)
+    }
+}
+
+impl World {
+    fn space_of_fd(&self, fd: RawFd) -> NlResult<usize> {
+        let ns = fd.checked_sub(FD_BASE).and_then(|n| usize::try_from(n).ok());
+        match ns {
+            Some(ns) if ns < self.spaces.len() && !self.spaces[ns].name.starts_with("(deleted") => Ok(ns),
+            _ => err(libc::EBADF),
+        }
+    }
+
+    fn pos(&self, ns: usize, index: u32) -> NlResult<usize> {
+        self.spaces[ns].links.iter().position(|l| l.index == index).map_or(err(libc::ENODEV), Ok)
+    }
+
+    fn pos_by_name(&self, ns: usize, name: &str) -> NlResult<usize> {
+        self.spaces[ns].links.iter().position(|l| l.name == name).map_or(err(libc::ENODEV), Ok)
+    }
+
+    fn view(&self, ns: usize, i: usize) -> Link {
+        let l = &self.spaces[ns].links[i];
+        let lower = l.lower.and_then(|id| self.find(id));
+        let oper_state = match (l.is_up(), lower) {
+            (false, _) => IF_OPER_DOWN,
+            (true, Some((lns, li))) if !self.spaces[lns].links[li].is_up() => IF_OPER_LOWERLAYERDOWN,
+            (true, _) => IF_OPER_UP,
+        };
+        Link {
+            index: l.index,
+            name: l.name.clone(),
+            kind: l.kind.clone(),
+            mac: Some(l.mac),
+            mtu: l.mtu,
+            flags: l.flags,
+            oper_state,
+            master: l.master,
+            txqlen: l.txqlen,
+            link: lower.map(|(lns, li)| self.spaces[lns].links[li].index),
+            link_netnsid: lower.filter(|(lns, _)| *lns != ns).map(|(lns, _)| lns as i32),
+            macvlan_mode: l.macvlan_mode,
+            vlan_filtering: l.vlan_filtering,
+            vlan_id: l.vlan_id,
+            bridge_port: l.port,
+        }
+    }
+
+    fn add_link(&mut self, ns: usize, new: &NewLink) -> NlResult<()> {
+        let target = match new.netns_fd {
+            Some(fd) => self.space_of_fd(fd)?,
+            None => ns,
+        };
+        let taken = |w: &World, ns: usize, name: &str| w.spaces[ns].links.iter().any(|l| l.name == name);
+        if !valid_name(&new.name) {
+            return err(libc::EINVAL);
+        }
+        if taken(self, target, &new.name) {
+            return err(libc::EEXIST);
+        }
+        if new.mac.is_some_and(|m| m[0] & 1 != 0 || m == [0; 6]) {
+            return err(libc::EADDRNOTAVAIL);
+        }
+        let parent = match (&new.kind, new.parent) {
+            (LinkKind::Macvlan { .. } | LinkKind::Vlan { .. }, None) => return err(libc::EINVAL),
+            (LinkKind::Macvlan { .. } | LinkKind::Vlan { .. }, Some(p)) => Some(self.pos(ns, p)?),
+            _ => None,
+        };
+        let parent_link = parent.map(|i| self.spaces[ns].links[i].clone());
+        if let (Some(p), Some(mtu)) = (&parent_link, new.mtu) {
+            if mtu > p.mtu {
+                return err(libc::EINVAL);
+            }
+        }
+        if let (LinkKind::Macvlan { mode, .. }, Some(p)) = (&new.kind, &parent_link) {
+            let siblings: Vec<&FLink> =
+                self.spaces.iter().flat_map(|s| s.links.iter()).filter(|l| l.lower == Some(p.id)).collect();
+            let passthru = |l: &&FLink| l.macvlan_mode == Some(MacvlanMode::Passthru);
+            if (*mode == MacvlanMode::Passthru && !siblings.is_empty()) || siblings.iter().any(passthru) {
+                return err(libc::EINVAL);
+            }
+        }
+        let peer_target = match &new.kind {
+            LinkKind::Veth { peer, peer_netns_fd } => {
+                let pns = match peer_netns_fd {
+                    Some(fd) => self.space_of_fd(*fd)?,
+                    None => ns,
+                };
+                if !valid_name(peer) || (pns == target && *peer == new.name) {
+                    return err(libc::EINVAL);
+                }
+                if taken(self, pns, peer) {
+                    return err(libc::EEXIST);
+                }
+                Some((pns, peer.clone()))
+            }
+            _ => None,
+        };
+        let id = self.new_id();
+        let mut link = FLink {
+            id,
+            name: new.name.clone(),
+            kind: Some(new.kind.name().to_string()),
+            mac: new.mac.unwrap_or_else(crate::random_mac),
+            mtu: new.mtu.or(parent_link.as_ref().map(|p| p.mtu)).unwrap_or(1500),
+            lower: parent_link.as_ref().map(|p| p.id),
+            ..FLink::blank()
+        };
+        match &new.kind {
+            LinkKind::Macvlan { mode, .. } => link.macvlan_mode = Some(*mode),
+            LinkKind::Vlan { id } => {
+                link.vlan_id = Some(*id);
+                link.mac = new.mac.or(parent_link.as_ref().map(|p| p.mac)).unwrap_or(link.mac);
+            }
+            LinkKind::Bridge { vlan_filtering } => {
+                link.vlan_filtering = Some(vlan_filtering.unwrap_or(false))
+            }
+            _ => {}
+        }
+        if let Some((pns, peer)) = peer_target {
+            let peer_id = self.new_id();
+            let peer = FLink {
+                id: peer_id,
+                index: self.spaces[pns].take_index(None),
+                name: peer,
+                kind: link.kind.clone(),
+                mac: crate::random_mac(),
+                mtu: link.mtu,
+                lower: Some(id),
+                ..FLink::blank()
+            };
+            self.spaces[pns].links.push(peer);
+            link.lower = Some(peer_id);
+        }
+        link.index = self.spaces[target].take_index(None);
+        self.spaces[target].links.push(link);
+        Ok(())
+    }
+
+    fn set_flag(&mut self, ns: usize, index: u32, flag: i32, on: bool) -> NlResult<()> {
+        let i = self.pos(ns, index)?;
+        let s = &mut self.spaces[ns];
+        let l = &mut s.links[i];
+        if on {
+            l.flags |= flag as u32;
+        } else {
+            l.flags &= !(flag as u32);
+        }
+        if flag == libc::IFF_UP && !on {
+            // IPv4 routes through a link that goes down are flushed.
+            s.routes.retain(|r| r.oif != Some(index) || !r.dst.is_ipv4());
+        }
+        Ok(())
+    }
+
+    fn move_link(&mut self, ns: usize, index: u32, target: usize) -> NlResult<()> {
+        let i = self.pos(ns, index)?;
+        if target == ns {
+            return Ok(());
+        }
+        if self.spaces[target].links.iter().any(|l| l.name == self.spaces[ns].links[i].name) {
+            return err(libc::EEXIST);
+        }
+        let s = &mut self.spaces[ns];
+        let mut link = s.links.remove(i);
+        s.addrs.retain(|a| a.index != index);
+        s.routes.retain(|r| r.oif != Some(index));
+        s.neighs.retain(|n| n.index != index);
+        for port in s.links.iter_mut().filter(|l| l.master == Some(index)) {
+            (port.master, port.port, port.vlans) = (None, None, Vec::new());
+        }
+        (link.master, link.port, link.vlans) = (None, None, Vec::new());
+        link.flags &= !(libc::IFF_UP as u32);
+        link.index = self.spaces[target].take_index(Some(index));
+        self.spaces[target].links.push(link);
+        Ok(())
+    }
+
+    fn add_route(&mut self, ns: usize, r: &Route, replace: bool) -> NlResult<()> {
+        let s = &self.spaces[ns];
+        if r.gateway.is_some_and(|g| g.is_ipv4() != r.dst.is_ipv4()) {
+            return err(libc::EINVAL);
+        }
+        match r.oif.map(|i| self.pos(ns, i)).transpose()? {
+            // A gateway is unreachable through a down link, a device route refused.
+            Some(i) if !s.links[i].is_up() && r.gateway.is_some() => return err(libc::ENETUNREACH),
+            Some(i) if !s.links[i].is_up() => return err(libc::ENETDOWN),
+            None if r.gateway.is_none() => return err(libc::ENODEV),
+            _ => {}
+        }
+        if let Some(gw) = &r.gateway {
+            let via_route = s.routes.iter().any(|x| {
+                x.gateway.is_none()
+                    && x.oif.is_some()
+                    && r.oif.is_none_or(|o| x.oif == Some(o))
+                    && IpNet { addr: x.dst, prefix: x.prefix }.contains(gw)
+            });
+            let link_local = is_link_local(gw) && r.oif.is_some();
+            if !link_local && !via_route && !on_link(s, r.oif, gw) {
+                return err(libc::ENETUNREACH);
+            }
+        }
+        let same = |x: &Route| {
+            x.dst == r.dst
+                && x.prefix == r.prefix
+                && x.table == r.table
+                && x.priority.unwrap_or(0) == r.priority.unwrap_or(0)
+        };
+        let s = &mut self.spaces[ns];
+        match s.routes.iter().position(same) {
+            Some(_) if !replace => err(libc::EEXIST),
+            Some(i) => {
+                s.routes[i] = r.clone();
+                Ok(())
+            }
+            None => {
+                s.routes.push(r.clone());
+                Ok(())
+            }
+        }
+    }
+}
+
+fn route_matches(want: &Route, r: &Route) -> bool {
+    r.dst == want.dst
+        && r.prefix == want.prefix
+        && r.table == want.table
+        && want.gateway.is_none_or(|g| r.gateway == Some(g))
+        && want.oif.is_none_or(|o| r.oif == Some(o))
+        && want.priority.is_none_or(|p| r.priority.unwrap_or(0) == p)
+}
+
+fn rule_matches(want: &Rule, r: &Rule) -> bool {
+    r.family == want.family
+        && want.priority.is_none_or(|p| r.priority == Some(p))
+        && (want.src.is_none() || r.src == want.src)
+        && (want.dst.is_none() || r.dst == want.dst)
+        && (want.table == 0 || r.table == want.table)
+        && (want.iif.is_none() || r.iif == want.iif)
+        && (want.oif.is_none() || r.oif == want.oif)
+        && (want.fwmark.is_none() || r.fwmark == want.fwmark)
+        && (!want.l3mdev || r.l3mdev)
+}
+
+/// "net/ipv4/conf/<ifname>/<leaf>" → ("ipv4", ifname, leaf).
+fn conf_key(key: &str) -> Option<(&str, &str, &str)> {
+    let mut p = key.split('/');
+    match (p.next(), p.next(), p.next(), p.next(), p.next(), p.next()) {
+        (Some("net"), Some(fam @ ("ipv4" | "ipv6")), Some("conf"), Some(ifname), Some(leaf), None)
+            if ifname != "all" && ifname != "default" =>
+        {
+            Some((fam, ifname, leaf))
+        }
+        _ => None,
+    }
+}
+
+fn not_found(key: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("no sysctl {key}"))
+}
+
+impl Space {
+    /// Where a sysctl lives: a link's map or the netns' own.
+    fn sysctl_slot(
+        &mut self,
+        key: &str,
+    ) -> io::Result<(&mut std::collections::BTreeMap<String, String>, String)> {
+        if key.starts_with("net/ipv6/") && !self.ipv6 {
+            return Err(not_found(key));
+        }
+        match conf_key(key) {
+            Some((fam, ifname, leaf)) => {
+                let l = self.links.iter_mut().find(|l| l.name == ifname).ok_or_else(|| not_found(key))?;
+                Ok((&mut l.sysctls, format!("{fam}/{leaf}")))
+            }
+            None => Ok((&mut self.sysctls, key.to_string())),
+        }
+    }
+}
+
+fn io_err(e: NlError) -> io::Error {
+    io::Error::from_raw_os_error(e.errno)
+}
+
+impl NetStack for FakeNet {
+    fn link_by_name(&mut self, name: &str) -> NlResult<Link> {
+        self.act("link_by_name", format_args!("{name}"), |w, ns| {
+            let i = w.pos_by_name(ns, name)?;
+            Ok(w.view(ns, i))
+        })
+    }
+    fn link_by_index(&mut self, index: u32) -> NlResult<Link> {
+        self.act("link_by_index", format_args!("{index}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            Ok(w.view(ns, i))
+        })
+    }
+    fn links(&mut self) -> NlResult<Vec<Link>> {
+        self.act("links", format_args!(""), |w, ns| {
+            Ok((0..w.spaces[ns].links.len()).map(|i| w.view(ns, i)).collect())
+        })
+    }
+    fn add_link(&mut self, link: &NewLink) -> NlResult<()> {
+        let w = self.w.borrow();
+        let mut args = format!("{} {}", link.kind.name(), link.name);
+        if let LinkKind::Veth { peer, peer_netns_fd } = &link.kind {
+            args += &format!(" peer {peer}");
+            if let Some(ns) = peer_netns_fd.and_then(|fd| w.space_of_fd(fd).ok()) {
+                args += &format!(" peer_netns={}", w.spaces[ns].name);
+            }
+        }
+        if let Some(p) = link.parent {
+            let name = w.pos(self.ns, p).map(|i| w.spaces[self.ns].links[i].name.clone());
+            args += &format!(" parent={}", name.unwrap_or_else(|_| p.to_string()));
+        }
+        if let Some(ns) = link.netns_fd.and_then(|fd| w.space_of_fd(fd).ok()) {
+            args += &format!(" netns={}", w.spaces[ns].name);
+        }
+        if let Some(mtu) = link.mtu {
+            args += &format!(" mtu={mtu}");
+        }
+        drop(w);
+        self.act("add_link", format_args!("{args}"), |w, ns| w.add_link(ns, link))
+    }
+    fn del_link(&mut self, index: u32) -> NlResult<()> {
+        self.act("del_link", format_args!("{index}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            let id = w.spaces[ns].links[i].id;
+            w.destroy(id);
+            Ok(())
+        })
+    }
+    fn del_link_by_name(&mut self, name: &str) -> NlResult<()> {
+        self.act("del_link_by_name", format_args!("{name}"), |w, ns| {
+            let i = w.pos_by_name(ns, name)?;
+            let id = w.spaces[ns].links[i].id;
+            w.destroy(id);
+            Ok(())
+        })
+    }
+    fn set_up(&mut self, index: u32) -> NlResult<()> {
+        self.act("set_up", format_args!("{index}"), |w, ns| w.set_flag(ns, index, libc::IFF_UP, true))
+    }
+    fn set_down(&mut self, index: u32) -> NlResult<()> {
+        self.act("set_down", format_args!("{index}"), |w, ns| w.set_flag(ns, index, libc::IFF_UP, false))
+    }
+    fn set_promisc(&mut self, index: u32, on: bool) -> NlResult<()> {
+        self.act("set_promisc", format_args!("{index} {on}"), |w, ns| {
+            w.set_flag(ns, index, libc::IFF_PROMISC, on)
+        })
+    }
+    fn set_allmulti(&mut self, index: u32, on: bool) -> NlResult<()> {
+        self.act("set_allmulti", format_args!("{index} {on}"), |w, ns| {
+            w.set_flag(ns, index, libc::IFF_ALLMULTI, on)
+        })
+    }
+    fn set_mtu(&mut self, index: u32, mtu: u32) -> NlResult<()> {
+        self.act("set_mtu", format_args!("{index} {mtu}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            let lower_mtu = w.spaces[ns].links[i].lower.and_then(|id| w.link(id)).map(|l| l.mtu);
+            let is_veth = w.spaces[ns].links[i].kind.as_deref() == Some("veth");
+            if !(68..=65535).contains(&mtu) || (!is_veth && lower_mtu.is_some_and(|m| mtu > m)) {
+                return err(libc::EINVAL);
+            }
+            w.spaces[ns].links[i].mtu = mtu;
+            Ok(())
+        })
+    }
+    fn set_txqlen(&mut self, index: u32, qlen: u32) -> NlResult<()> {
+        self.act("set_txqlen", format_args!("{index} {qlen}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            w.spaces[ns].links[i].txqlen = qlen;
+            Ok(())
+        })
+    }
+    fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> NlResult<()> {
+        let text = crate::netlink::rtnl::format_mac(&mac);
+        self.act("set_mac", format_args!("{index} {text}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            if mac[0] & 1 != 0 || mac == [0; 6] {
+                return err(libc::EADDRNOTAVAIL);
+            }
+            w.spaces[ns].links[i].mac = mac;
+            Ok(())
+        })
+    }
+    fn rename(&mut self, index: u32, name: &str) -> NlResult<()> {
+        self.act("rename", format_args!("{index} {name}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            if !valid_name(name) {
+                return err(libc::EINVAL);
+            }
+            if w.spaces[ns].links.iter().any(|l| l.name == name && l.index != index) {
+                return err(libc::EEXIST);
+            }
+            if w.spaces[ns].links[i].is_up() {
+                return err(libc::EBUSY);
+            }
+            w.spaces[ns].links[i].name = name.to_string();
+            Ok(())
+        })
+    }
+    fn set_master(&mut self, index: u32, master: u32) -> NlResult<()> {
+        self.act("set_master", format_args!("{index} {master}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            let m = w.pos(ns, master)?;
+            let kind = w.spaces[ns].links[m].kind.clone();
+            let l = &mut w.spaces[ns].links[i];
+            match kind.as_deref() {
+                _ if index == master => err(libc::ELOOP),
+                Some("bridge") => {
+                    l.master = Some(master);
+                    l.port = Some(BridgePort { hairpin: false, isolated: false, learning: true });
+                    l.vlans = vec![BridgeVlan { vid: 1, pvid: true, untagged: true }];
+                    Ok(())
+                }
+                Some("vrf" | "bond") => {
+                    l.master = Some(master);
+                    Ok(())
+                }
+                _ => err(libc::EOPNOTSUPP),
+            }
+        })
+    }
+    fn set_nomaster(&mut self, index: u32) -> NlResult<()> {
+        self.act("set_nomaster", format_args!("{index}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            let l = &mut w.spaces[ns].links[i];
+            (l.master, l.port, l.vlans) = (None, None, Vec::new());
+            Ok(())
+        })
+    }
+    fn set_netns_fd(&mut self, index: u32, netns_fd: RawFd) -> NlResult<()> {
+        let target = self.w.borrow().space_of_fd(netns_fd).map(|ns| self.w.borrow().spaces[ns].name.clone());
+        let target = target.unwrap_or_else(|_| format!("fd {netns_fd}"));
+        self.act("set_netns_fd", format_args!("{index} {target}"), |w, ns| {
+            let target = w.space_of_fd(netns_fd)?;
+            w.move_link(ns, index, target)
+        })
+    }
+    fn set_bridge_port(&mut self, index: u32, opts: &BridgePortOpts) -> NlResult<()> {
+        self.act("set_bridge_port", format_args!("{index} {opts:?}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            let Some(port) = w.spaces[ns].links[i].port.as_mut() else { return err(libc::EOPNOTSUPP) };
+            port.hairpin = opts.hairpin.unwrap_or(port.hairpin);
+            port.isolated = opts.isolated.unwrap_or(port.isolated);
+            port.learning = opts.learning.unwrap_or(port.learning);
+            Ok(())
+        })
+    }
+    fn bridge_vlan_add(&mut self, index: u32, vlan: BridgeVlan, on_self: bool) -> NlResult<()> {
+        self.act("bridge_vlan_add", format_args!("{index} {vlan:?} self={on_self}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            let l = &mut w.spaces[ns].links[i];
+            if !on_self && l.port.is_none() {
+                return err(libc::EOPNOTSUPP);
+            }
+            if vlan.pvid {
+                l.vlans.iter_mut().for_each(|v| v.pvid = false);
+            }
+            l.vlans.retain(|v| v.vid != vlan.vid);
+            l.vlans.push(vlan);
+            Ok(())
+        })
+    }
+    fn bridge_vlan_del(&mut self, index: u32, vid: u16, on_self: bool) -> NlResult<()> {
+        self.act("bridge_vlan_del", format_args!("{index} {vid} self={on_self}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            let l = &mut w.spaces[ns].links[i];
+            let before = l.vlans.len();
+            l.vlans.retain(|v| v.vid != vid);
+            if l.vlans.len() == before {
+                return err(libc::ENOENT);
+            }
+            Ok(())
+        })
+    }
+    fn bridge_vlans(&mut self, index: u32) -> NlResult<Vec<BridgeVlan>> {
+        self.act("bridge_vlans", format_args!("{index}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            Ok(w.spaces[ns].links[i].vlans.clone())
+        })
+    }
+
+    fn add_addr(&mut self, index: u32, addr: IpAddr, prefix: u8, opts: &AddrOpts) -> NlResult<()> {
+        self.act("add_addr", format_args!("{index} {addr}/{prefix}"), |w, ns| {
+            w.pos(ns, index)?;
+            if prefix > crate::ipnet::max_prefix(&addr) || (addr.is_ipv6() && !w.spaces[ns].ipv6) {
+                return err(libc::EINVAL);
+            }
+            let s = &mut w.spaces[ns];
+            if s.addrs.iter().any(|a| a.index == index && a.addr == addr && a.prefix == prefix) {
+                return err(libc::EEXIST);
+            }
+            let nodad = if opts.nodad { libc::IFA_F_NODAD } else { 0 };
+            let noprefixroute = if opts.noprefixroute { libc::IFA_F_NOPREFIXROUTE } else { 0 };
+            s.addrs.push(Addr {
+                index,
+                addr,
+                prefix,
+                flags: nodad | noprefixroute | IFA_F_PERMANENT,
+                scope: if is_link_local(&addr) { libc::RT_SCOPE_LINK } else { libc::RT_SCOPE_UNIVERSE },
+                broadcast: opts.broadcast,
+                label: None,
+            });
+            Ok(())
+        })
+    }
+    fn del_addr(&mut self, index: u32, addr: IpAddr, prefix: u8) -> NlResult<()> {
+        self.act("del_addr", format_args!("{index} {addr}/{prefix}"), |w, ns| {
+            let s = &mut w.spaces[ns];
+            match s.addrs.iter().position(|a| a.index == index && a.addr == addr && a.prefix == prefix) {
+                Some(i) => {
+                    s.addrs.remove(i);
+                    Ok(())
+                }
+                None => err(libc::EADDRNOTAVAIL),
+            }
+        })
+    }
+    fn addrs(&mut self, index: Option<u32>, family: Family) -> NlResult<Vec<Addr>> {
+        self.act("addrs", format_args!("{index:?} {family:?}"), |w, ns| {
+            Ok(w.spaces[ns]
+                .addrs
+                .iter()
+                .filter(|a| index.is_none_or(|i| a.index == i) && family_has(family, &a.addr))
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn add_route(&mut self, route: &Route) -> NlResult<()> {
+        self.act("add_route", format_args!("{}", describe_route(route)), |w, ns| {
+            w.add_route(ns, route, false)
+        })
+    }
+    fn replace_route(&mut self, route: &Route) -> NlResult<()> {
+        self.act("replace_route", format_args!("{}", describe_route(route)), |w, ns| {
+            w.add_route(ns, route, true)
+        })
+    }
+    fn del_route(&mut self, route: &Route) -> NlResult<()> {
+        self.act("del_route", format_args!("{}", describe_route(route)), |w, ns| {
+            let s = &mut w.spaces[ns];
+            match s.routes.iter().position(|r| route_matches(route, r)) {
+                Some(i) => {
+                    s.routes.remove(i);
+                    Ok(())
+                }
+                None => err(libc::ESRCH),
+            }
+        })
+    }
+    fn routes(&mut self, family: Family, table: u32) -> NlResult<Vec<Route>> {
+        self.act("routes", format_args!("{family:?} table {table}"), |w, ns| {
+            Ok(w.spaces[ns]
+                .routes
+                .iter()
+                .filter(|r| (table == 0 || r.table == table) && family_has(family, &r.dst))
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn add_rule(&mut self, rule: &Rule) -> NlResult<()> {
+        self.act("add_rule", format_args!("{rule:?}"), |w, ns| {
+            if rule.family == Family::Any {
+                return err(libc::EAFNOSUPPORT);
+            }
+            let s = &mut w.spaces[ns];
+            let mut rule = rule.clone();
+            if rule.priority.is_none() {
+                // The kernel takes one below the first rule after priority 0.
+                let first = s.rules.iter().filter(|r| r.family == rule.family).filter_map(|r| r.priority);
+                rule.priority = Some(first.filter(|p| *p > 0).min().map_or(0, |p| p - 1));
+            }
+            if s.rules.contains(&rule) {
+                return err(libc::EEXIST);
+            }
+            s.rules.push(rule);
+            s.rules.sort_by_key(|r| r.priority);
+            Ok(())
+        })
+    }
+    fn del_rule(&mut self, rule: &Rule) -> NlResult<()> {
+        self.act("del_rule", format_args!("{rule:?}"), |w, ns| {
+            let s = &mut w.spaces[ns];
+            match s.rules.iter().position(|r| rule_matches(rule, r)) {
+                Some(i) => {
+                    s.rules.remove(i);
+                    Ok(())
+                }
+                None => err(libc::ENOENT),
+            }
+        })
+    }
+    fn rules(&mut self, family: Family) -> NlResult<Vec<Rule>> {
+        self.act("rules", format_args!("{family:?}"), |w, ns| {
+            Ok(w.spaces[ns]
+                .rules
+                .iter()
+                .filter(|r| family == Family::Any || r.family == family)
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn neighbours(&mut self, index: Option<u32>, family: Family) -> NlResult<Vec<Neigh>> {
+        self.act("neighbours", format_args!("{index:?} {family:?}"), |w, ns| {
+            Ok(w.spaces[ns]
+                .neighs
+                .iter()
+                .filter(|n| index.is_none_or(|i| n.index == i) && family_has(family, &n.ip))
+                .cloned()
+                .collect())
+        })
+    }
+    fn set_neigh(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> NlResult<()> {
+        self.act("set_neigh", format_args!("{index} {ip}"), |w, ns| {
+            w.pos(ns, index)?;
+            let s = &mut w.spaces[ns];
+            s.neighs.retain(|n| !(n.index == index && n.ip == ip));
+            s.neighs.push(Neigh { index, ip, mac: Some(mac), state: libc::NUD_PERMANENT, flags: 0 });
+            Ok(())
+        })
+    }
+    fn del_neigh(&mut self, index: u32, ip: IpAddr) -> NlResult<()> {
+        self.act("del_neigh", format_args!("{index} {ip}"), |w, ns| {
+            let s = &mut w.spaces[ns];
+            match s.neighs.iter().position(|n| n.index == index && n.ip == ip) {
+                Some(i) => {
+                    s.neighs.remove(i);
+                    Ok(())
+                }
+                None => err(libc::ENOENT),
+            }
+        })
+    }
+
+    fn netns_fd(&mut self) -> NlResult<RawFd> {
+        self.act("netns_fd", format_args!(""), |_, ns| Ok(FD_BASE + ns as i32))
+    }
+    fn sysctl(&mut self, key: &str) -> io::Result<String> {
+        let mut w = self.w.borrow_mut();
+        w.call(self.ns, "sysctl", format_args!("{key}")).map_err(io_err)?;
+        let (map, k) = w.spaces[self.ns].sysctl_slot(key)?;
+        Ok(map.get(&k).cloned().unwrap_or_else(|| "0".into()))
+    }
+    fn set_sysctls(&mut self, settings: &[(&str, &str)]) -> io::Result<()> {
+        let mut w = self.w.borrow_mut();
+        let text: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        w.call(self.ns, "set_sysctls", format_args!("{}", text.join(" "))).map_err(io_err)?;
+        for (key, value) in settings {
+            let (map, k) = w.spaces[self.ns].sysctl_slot(key)?;
+            map.insert(k, value.to_string());
+        }
+        Ok(())
+    }
+}
+
+fn family_has(family: Family, ip: &IpAddr) -> bool {
+    match family {
+        Family::Any => true,
+        Family::V4 => ip.is_ipv4(),
+        Family::V6 => ip.is_ipv6(),
+    }
+}
+
+fn describe_route(r: &Route) -> String {
+    let mut s = format!("{}/{}", r.dst, r.prefix);
+    if let Some(gw) = r.gateway {
+        s += &format!(" via {gw}");
+    }
+    if let Some(oif) = r.oif {
+        s += &format!(" dev {oif}");
+    }
+    if r.table != libc::RT_TABLE_MAIN as u32 {
+        s += &format!(" table {}", r.table);
+    }
+    s
+}

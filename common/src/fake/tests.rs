@@ -1,0 +1,299 @@
+//! The fake's own tests, and its conformance with the real kernel: one
+//! script of calls runs against `Rtnl` in two fresh namespaces (root only)
+//! and against the fake, and every step must end the same way.
+
+use std::net::IpAddr;
+use std::process::Command as Process;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+use crate::ipam::Ipam;
+use crate::net::NetStack;
+use crate::netlink::rtnl::{AddrOpts, Family, LinkKind, MacvlanMode, NewLink, Route, Rtnl, Rule};
+use crate::netns::Netns;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn names(net: &mut FakeNet) -> Vec<String> {
+    let mut v: Vec<String> = net.links().unwrap().into_iter().map(|l| l.name).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn links_live_in_the_netns_they_are_created_in_with_per_netns_indexes() {
+    let k = FakeKernel::new();
+    let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+    let fd = ctr.netns_fd().unwrap();
+    let veth = NewLink::new("eth0", LinkKind::Veth { peer: "veth0".into(), peer_netns_fd: Some(fd) });
+    host.add_link(&veth).unwrap();
+    assert_eq!(names(&mut host), ["eth0", "lo"]);
+    assert_eq!(names(&mut ctr), ["lo", "veth0"]);
+    let (a, b) = (host.link_by_name("eth0").unwrap(), ctr.link_by_name("veth0").unwrap());
+    assert_eq!((a.index, b.index), (2, 2), "each netns counts its own indexes");
+    assert_eq!((a.link, a.link_netnsid.is_some()), (Some(b.index), true), "the peer is elsewhere");
+    assert_eq!(a.mtu, 1500);
+    // Deleting one end takes the other.
+    ctr.del_link_by_name("veth0").unwrap();
+    assert_eq!(names(&mut host), ["lo"]);
+    assert_eq!(host.del_link_by_name("eth0").unwrap_err().errno, libc::ENODEV);
+}
+
+#[test]
+fn a_macvlan_goes_with_its_parent_and_inherits_its_mtu() {
+    let k = FakeKernel::new();
+    let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+    host.add_link(&NewLink { mtu: Some(9000), ..NewLink::new("m0", LinkKind::Dummy) }).unwrap();
+    let parent = host.link_by_name("m0").unwrap().index;
+    let fd = ctr.netns_fd().unwrap();
+    let mv = NewLink { netns_fd: Some(fd), ..NewLink::macvlan("mv0", parent, MacvlanMode::Bridge) };
+    host.add_link(&mv).unwrap();
+    let l = ctr.link_by_name("mv0").unwrap();
+    assert_eq!((l.mtu, l.link, l.macvlan_mode), (9000, Some(parent), Some(MacvlanMode::Bridge)));
+    let big = NewLink { mtu: Some(9001), name: "mv1".into(), ..mv.clone() };
+    assert_eq!(host.add_link(&big).unwrap_err().errno, libc::EINVAL);
+    let passthru = NewLink::macvlan("mv2", parent, MacvlanMode::Passthru);
+    assert_eq!(host.add_link(&passthru).unwrap_err().errno, libc::EINVAL, "not the only macvlan");
+    host.del_link(parent).unwrap();
+    assert_eq!(names(&mut ctr), ["lo"]);
+}
+
+#[test]
+fn rename_wants_the_link_down_and_the_name_free() {
+    let k = FakeKernel::new();
+    let mut n = k.host();
+    n.add_link(&NewLink::new("d0", LinkKind::Dummy)).unwrap();
+    n.add_link(&NewLink::new("d1", LinkKind::Dummy)).unwrap();
+    let d0 = n.link_by_name("d0").unwrap().index;
+    assert_eq!(n.rename(d0, "d1").unwrap_err().errno, libc::EEXIST);
+    assert_eq!(n.rename(d0, "a/b").unwrap_err().errno, libc::EINVAL);
+    n.set_sysctl("net/ipv4/conf/d0/arp_notify", "1").unwrap();
+    n.set_up(d0).unwrap();
+    assert_eq!(n.rename(d0, "d2").unwrap_err().errno, libc::EBUSY);
+    n.set_down(d0).unwrap();
+    n.rename(d0, "d2").unwrap();
+    assert_eq!(n.sysctl("net/ipv4/conf/d2/arp_notify").unwrap(), "1", "settings follow the link");
+    assert_eq!(n.sysctl("net/ipv4/conf/d0/arp_notify").unwrap_err().kind(), std::io::ErrorKind::NotFound);
+}
+
+#[test]
+fn routes_need_an_up_link_and_a_reachable_gateway() {
+    let k = FakeKernel::new();
+    let mut n = k.host();
+    n.add_link(&NewLink::new("d0", LinkKind::Dummy)).unwrap();
+    let d0 = n.link_by_name("d0").unwrap().index;
+    n.add_addr(d0, ip("10.1.0.2"), 24, &AddrOpts::default()).unwrap();
+    assert_eq!(n.add_addr(d0, ip("10.1.0.2"), 24, &AddrOpts::default()).unwrap_err().errno, libc::EEXIST);
+    let mut default = Route::new(ip("0.0.0.0"), 0);
+    (default.gateway, default.oif) = (Some(ip("10.1.0.1")), Some(d0));
+    assert_eq!(n.add_route(&default).unwrap_err().errno, libc::ENETUNREACH, "the link is down");
+    let mut device = Route::new(ip("10.3.0.0"), 24);
+    device.oif = Some(d0);
+    assert_eq!(n.add_route(&device).unwrap_err().errno, libc::ENETDOWN);
+    n.set_up(d0).unwrap();
+    let mut far = default.clone();
+    far.gateway = Some(ip("10.2.0.1"));
+    assert_eq!(n.add_route(&far).unwrap_err().errno, libc::ENETUNREACH);
+    n.add_route(&default).unwrap();
+    assert_eq!(n.add_route(&default).unwrap_err().errno, libc::EEXIST);
+    assert_eq!(n.routes(Family::V4, 254).unwrap(), [default.clone()]);
+    n.set_down(d0).unwrap();
+    assert!(n.routes(Family::V4, 0).unwrap().is_empty(), "a link going down takes its IPv4 routes");
+    assert_eq!(n.del_route(&default).unwrap_err().errno, libc::ESRCH);
+}
+
+#[test]
+fn rules_get_a_priority_and_are_found_by_their_selectors() {
+    let k = FakeKernel::new();
+    let mut n = k.host();
+    let rule = Rule { src: Some("10.1.0.2/32".parse().unwrap()), ..Rule::new(Family::V4, 100) };
+    n.add_rule(&rule).unwrap();
+    assert_eq!(n.add_rule(&Rule { priority: Some(32765), ..rule.clone() }).unwrap_err().errno, libc::EEXIST);
+    let got: Vec<Rule> = n.rules(Family::V4).unwrap().into_iter().filter(|r| r.table == 100).collect();
+    assert_eq!(got, [Rule { priority: Some(32765), ..rule.clone() }]);
+    n.del_rule(&rule).unwrap();
+    assert_eq!(n.del_rule(&rule).unwrap_err().errno, libc::ENOENT);
+}
+
+#[test]
+fn moving_a_link_keeps_its_index_when_free_and_drops_its_addresses() {
+    let k = FakeKernel::new();
+    let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+    host.add_link(&NewLink::new("d0", LinkKind::Dummy)).unwrap();
+    let d0 = host.link_by_name("d0").unwrap().index;
+    host.add_addr(d0, ip("10.1.0.2"), 24, &AddrOpts::default()).unwrap();
+    let fd = ctr.netns_fd().unwrap();
+    host.set_netns_fd(d0, fd).unwrap();
+    let moved = ctr.link_by_name("d0").unwrap();
+    assert_eq!(moved.index, d0);
+    assert!(
+        ctr.addrs(Some(d0), Family::Any).unwrap().is_empty()
+            && host.addrs(Some(d0), Family::Any).unwrap().is_empty()
+    );
+    assert_eq!(host.set_netns_fd(1, 12345).unwrap_err().errno, libc::EBADF);
+}
+
+#[test]
+fn faults_hit_the_chosen_call_and_change_nothing() {
+    let k = FakeKernel::new();
+    let mut n = k.host();
+    let before = k.state();
+    k.fail_at(2, libc::EPERM);
+    n.add_link(&NewLink::new("d0", LinkKind::Dummy)).unwrap();
+    assert_eq!(n.add_link(&NewLink::new("d1", LinkKind::Dummy)).unwrap_err().errno, libc::EPERM);
+    assert_eq!(names(&mut n), ["d0", "lo"]);
+    assert_eq!(k.calls()[1], "host: add_link dummy d1 → injected errno 1");
+    n.del_link_by_name("d0").unwrap();
+    assert_eq!(k.state(), before);
+    k.fail_on("set_sysctls", libc::EACCES);
+    assert_eq!(n.set_sysctl("net/ipv4/ip_forward", "1").unwrap_err().raw_os_error(), Some(libc::EACCES));
+    n.set_sysctl("net/ipv4/ip_forward", "1").unwrap();
+    assert_eq!(n.sysctl("net/ipv4/ip_forward").unwrap(), "1");
+}
+
+#[test]
+fn ipv6_sysctls_are_missing_where_ipv6_is_off() {
+    let k = FakeKernel::new();
+    let mut c = k.netns("c1");
+    assert!(c.set_sysctl("net/ipv6/conf/lo/ndisc_notify", "1").is_ok());
+    k.disable_ipv6("c1");
+    assert_eq!(c.sysctl("net/ipv6/conf/lo/ndisc_notify").unwrap_err().kind(), std::io::ErrorKind::NotFound);
+}
+
+#[test]
+fn deleting_a_netns_destroys_its_links_and_their_peers() {
+    let k = FakeKernel::new();
+    let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+    let fd = host.netns_fd().unwrap();
+    ctr.add_link(&NewLink::new("eth0", LinkKind::Veth { peer: "veth0".into(), peer_netns_fd: Some(fd) }))
+        .unwrap();
+    k.delete_netns("c1");
+    assert_eq!(names(&mut host), ["lo"]);
+    assert!(!k.state().contains("c1"));
+}
+
+#[test]
+fn ipam_leases_one_address_per_attachment() {
+    let k = FakeKernel::new();
+    let mut ipam = k.ipam();
+    let args = cmd_args(Command::Add, &serde_json::json!({"cniVersion": "1.1.0", "name": "n", "type": "x"}));
+    let r = ipam.add("host-local", &args).unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.88.0.2/16");
+    assert!(ipam.add("host-local", &args).is_err(), "a second ADD of the same attachment");
+    assert_eq!(k.leases(), ["c1/eth0 10.88.0.2/16"]);
+    ipam.check("host-local", &args).unwrap();
+    ipam.del("host-local", &args).unwrap();
+    ipam.del("host-local", &args).unwrap();
+    assert!(ipam.check("host-local", &args).is_err());
+    assert!(k.leases().is_empty());
+}
+
+// ----- conformance with the real kernel ---------------------------------------------------
+
+/// A script of calls with edge cases; each step's outcome as text.
+fn script<N: NetStack>(host: &mut N, ctr: &mut N) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<(), NlError>| {
+        out.push(format!("{what}: {}", r.map_or_else(|e| format!("errno {}", e.errno), |_| "ok".into())));
+    };
+    let ctr_fd = ctr.netns_fd().unwrap();
+    let veth = |name: &str, peer: &str| {
+        NewLink::new(name, LinkKind::Veth { peer: peer.into(), peer_netns_fd: Some(ctr_fd) })
+    };
+    note("veth", host.add_link(&NewLink { mtu: Some(1400), ..veth("up0", "down0") }));
+    note("veth again", host.add_link(&veth("up0", "x")));
+    note("veth peer taken", host.add_link(&veth("up1", "down0")));
+    note("bad name", host.add_link(&veth("a/b", "x")));
+    let up0 = host.link_by_name("up0").unwrap();
+    note("mtu both ends", ctr.link_by_name("down0").map(|l| assert_eq!(l.mtu, 1400)));
+    let mv = |name: &str| NewLink {
+        netns_fd: Some(ctr_fd),
+        ..NewLink::macvlan(name, up0.index, MacvlanMode::Bridge)
+    };
+    note("macvlan into ctr", host.add_link(&mv("mv0")));
+    note("macvlan mtu above parent", host.add_link(&NewLink { mtu: Some(1500), ..mv("mv1") }));
+    note("multicast mac", host.add_link(&NewLink { mac: Some([1, 0, 0x5e, 0, 0, 1]), ..mv("mv2") }));
+    note("macvlan without parent", host.add_link(&NewLink { parent: Some(999_999), ..mv("mv3") }));
+    let mv0 = ctr.link_by_name("mv0").unwrap();
+    note("rename to taken", ctr.rename(mv0.index, "down0"));
+    // (Renaming an up link is EBUSY before Linux 6.x, allowed after: the
+    // fake refuses it, as the oldest kernels do; see its own test.)
+    note("rename", ctr.rename(mv0.index, "eth0"));
+    note("enslave to non-master", ctr.set_master(mv0.index, 1));
+    note("addr", ctr.add_addr(mv0.index, ip("10.5.0.2"), 24, &AddrOpts::default()));
+    note("addr again", ctr.add_addr(mv0.index, ip("10.5.0.2"), 24, &AddrOpts::default()));
+    let mut default = Route::new(ip("0.0.0.0"), 0);
+    (default.gateway, default.oif) = (Some(ip("10.5.0.1")), Some(mv0.index));
+    let mut device_route = Route::new(ip("10.7.0.0"), 24);
+    (device_route.oif, device_route.scope) = (Some(mv0.index), libc::RT_SCOPE_LINK);
+    note("device route via down link", ctr.add_route(&device_route));
+    note("route via down link", ctr.add_route(&default));
+    note("up again", ctr.set_up(mv0.index));
+    let mut far = default.clone();
+    far.gateway = Some(ip("10.6.0.1"));
+    note("unreachable gateway", ctr.add_route(&far));
+    note("route", ctr.add_route(&default));
+    note("route again", ctr.add_route(&default));
+    note("del route", ctr.del_route(&default));
+    note("del route again", ctr.del_route(&default));
+    note("del addr missing", ctr.del_addr(mv0.index, ip("10.5.0.9"), 24));
+    let rule =
+        Rule { src: Some("10.5.0.2/32".parse().unwrap()), priority: Some(100), ..Rule::new(Family::V4, 100) };
+    note("rule", ctr.add_rule(&rule));
+    note("rule again", ctr.add_rule(&rule));
+    note("del rule", ctr.del_rule(&rule));
+    note("del rule again", ctr.del_rule(&rule));
+    note("neigh", ctr.set_neigh(mv0.index, ip("10.5.0.7"), [2, 0, 0, 0, 0, 7]));
+    note("del neigh", ctr.del_neigh(mv0.index, ip("10.5.0.7")));
+    note("del neigh again", ctr.del_neigh(mv0.index, ip("10.5.0.7")));
+    let io = |r: std::io::Result<()>| {
+        let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        r.map_err(|e| NlError { errno: if not_found(&e) { libc::ENOENT } else { -1 }, ext: None })
+    };
+    note("sysctl of a link", io(ctr.set_sysctl("net/ipv4/conf/eth0/arp_notify", "1")));
+    note("sysctl of no link", io(ctr.set_sysctl("net/ipv4/conf/nope0/arp_notify", "1")));
+    note("move back", ctr.set_netns_fd(mv0.index, host.netns_fd().unwrap()));
+    note("parent deleted", host.del_link(up0.index));
+    note("children gone", host.link_by_name("eth0").map(drop));
+    note("peer gone", ctr.link_by_name("down0").map(drop));
+    out
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A named netns for the length of a test.
+struct RealNs(String);
+
+impl RealNs {
+    fn new() -> RealNs {
+        let name = format!("cni-fake-test-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        assert!(Process::new("ip").args(["netns", "add", &name]).status().unwrap().success());
+        RealNs(name)
+    }
+    fn rtnl(&self) -> Rtnl {
+        let ns = Netns::open(format!("/run/netns/{}", self.0)).unwrap();
+        Rtnl::in_netns(&ns).unwrap()
+    }
+}
+
+impl Drop for RealNs {
+    fn drop(&mut self) {
+        let _ = Process::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn the_fake_refuses_what_the_kernel_refuses() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: comparing with the kernel needs root");
+        return;
+    }
+    let (a, b) = (RealNs::new(), RealNs::new());
+    let real = script(&mut a.rtnl(), &mut b.rtnl());
+    let k = FakeKernel::new();
+    let fake = script(&mut k.host(), &mut k.netns("c1"));
+    assert_eq!(fake, real);
+}

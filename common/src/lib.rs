@@ -11,6 +11,7 @@ pub mod ipam;
 pub mod ipnet;
 pub mod links;
 pub mod lock;
+pub mod masq;
 pub mod net;
 pub mod netlink;
 pub mod netns;

@@ -1,8 +1,8 @@
 //! The seam between a plugin's decisions and the kernel.
 //!
 //! [`NetStack`] is one network namespace as a plugin changes it: links,
-//! addresses, routes, rules and neighbours (rtnetlink) and its `net`
-//! sysctls. The real one is [`Rtnl`]; unit tests use the recording fake of
+//! addresses, routes, rules and neighbours (rtnetlink), its `net` sysctls
+//! and, through [`NetStack::nft`], its nf_tables ([`Nftables`]). The real one is [`Rtnl`]; unit tests use the recording fake of
 //! `common::fake` (cargo feature `fake`), which keeps an in-memory model of
 //! every namespace, records each call and fails the call you choose.
 //!
@@ -77,6 +77,7 @@ use crate::netlink::rtnl::{
     Addr, AddrOpts, BridgePortOpts, BridgeVlan, Family, Link, Neigh, NewLink, Route, Rtnl, Rule,
 };
 use crate::netlink::NlResult;
+use crate::nft::{Nft, NftResult, Nftables};
 
 /// One network namespace: what a plugin reads and changes in it.
 ///
@@ -85,6 +86,11 @@ use crate::netlink::NlResult;
 /// mean; sysctl errors are I/O errors (`NotFound` when the key does not exist,
 /// e.g. IPv6 keys in a netns without IPv6).
 pub trait NetStack {
+    /// nf_tables of this netns.
+    type Nft: Nftables;
+    /// A connection to nf_tables of this netns.
+    fn nft(&mut self) -> NftResult<Self::Nft>;
+
     /// The link called `name`; `ENODEV` if there is none.
     fn link_by_name(&mut self, name: &str) -> NlResult<Link>;
     /// The link with ifindex `index`; `ENODEV` if there is none.
@@ -169,6 +175,10 @@ pub trait NetStack {
 }
 
 impl NetStack for Rtnl {
+    type Nft = Nft;
+    fn nft(&mut self) -> NftResult<Nft> {
+        Rtnl::nft(self)
+    }
     fn link_by_name(&mut self, name: &str) -> NlResult<Link> {
         Rtnl::link_by_name(self, name)
     }

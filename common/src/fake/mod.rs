@@ -6,8 +6,10 @@
 //! with names, per-netns indexes, kinds, parents and veth peers, masters,
 //! MTU, MAC, up/down; addresses, routes, rules, neighbours and `net`
 //! sysctls — and of IPAM leases. Handles on it implement the seams:
-//! [`FakeNet`] is a [`NetStack`](crate::net::NetStack) (one netns) and
-//! [`FakeIpam`] an [`Ipam`](crate::ipam::Ipam). Every call is recorded as
+//! [`FakeNet`] is a [`NetStack`](crate::net::NetStack) (one netns), its
+//! `nft()` a [`FakeNft`] ([`Nftables`](crate::nft::Nftables), with tables,
+//! chains, rules, sets and elements) and [`FakeIpam`] an
+//! [`Ipam`](crate::ipam::Ipam). Every call is recorded as
 //! text (`"c1: rename 5 eth0"`), and any call can be made to fail:
 //! [`FakeKernel::fail_at`] fails the n-th call from now, [`FakeKernel::fail_on`]
 //! the next call of one operation. [`FakeKernel::state`] describes the whole
@@ -60,11 +62,13 @@ use crate::spec::{CniResult, NetConf};
 
 mod ipam;
 mod net;
+mod nft;
 #[cfg(test)]
 mod tests;
 
 pub use ipam::FakeIpam;
 pub use net::FakeNet;
+pub use nft::FakeNft;
 
 /// What `netns_fd` hands out: far from any real fd a test could hold.
 const FD_BASE: i32 = 1 << 24;
@@ -104,6 +108,7 @@ struct Space {
     neighs: Vec<Neigh>,
     /// Keys that belong to no link (`net/ipv4/ip_forward`, `…/conf/all/…`).
     sysctls: BTreeMap<String, String>,
+    nft: crate::nft::model::Model,
 }
 
 /// A link as the model keeps it.
@@ -169,6 +174,7 @@ impl FakeKernel {
         for id in ids {
             w.destroy(id);
         }
+        w.spaces[ns].nft = Default::default();
         w.spaces[ns].name = format!("(deleted {name})");
         w.spaces[ns].addrs.clear();
         w.spaces[ns].routes.clear();
@@ -246,6 +252,7 @@ impl World {
             rules: vec![v4(0, 255), v4(32766, 254), v4(32767, 253), v6(0, 255), v6(32766, 254)],
             neighs: Vec::new(),
             sysctls: BTreeMap::new(),
+            nft: Default::default(),
         };
         let lo = FLink {
             id: self.new_id(),
@@ -392,6 +399,7 @@ impl World {
                 lines.push(format!("neigh {} {} {:?}", name_of(n.index), n.ip, n.mac));
             }
             lines.extend(s.sysctls.iter().map(|(k, v)| format!("sysctl {k}={v}")));
+            lines.extend(s.nft.describe());
             lines.sort();
             for l in lines {
                 let _ = writeln!(out, "  {l}");

@@ -342,6 +342,13 @@ fn io_err(e: NlError) -> io::Error {
 }
 
 impl NetStack for FakeNet {
+    type Nft = super::FakeNft;
+    fn nft(&mut self) -> crate::nft::NftResult<super::FakeNft> {
+        let mut w = self.w.borrow_mut();
+        let what = || "opening nf_tables".to_string();
+        w.call(self.ns, "nft", format_args!("")).map_err(|err| crate::nft::NftError { what: what(), err })?;
+        Ok(super::FakeNft::new(self.w.clone(), self.ns))
+    }
     fn link_by_name(&mut self, name: &str) -> NlResult<Link> {
         self.act("link_by_name", format_args!("{name}"), |w, ns| {
             let i = w.pos_by_name(ns, name)?;

@@ -11,6 +11,7 @@ use crate::ipam::Ipam;
 use crate::net::NetStack;
 use crate::netlink::rtnl::{AddrOpts, Family, LinkKind, MacvlanMode, NewLink, Route, Rtnl, Rule};
 use crate::netns::Netns;
+use crate::nft::Nftables;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -296,4 +297,188 @@ fn the_fake_refuses_what_the_kernel_refuses() {
     let k = FakeKernel::new();
     let fake = script(&mut k.host(), &mut k.netns("c1"));
     assert_eq!(fake, real);
+}
+
+/// A script of nf_tables batches with edge cases; each outcome and what the
+/// listings show, as text.
+fn nft_script(nft: &mut impl Nftables) -> Vec<String> {
+    use crate::nft::{expr, key, BaseChain, Batch, DataType, Elem, Hook, Position, SetSpec, Table, Verdict};
+    let t = Table::new(crate::nft::Family::Inet, "cni_fake_test");
+    let out = std::cell::RefCell::new(Vec::new());
+    let note = |what: &str, r: crate::nft::NftResult<()>| {
+        out.borrow_mut().push(format!(
+            "{what}: {}",
+            r.map_or_else(|e| format!("errno {}", e.err.errno), |_| "ok".into())
+        ));
+    };
+    let batch = |f: &dyn Fn(&mut Batch)| {
+        let mut b = Batch::new();
+        f(&mut b);
+        b
+    };
+    let v4 = |ip: &str| key::ip(ip.parse().unwrap());
+    note(
+        "setup",
+        nft.commit(&batch(&|b| {
+            b.add_table(&t)
+                .add_chain(&t, "post", Some(BaseChain::nat(Hook::Postrouting, 100)))
+                .add_chain(&t, "mac_x", None)
+                .add_set(&t, &SetSpec::set("s4", &[DataType::IPV4_ADDR]))
+                .add_set(&t, &SetSpec::vmap("ports", &[DataType::IFNAME]));
+        })),
+    );
+    note(
+        "setup again",
+        nft.commit(&batch(&|b| {
+            b.add_table(&t)
+                .add_chain(&t, "mac_x", None)
+                .add_set(&t, &SetSpec::set("s4", &[DataType::IPV4_ADDR]));
+        })),
+    );
+    let elem = || Elem::new(v4("10.0.0.1")).comment("a");
+    note(
+        "element",
+        nft.commit(&batch(&|b| {
+            b.add_elements(&t, "s4", &[elem()]);
+        })),
+    );
+    note(
+        "element again",
+        nft.commit(&batch(&|b| {
+            b.add_elements(&t, "s4", &[elem()]);
+        })),
+    );
+    note(
+        "create existing",
+        nft.commit(&batch(&|b| {
+            b.create_elements(&t, "s4", &[elem()]);
+        })),
+    );
+    note(
+        "short key",
+        nft.commit(&batch(&|b| {
+            b.add_elements(&t, "s4", &[Elem::new(vec![10, 0, 0])]);
+        })),
+    );
+    let port = |v: Verdict| Elem::new(key::ifname("veth1")).verdict(v).comment("p");
+    note(
+        "jump",
+        nft.commit(&batch(&|b| {
+            b.add_elements(&t, "ports", &[port(Verdict::Jump("mac_x".into()))]);
+        })),
+    );
+    note(
+        "other data",
+        nft.commit(&batch(&|b| {
+            b.add_elements(&t, "ports", &[port(Verdict::Drop)]);
+        })),
+    );
+    note(
+        "delete jumped-to chain",
+        nft.commit(&batch(&|b| {
+            b.delete_chain(&t, "mac_x");
+        })),
+    );
+    note(
+        "rules",
+        nft.commit(&batch(&|b| {
+            b.add_rule(&t, "post", &crate::nft::Rule::new(expr::counter()).comment("r1"));
+            b.add_rule(&t, "post", &crate::nft::Rule::new(expr::counter()).comment("r0").at(Position::Start));
+            b.add_rule(&t, "mac_x", &crate::nft::Rule::new(expr::counter()));
+        })),
+    );
+    note(
+        "delete missing rule",
+        nft.commit(&batch(&|b| {
+            b.delete_rule(&t, "post", 9999);
+        })),
+    );
+    note(
+        "delete missing element",
+        nft.commit(&batch(&|b| {
+            b.delete_elements(&t, "s4", &[v4("10.9.9.9")]);
+        })),
+    );
+    note(
+        "all or nothing",
+        nft.commit(&batch(&|b| {
+            b.add_elements(&t, "s4", &[Elem::new(v4("10.0.0.2"))]).delete_elements(
+                &t,
+                "s4",
+                &[v4("10.9.9.9")],
+            );
+        })),
+    );
+    note(
+        "destroy missing element and set",
+        nft.commit(&batch(&|b| {
+            b.destroy_elements(&t, "s4", &[v4("10.9.9.9")]).destroy_elements(&t, "nope", &[v4("10.9.9.9")]);
+        })),
+    );
+    note(
+        "delete missing set",
+        nft.commit(&batch(&|b| {
+            b.delete_set(&t, "nope");
+        })),
+    );
+    let elems = nft.list_elements(&t, "s4").unwrap();
+    out.borrow_mut()
+        .push(format!("s4: {:?}", elems.iter().map(|e| (&e.key, &e.comment)).collect::<Vec<_>>()));
+    let rules = nft.list_rules(&t, "post").unwrap();
+    out.borrow_mut().push(format!("post: {:?}", rules.iter().map(|r| &r.comment).collect::<Vec<_>>()));
+    let sets = nft.list_sets(&t).unwrap();
+    out.borrow_mut().push(format!(
+        "sets: {:?}",
+        sets.iter().map(|s| (&s.name, s.key_len, s.data_len)).collect::<Vec<_>>()
+    ));
+    let chains = nft.list_chains(&t).unwrap();
+    out.borrow_mut()
+        .push(format!("chains: {:?}", chains.iter().map(|c| (&c.name, c.hook)).collect::<Vec<_>>()));
+    note("missing chain's rules", nft.list_rules(&t, "nope").map(drop));
+    note(
+        "unjump, flush and delete chain",
+        nft.commit(&batch(&|b| {
+            b.destroy_elements(&t, "ports", &[key::ifname("veth1")])
+                .flush_chain(&t, "mac_x")
+                .delete_chain(&t, "mac_x");
+        })),
+    );
+    note(
+        "destroy table",
+        nft.commit(&batch(&|b| {
+            b.destroy_table(&t);
+        })),
+    );
+    note(
+        "destroy table again",
+        nft.commit(&batch(&|b| {
+            b.destroy_table(&t);
+        })),
+    );
+    note(
+        "delete missing table",
+        nft.commit(&batch(&|b| {
+            b.delete_table(&t);
+        })),
+    );
+    note("missing table's sets", nft.list_sets(&t).map(drop));
+    note("missing table's rules", nft.list_rules(&t, "post").map(drop));
+    note("missing table's elements", nft.list_elements(&t, "s4").map(drop));
+    out.borrow_mut().push(format!("missing table's chains: {:?}", nft.list_chains(&t).map(|c| c.len())));
+    out.into_inner()
+}
+
+#[test]
+fn the_fake_nf_tables_applies_batches_as_the_kernel_does() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: comparing with the kernel needs root");
+        return;
+    }
+    let ns = RealNs::new();
+    let real = nft_script(&mut ns.rtnl().nft().unwrap());
+    let k = FakeKernel::new();
+    let fake = nft_script(&mut k.host().nft().unwrap());
+    assert_eq!(fake, real);
+    assert!(!k.state().contains("nft "), "the script cleans up");
 }

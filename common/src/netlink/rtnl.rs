@@ -72,6 +72,14 @@ impl Rtnl {
         self.in_own_netns(|| settings.iter().try_for_each(|(k, v)| crate::sysctl::write(k, v)))
     }
 
+    /// A connection to nf_tables of this socket's netns.
+    pub fn nft(&mut self) -> crate::nft::NftResult<crate::nft::Nft> {
+        match (&self.netns, self.here) {
+            (Some(ns), false) => crate::nft::Nft::in_netns(ns),
+            _ => crate::nft::Nft::open(),
+        }
+    }
+
     /// Run `f` where /proc/sys/net shows this socket's netns.
     fn in_own_netns<T>(&self, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
         match (&self.netns, self.here) {

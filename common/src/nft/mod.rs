@@ -14,12 +14,14 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::netlink::{Msg, NlError, Reply, Socket, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
+use crate::netlink::{Attrs, Msg, NlError, Reply, Socket, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use crate::netns::Netns;
 
 pub mod expr;
 #[cfg(test)]
 mod large_tests;
+#[cfg(any(test, feature = "fake"))]
+pub(crate) mod model;
 pub mod tag;
 #[cfg(test)]
 pub(crate) mod testns;
@@ -481,6 +483,11 @@ impl Batch {
         &mut self.cmds.last_mut().unwrap().msg
     }
 
+    /// What the batch does, one "what" per command ("adding table inet x; …").
+    pub fn describe(&self) -> String {
+        self.cmds.iter().map(|c| c.what.as_str()).collect::<Vec<_>>().join("; ")
+    }
+
     /// The per-batch id of a set added earlier in this batch.
     fn set_id(&self, t: &Table, set: &str) -> Option<u32> {
         self.set_ids.get(&(t.family, t.name.clone(), set.to_string())).copied()
@@ -856,21 +863,14 @@ impl Nft {
 
     /// True when the table exists.
     pub fn table_exists(&mut self, t: &Table) -> NftResult<bool> {
-        Ok(self.list_tables(Some(t.family))?.contains(t))
+        Nftables::table_exists(self, t)
     }
 
     /// What already exists of table `t`. Re-adding an existing table, chain
     /// or set is legal but makes the kernel wait an RCU grace period (6–15 ms)
     /// when this socket closes, so an ADD adds only what is missing.
     pub fn present(&mut self, t: &Table) -> NftResult<Present> {
-        // Listing the sets of a missing table fails with ENOENT (chains do not).
-        let sets = match self.list_sets(t) {
-            Ok(s) => s.into_iter().map(|s| s.name).collect(),
-            Err(e) if e.not_found() => return Ok(Present::default()),
-            Err(e) => return Err(e),
-        };
-        let chains = self.list_chains(t)?.into_iter().map(|c| c.name).collect();
-        Ok(Present { table: true, chains, sets })
+        Nftables::present(self, t)
     }
 
     /// Chains of a table.
@@ -885,15 +885,10 @@ impl Nft {
                 if a.get(CHAIN_TABLE)?.str() != t.name {
                     return None;
                 }
-                let hook = a.get(CHAIN_HOOK).map(|h| {
-                    let h = h.nested();
-                    let num = h.get(HOOK_HOOKNUM).map_or(0, |x| x.u32_be());
-                    (num, h.get(HOOK_PRIORITY).map_or(0, |x| x.u32_be() as i32))
-                });
                 Some(ChainInfo {
                     name: a.get(CHAIN_NAME)?.str().to_string(),
                     handle: a.get(CHAIN_HANDLE).map_or(0, |x| x.u64_be()),
-                    hook,
+                    hook: hook_of(&a),
                 })
             })
             .collect())
@@ -949,24 +944,97 @@ impl Nft {
         let mut m = nfgen(MSG_GETSETELEM, 0, t.family as u8);
         m.attr_str(ELEM_LIST_TABLE, &t.name).attr_str(ELEM_LIST_SET, set);
         let replies = self.dump(m, || format!("listing elements of set {t}/{set}"))?;
-        let mut out = Vec::new();
-        for r in &replies {
-            let Some(list) = r.attrs(4).get(ELEM_LIST_ELEMENTS) else { continue };
-            for e in list.nested().filter(|e| e.ty == LIST_ELEM) {
-                let a = e.nested();
-                let Some(key) = a.get(ELEM_KEY).and_then(|k| k.nested().get(DATA_VALUE)) else { continue };
-                let data = a.get(ELEM_DATA).and_then(|d| {
-                    let d = d.nested();
-                    match (d.get(DATA_VALUE), d.get(DATA_VERDICT)) {
-                        (Some(v), _) => Some(ElemData::Value(v.data.to_vec())),
-                        (None, Some(v)) => Verdict::decode(v.nested()).map(ElemData::Verdict),
-                        _ => None,
-                    }
-                });
-                let comment = a.get(ELEM_USERDATA).and_then(|u| parse_comment(u.data));
-                out.push(Elem { key: key.data.to_vec(), data, comment });
+        Ok(replies.iter().flat_map(|r| elems_of(&r.attrs(4))).collect())
+    }
+}
+
+/// A chain's hook number and priority (base chains only).
+fn hook_of(a: &Attrs<'_>) -> Option<(u32, i32)> {
+    a.get(CHAIN_HOOK).map(|h| {
+        let h = h.nested();
+        let num = h.get(HOOK_HOOKNUM).map_or(0, |x| x.u32_be());
+        (num, h.get(HOOK_PRIORITY).map_or(0, |x| x.u32_be() as i32))
+    })
+}
+
+/// The elements of an element list message (a listing reply or a command).
+fn elems_of(a: &Attrs<'_>) -> Vec<Elem> {
+    let Some(list) = a.get(ELEM_LIST_ELEMENTS) else { return Vec::new() };
+    let mut out = Vec::new();
+    for e in list.nested().filter(|e| e.ty == LIST_ELEM) {
+        let a = e.nested();
+        let Some(key) = a.get(ELEM_KEY).and_then(|k| k.nested().get(DATA_VALUE)) else { continue };
+        let data = a.get(ELEM_DATA).and_then(|d| {
+            let d = d.nested();
+            match (d.get(DATA_VALUE), d.get(DATA_VERDICT)) {
+                (Some(v), _) => Some(ElemData::Value(v.data.to_vec())),
+                (None, Some(v)) => Verdict::decode(v.nested()).map(ElemData::Verdict),
+                _ => None,
             }
-        }
-        Ok(out)
+        });
+        let comment = a.get(ELEM_USERDATA).and_then(|u| parse_comment(u.data));
+        out.push(Elem { key: key.data.to_vec(), data, comment });
+    }
+    out
+}
+
+/// nf_tables of one netns as a plugin uses it: the seam that lets unit tests
+/// run a plugin's nf_tables decisions against the fake of `common::fake`.
+/// [`Nft`] is the real one.
+pub trait Nftables {
+    /// Apply a batch as one transaction (see [`Nft::commit`]).
+    fn commit(&mut self, batch: &Batch) -> NftResult<()>;
+    /// Tables of one family, or of all families.
+    fn list_tables(&mut self, family: Option<Family>) -> NftResult<Vec<Table>>;
+    /// Chains of a table (none for a missing table).
+    fn list_chains(&mut self, t: &Table) -> NftResult<Vec<ChainInfo>>;
+    /// Rules of a chain in order (none for a missing table or chain).
+    fn list_rules(&mut self, t: &Table, chain: &str) -> NftResult<Vec<RuleInfo>>;
+    /// Sets and maps of a table; "not found" for a missing table.
+    fn list_sets(&mut self, t: &Table) -> NftResult<Vec<SetInfo>>;
+    /// Elements of a set or map; "not found" for a missing one.
+    fn list_elements(&mut self, t: &Table, set: &str) -> NftResult<Vec<Elem>>;
+    /// Hold the runtime lock `name` (see `lock::runtime_lock`) while
+    /// reading and changing shared tables; the fake needs none.
+    fn lock(&mut self, name: &str) -> crate::Result<Option<crate::lock::FileLock>>;
+
+    /// True when the table exists.
+    fn table_exists(&mut self, t: &Table) -> NftResult<bool> {
+        Ok(self.list_tables(Some(t.family))?.contains(t))
+    }
+    /// What already exists of table `t` (see [`Nft::present`]).
+    fn present(&mut self, t: &Table) -> NftResult<Present> {
+        // Listing the sets of a missing table fails with ENOENT (chains do not).
+        let sets = match self.list_sets(t) {
+            Ok(s) => s.into_iter().map(|s| s.name).collect(),
+            Err(e) if e.not_found() => return Ok(Present::default()),
+            Err(e) => return Err(e),
+        };
+        let chains = self.list_chains(t)?.into_iter().map(|c| c.name).collect();
+        Ok(Present { table: true, chains, sets })
+    }
+}
+
+impl Nftables for Nft {
+    fn commit(&mut self, batch: &Batch) -> NftResult<()> {
+        Nft::commit(self, batch)
+    }
+    fn list_tables(&mut self, family: Option<Family>) -> NftResult<Vec<Table>> {
+        Nft::list_tables(self, family)
+    }
+    fn list_chains(&mut self, t: &Table) -> NftResult<Vec<ChainInfo>> {
+        Nft::list_chains(self, t)
+    }
+    fn list_rules(&mut self, t: &Table, chain: &str) -> NftResult<Vec<RuleInfo>> {
+        Nft::list_rules(self, t, chain)
+    }
+    fn list_sets(&mut self, t: &Table) -> NftResult<Vec<SetInfo>> {
+        Nft::list_sets(self, t)
+    }
+    fn list_elements(&mut self, t: &Table, set: &str) -> NftResult<Vec<Elem>> {
+        Nft::list_elements(self, t, set)
+    }
+    fn lock(&mut self, name: &str) -> crate::Result<Option<crate::lock::FileLock>> {
+        crate::lock::runtime_lock(name).map(Some)
     }
 }

@@ -22,7 +22,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Batch, Nft, NftResult, Table, COMMENT_MAX};
+use super::{Batch, NftResult, Nftables, Table, COMMENT_MAX};
 
 /// Longest network name kept as it is; longer ones become 35 characters.
 pub const NETWORK_MAX: usize = 34;
@@ -224,7 +224,7 @@ impl Owner {
 /// satisfies `doomed`. Returns how many were deleted and how many remain.
 /// A missing table or set holds nothing.
 pub fn delete_where(
-    nft: &mut Nft,
+    nft: &mut impl Nftables,
     table: &Table,
     set: &str,
     legacy: Legacy,

@@ -8,12 +8,12 @@
 
 mod config;
 mod links;
-mod masq;
 mod spoofcheck;
 
 use common::ipam::{self, Ipam};
 use common::ipnet::IpNet;
 use common::links::link_error;
+use common::masq::Masquerade;
 use common::net::NetStack;
 use common::netlink::rtnl::Rtnl;
 use common::netns::Netns;
@@ -23,6 +23,9 @@ use common::undo::{Side, Undo};
 use common::{ifconfig, CniError, Errors, Result};
 
 use config::Config;
+
+/// Masquerade (`ipMasq`) lives in `table inet cnirs_bridge`.
+const MASQ: Masquerade = Masquerade::new("cnirs_bridge");
 
 struct Bridge;
 
@@ -46,7 +49,7 @@ impl Plugin for Bridge {
     fn del(&self, args: &CmdArgs) -> Result<()> {
         let ns = Netns::open_if_exists(&args.netns)?;
         let mut ctr = ns.as_ref().map(Rtnl::in_netns).transpose()?;
-        del(args, ctr.as_mut(), &mut ipam::Exec)
+        del(args, &mut Rtnl::open()?, ctr.as_mut(), &mut ipam::Exec)
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
@@ -61,8 +64,8 @@ impl Plugin for Bridge {
             .prev_result
             .as_ref()
             .ok_or_else(|| CniError::invalid_config("bridge CHECK needs prevResult"))?;
-        let mut nl = Rtnl::open()?;
-        let bridge = nl
+        let mut host = Rtnl::open()?;
+        let bridge = host
             .link_by_name(&conf.bridge)
             .map_err(|e| CniError::internal(format!("bridge {:?} is missing: {e}", conf.bridge)))?;
         if bridge.kind.as_deref() != Some("bridge") {
@@ -74,30 +77,30 @@ impl Plugin for Bridge {
                 conf.bridge
             )));
         }
-        let mut cnl = Rtnl::in_netns(&ns)?;
+        let mut ctr = Rtnl::in_netns(&ns)?;
         let ips = prev.ips_of(&args.ifname);
         let routes: Vec<Route> = prev.routes.clone();
         if !conf.disable_container_interface {
-            let link = ifconfig::verify(&mut cnl, &args.ifname, &ips, &routes)?;
+            let link = ifconfig::verify(&mut ctr, &args.ifname, &ips, &routes)?;
             // The host end must be the container end's peer and a port of the bridge.
             let peer =
                 link.link.ok_or_else(|| CniError::internal(format!("{} is not a veth", args.ifname)))?;
-            let host = nl
+            let host_end = host
                 .link_by_index(peer)
                 .map_err(|_| CniError::internal(format!("the host end of {} is missing", args.ifname)))?;
-            if host.master != Some(bridge.index) {
+            if host_end.master != Some(bridge.index) {
                 return Err(CniError::internal(format!(
                     "{} is not plugged into {:?}",
-                    host.name, conf.bridge
+                    host_end.name, conf.bridge
                 )));
             }
         }
         if conf.ip_masq {
             let nets: Vec<IpNet> = ips.iter().map(|ip| ip.address).collect();
-            masq::check(&args.conf.name, &args.container_id, &args.ifname, &nets)?;
+            MASQ.check(&mut host.nft()?, &args.conf.name, &args.container_id, &args.ifname, &nets)?;
         }
         if conf.macspoofchk {
-            spoofcheck::check(&args.conf.name, &args.container_id, &args.ifname)?;
+            spoofcheck::check(&mut host.nft()?, &args.conf.name, &args.container_id, &args.ifname)?;
         }
         Ok(())
     }
@@ -112,8 +115,11 @@ impl Plugin for Bridge {
     fn gc(&self, args: &CmdArgs) -> Result<()> {
         let valid = args.conf.valid_attachments()?;
         let mut errors = Errors::new();
-        errors.note(masq::gc(&args.conf.name, &valid));
-        errors.note(spoofcheck::gc(&args.conf.name, &valid));
+        let mut host = Rtnl::open()?;
+        errors.note(
+            host.nft().map_err(Into::into).and_then(|mut nft| MASQ.gc(&mut nft, &args.conf.name, &valid)),
+        );
+        errors.note(spoofcheck::gc(&mut host, &args.conf.name, &valid));
         if let Some(plugin) = args.conf.ipam_type() {
             errors.note(ipam::gc(plugin, args));
         }
@@ -177,10 +183,11 @@ fn add_attachment<'a, N: NetStack>(
     // 3. MAC spoof check before the container can send anything.
     let container_mac = ctr.link_by_name(&args.ifname).ok().and_then(|l| l.mac).unwrap_or_default();
     if conf.macspoofchk {
-        undo.push("remove the MAC spoof check", |_, _| {
-            spoofcheck::del(&args.conf.name, &args.container_id, &args.ifname)
+        undo.push("remove the MAC spoof check", |host, _| {
+            spoofcheck::del(host, &args.conf.name, &args.container_id, &args.ifname)
         });
-        spoofcheck::add(&args.conf.name, &args.container_id, &args.ifname, &host_veth.name, container_mac)?;
+        let (name, id, ifname) = (&args.conf.name, &args.container_id, &args.ifname);
+        spoofcheck::add(&mut host.nft()?, name, id, ifname, &host_veth.name, container_mac)?;
     }
 
     // 4. The container side: addresses, link up, routes.
@@ -204,11 +211,11 @@ fn add_attachment<'a, N: NetStack>(
         ifconfig::enable_forwarding(host, v4, v6)?;
     }
     if conf.ip_masq && !res.ips.is_empty() {
-        undo.push("remove the masquerade", |_, _| {
-            masq::del(&args.conf.name, &args.container_id, &args.ifname)
+        undo.push("remove the masquerade", |host, _| {
+            MASQ.del(&mut host.nft()?, &args.conf.name, &args.container_id, &args.ifname)
         });
         let nets: Vec<IpNet> = res.ips.iter().map(|ip| ip.address).collect();
-        masq::add(&args.conf.name, &args.container_id, &args.ifname, &nets)?;
+        MASQ.add(&mut host.nft()?, &args.conf.name, &args.container_id, &args.ifname, &nets)?;
     }
 
     // 6. The result: bridge, host end, container end; every IP on the container end.
@@ -244,7 +251,7 @@ fn add_attachment<'a, N: NetStack>(
 
 /// DEL: the container end takes the host end with it; tagged state is found
 /// by container ID, whatever the config says now, also without the netns.
-fn del<N: NetStack>(args: &CmdArgs, ctr: Option<&mut N>, ipam: &mut impl Ipam) -> Result<()> {
+fn del<N: NetStack>(args: &CmdArgs, host: &mut N, ctr: Option<&mut N>, ipam: &mut impl Ipam) -> Result<()> {
     let mut errors = Errors::new();
     if let Some(ctr) = ctr {
         errors.note(common::links::delete_if_exists(ctr, &args.ifname));
@@ -252,8 +259,9 @@ fn del<N: NetStack>(args: &CmdArgs, ctr: Option<&mut N>, ipam: &mut impl Ipam) -
     if let Some(plugin) = args.conf.ipam_type() {
         errors.note(ipam.del(plugin, args));
     }
-    errors.note(masq::del(&args.conf.name, &args.container_id, &args.ifname));
-    errors.note(spoofcheck::del(&args.conf.name, &args.container_id, &args.ifname));
+    let (name, id, ifname) = (&args.conf.name, &args.container_id, &args.ifname);
+    errors.note(host.nft().map_err(Into::into).and_then(|mut nft| MASQ.del(&mut nft, name, id, ifname)));
+    errors.note(spoofcheck::del(host, name, id, ifname));
     errors.into_result()
 }
 

@@ -14,10 +14,12 @@
 
 use std::collections::HashSet;
 
-use common::netlink::rtnl::Rtnl;
+use common::net::NetStack;
 use common::nft::expr::{self, CmpOp, Verdict};
 use common::nft::tag::{self, Legacy, Owner};
-use common::nft::{key, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nft, Rule, SetSpec, Table};
+use common::nft::{
+    key, BaseChain, Batch, DataType, Elem, ElemData, Family, Hook, Nftables, Rule, SetSpec, Table,
+};
 use common::spec::Attachment;
 use common::{CniError, Result};
 
@@ -32,14 +34,20 @@ fn port_chain(host_veth: &str) -> String {
     format!("mac_{host_veth}")
 }
 
-fn lock() -> Result<common::lock::FileLock> {
-    common::lock::runtime_lock("nft-cnirs_bridge_mac")
+fn lock(nft: &mut impl Nftables) -> Result<Option<common::lock::FileLock>> {
+    nft.lock("nft-cnirs_bridge_mac")
 }
 
-pub fn add(network: &str, container_id: &str, ifname: &str, host_veth: &str, mac: [u8; 6]) -> Result<()> {
-    // The lock goes before the socket closes (see masq::add).
-    let mut nft = Nft::open()?;
-    let _lock = lock()?;
+pub fn add(
+    nft: &mut impl Nftables,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+    host_veth: &str,
+    mac: [u8; 6],
+) -> Result<()> {
+    // The lock goes before the caller's socket closes (see common::masq).
+    let _lock = lock(nft)?;
     let t = table();
     let present = nft.present(&t)?;
     let chain = port_chain(host_veth);
@@ -82,32 +90,33 @@ fn is(o: &Owner, network: &str, container_id: &str, ifname: &str) -> bool {
     o.in_network(network) && o.is(container_id, ifname)
 }
 
-pub fn del(network: &str, container_id: &str, ifname: &str) -> Result<()> {
-    prune(|o| is(o, network, container_id, ifname))
+/// Remove this attachment's check; `host` lists the ports (see `prune`).
+pub fn del(host: &mut impl NetStack, network: &str, container_id: &str, ifname: &str) -> Result<()> {
+    prune(host, |o| is(o, network, container_id, ifname))
 }
 
-pub fn gc(network: &str, valid: &[Attachment]) -> Result<()> {
-    prune(|o| o.in_network(network) && !valid.iter().any(|a| o.is(&a.container_id, &a.ifname)))
+pub fn gc(host: &mut impl NetStack, network: &str, valid: &[Attachment]) -> Result<()> {
+    prune(host, |o| o.in_network(network) && !valid.iter().any(|a| o.is(&a.container_id, &a.ifname)))
 }
 
 /// Remove the map elements whose owner is doomed, those that name no owner
 /// (an earlier version's tag cut at 128 bytes) once their port is gone, and
 /// every port chain no remaining element jumps to (theirs, and any orphaned
 /// by a lost element); the table goes with the last port.
-fn prune(doomed: impl Fn(&Owner) -> bool) -> Result<()> {
+fn prune(host: &mut impl NetStack, doomed: impl Fn(&Owner) -> bool) -> Result<()> {
     let t = table();
-    let mut nft = Nft::open()?;
+    let mut nft = host.nft()?;
     if !nft.table_exists(&t)? {
         return Ok(());
     }
-    let _lock = lock()?;
+    let _lock = lock(&mut nft)?;
     let elems = match nft.list_elements(&t, MAP) {
         Ok(e) => e,
         Err(e) if e.not_found() => return Ok(()),
         Err(e) => return Err(e.into()),
     };
     let ports: HashSet<Vec<u8>> = if elems.iter().any(|e| owner(e).is_none()) {
-        let links = Rtnl::open()?.links().map_err(|e| CniError::internal(format!("listing links: {e}")))?;
+        let links = host.links().map_err(|e| CniError::internal(format!("listing links: {e}")))?;
         links.iter().map(|l| key::ifname(&l.name)).collect()
     } else {
         HashSet::new()
@@ -147,8 +156,7 @@ fn prune(doomed: impl Fn(&Owner) -> bool) -> Result<()> {
     nft.commit(&b).map_err(|e| CniError::internal(format!("removing the MAC spoof check: {e}")))
 }
 
-pub fn check(network: &str, container_id: &str, ifname: &str) -> Result<()> {
-    let mut nft = Nft::open()?;
+pub fn check(nft: &mut impl Nftables, network: &str, container_id: &str, ifname: &str) -> Result<()> {
     let elems = nft
         .list_elements(&table(), MAP)
         .map_err(|e| CniError::internal(format!("MAC spoof check state is missing: {e}")))?;

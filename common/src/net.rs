@@ -160,6 +160,11 @@ pub trait NetStack {
     /// Write sysctls of this netns, in order; stops at the first failure.
     fn set_sysctls(&mut self, settings: &[(&str, &str)]) -> io::Result<()>;
 
+    /// Hold the runtime lock `name` (see `lock::runtime_lock`) that
+    /// serializes plugin runs sharing state of this host (a bridge, a
+    /// table); the fake needs none.
+    fn lock(&mut self, name: &str) -> crate::Result<Option<crate::lock::FileLock>>;
+
     /// Write one sysctl.
     fn set_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
         self.set_sysctls(&[(key, value)])
@@ -289,5 +294,8 @@ impl NetStack for Rtnl {
     }
     fn set_sysctls(&mut self, settings: &[(&str, &str)]) -> io::Result<()> {
         Rtnl::set_sysctls(self, settings)
+    }
+    fn lock(&mut self, name: &str) -> crate::Result<Option<crate::lock::FileLock>> {
+        crate::lock::runtime_lock(name).map(Some)
     }
 }

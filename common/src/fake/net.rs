@@ -706,6 +706,12 @@ impl NetStack for FakeNet {
     fn netns_fd(&mut self) -> NlResult<RawFd> {
         self.act("netns_fd", format_args!(""), |_, ns| Ok(FD_BASE + ns as i32))
     }
+    fn lock(&mut self, name: &str) -> crate::Result<Option<crate::lock::FileLock>> {
+        let mut w = self.w.borrow_mut();
+        w.call(self.ns, "lock", format_args!("{name}"))
+            .map_err(|e| crate::links::link_error("locking", e))?;
+        Ok(None)
+    }
     fn sysctl(&mut self, key: &str) -> io::Result<String> {
         let mut w = self.w.borrow_mut();
         w.call(self.ns, "sysctl", format_args!("{key}")).map_err(io_err)?;

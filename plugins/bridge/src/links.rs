@@ -11,12 +11,27 @@ use crate::config::Config;
 
 /// Bridge creation and teardown on failure are serialized per bridge, so a
 /// failed ADD never deletes a bridge another ADD is plugging into.
-pub fn bridge_lock(bridge: &str) -> Result<common::lock::FileLock> {
-    common::lock::runtime_lock(&format!("bridge-{bridge}"))
+pub fn bridge_lock(host: &mut impl NetStack, bridge: &str) -> Result<Option<common::lock::FileLock>> {
+    host.lock(&format!("bridge-{bridge}"))
 }
 
-/// Find or create the bridge. Returns it and whether this call created it.
+/// Find or create the bridge, up and set as the config says. Returns it and
+/// whether this call created it; a bridge it created is gone again when it
+/// fails.
 pub fn ensure_bridge(nl: &mut impl NetStack, conf: &Config) -> Result<(Link, bool)> {
+    let (link, created) = find_or_create(nl, conf)?;
+    match settle(nl, conf, &link, created) {
+        Ok(()) => Ok((link, created)),
+        Err(e) => {
+            if created {
+                let _ = nl.del_link(link.index);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn find_or_create(nl: &mut impl NetStack, conf: &Config) -> Result<(Link, bool)> {
     let mut created = false;
     let link = match nl.link_by_name(&conf.bridge) {
         Ok(l) => l,
@@ -41,10 +56,20 @@ pub fn ensure_bridge(nl: &mut impl NetStack, conf: &Config) -> Result<(Link, boo
                 }
                 Err(e) => return Err(link_error(&format!("creating bridge {:?}", conf.bridge), e)),
             }
-            nl.link_by_name(&conf.bridge).map_err(|e| link_error(&format!("bridge {:?}", conf.bridge), e))?
+            nl.link_by_name(&conf.bridge).map_err(|e| {
+                if created {
+                    let _ = nl.del_link_by_name(&conf.bridge);
+                }
+                link_error(&format!("bridge {:?}", conf.bridge), e)
+            })?
         }
         Err(e) => return Err(link_error(&format!("bridge {:?}", conf.bridge), e)),
     };
+    Ok((link, created))
+}
+
+/// A bridge's settings: kind checked, MAC fixed, promiscuous as configured, up.
+fn settle(nl: &mut impl NetStack, conf: &Config, link: &Link, created: bool) -> Result<()> {
     if link.kind.as_deref() != Some("bridge") {
         return Err(CniError::invalid_config(format!(
             "{:?} already exists but is not a bridge",
@@ -63,7 +88,7 @@ pub fn ensure_bridge(nl: &mut impl NetStack, conf: &Config) -> Result<(Link, boo
     if !link.is_up() {
         nl.set_up(link.index).map_err(|e| link_error("setting the bridge up", e))?;
     }
-    Ok((link, created))
+    Ok(())
 }
 
 /// Delete a bridge this ADD created, if nothing else was plugged in meanwhile.

@@ -9,6 +9,8 @@
 mod config;
 mod links;
 mod spoofcheck;
+#[cfg(test)]
+mod tests;
 
 use common::ipam::{self, Ipam};
 use common::ipnet::IpNet;
@@ -164,12 +166,12 @@ fn add_attachment<'a, N: NetStack>(
 
     // 2. The bridge and the veth pair, under the bridge lock.
     let (bridge, host_veth) = {
-        let _lock = links::bridge_lock(&conf.bridge)?;
+        let _lock = links::bridge_lock(host, &conf.bridge)?;
         let (bridge, created) = links::ensure_bridge(host, conf)?;
         if created {
             let b = bridge.clone();
             undo.push("remove the bridge if unused", move |host, _| {
-                let _lock = links::bridge_lock(&b.name)?;
+                let _lock = links::bridge_lock(host, &b.name)?;
                 links::remove_bridge_if_unused(host, &b)
             });
         }

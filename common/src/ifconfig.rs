@@ -175,3 +175,71 @@ pub fn announce(nl: &mut impl NetStack, link: &Link) -> Result<()> {
     let Some(mac) = link.mac else { return Ok(()) };
     nl.set_mac(link.index, mac).map_err(|e| CniError::internal(format!("announcing {}: {e}", link.name)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeKernel;
+    use crate::netlink::rtnl::{LinkKind, NewLink};
+
+    fn ip(address: &str, gateway: Option<&str>) -> IpConfig {
+        IpConfig {
+            address: address.parse().unwrap(),
+            gateway: gateway.map(|g| g.parse().unwrap()),
+            interface: None,
+        }
+    }
+
+    #[test]
+    fn configure_sets_dad_policy_then_addresses_then_up_then_routes() {
+        let k = FakeKernel::new();
+        let mut c = k.netns("c1");
+        c.add_link(&NewLink::new("eth0", LinkKind::Dummy)).unwrap();
+        k.clear_calls();
+        let ips = [ip("10.1.0.2/24", Some("10.1.0.1")), ip("fd00::2/64", Some("fd00::1"))];
+        let routes =
+            [Route::new("0.0.0.0/0".parse().unwrap(), None), Route::new("::/0".parse().unwrap(), None)];
+        let link = configure(&mut c, "eth0", &ips, &routes, false).unwrap();
+        assert!(link.is_up());
+        let ops: Vec<String> =
+            k.calls().iter().map(|c| c.split_whitespace().nth(1).unwrap().into()).collect();
+        assert_eq!(
+            ops,
+            [
+                "set_sysctls",
+                "link_by_name",
+                "add_addr",
+                "add_addr",
+                "set_up",
+                "add_route",
+                "add_route",
+                "link_by_index"
+            ]
+        );
+        assert_eq!(c.sysctl("net/ipv6/conf/eth0/accept_dad").unwrap(), "0");
+        assert_eq!(c.sysctl("net/ipv4/conf/eth0/arp_notify").unwrap(), "1");
+        let v6 = c.addrs(Some(link.index), Family::V6).unwrap();
+        assert_eq!(v6[0].flags & libc::IFA_F_NODAD, libc::IFA_F_NODAD, "usable at once");
+        let defaults: Vec<_> = c.routes(Family::Any, 0).unwrap().into_iter().map(|r| r.gateway).collect();
+        assert_eq!(
+            defaults,
+            [Some("10.1.0.1".parse().unwrap()), Some("fd00::1".parse().unwrap())],
+            "each family's gateway"
+        );
+    }
+
+    #[test]
+    fn announcing_needs_no_ipv6_and_forwarding_is_written_once() {
+        let k = FakeKernel::new();
+        let mut c = k.netns("c1");
+        c.add_link(&NewLink::new("eth0", LinkKind::Dummy)).unwrap();
+        k.disable_ipv6("c1");
+        announce_changes(&mut c, "eth0").unwrap();
+        assert_eq!(c.sysctl("net/ipv4/conf/eth0/arp_notify").unwrap(), "1");
+        k.clear_calls();
+        enable_forwarding(&mut c, true, false).unwrap();
+        enable_forwarding(&mut c, true, false).unwrap();
+        let writes = k.calls().iter().filter(|c| c.contains("set_sysctls")).count();
+        assert_eq!((writes, c.sysctl("net/ipv4/ip_forward").unwrap()), (1, "1".to_string()));
+    }
+}

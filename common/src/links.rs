@@ -133,3 +133,93 @@ pub fn default_route_interface(net: &mut impl NetStack) -> Result<Option<String>
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeKernel;
+
+    fn names(net: &mut impl NetStack) -> Vec<String> {
+        let mut v: Vec<String> = net.links().unwrap().into_iter().map(|l| l.name).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_veth_is_born_with_its_container_name_and_a_fresh_host_name() {
+        let k = FakeKernel::new();
+        let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+        let mac = [2, 0, 0, 0, 0, 7];
+        let host_name = create_veth(&mut ctr, &mut host, "eth0", Some(1400), Some(mac)).unwrap();
+        assert!(host_name.starts_with("veth") && host_name.len() == 12, "{host_name}");
+        let (c, h) = (ctr.link_by_name("eth0").unwrap(), host.link_by_name(&host_name).unwrap());
+        assert_eq!((c.mac, c.mtu, h.mtu, c.link, h.is_up()), (Some(mac), 1400, 1400, Some(h.index), false));
+
+        // A taken container name is refused and nothing is made.
+        let before = k.state();
+        let e = create_veth(&mut ctr, &mut host, "eth0", None, None).unwrap_err();
+        assert_eq!(e.msg, "container already has an interface named \"eth0\"");
+        assert_eq!(k.state(), before);
+
+        // A host name that collides is drawn again.
+        k.fail_on("add_link", libc::EEXIST);
+        create_veth(&mut ctr, &mut host, "eth1", None, None).unwrap();
+        assert_eq!(names(&mut ctr), ["eth0", "eth1", "lo"]);
+    }
+
+    #[test]
+    fn move_link_renames_on_arrival_and_puts_the_link_back_on_failure() {
+        let k = FakeKernel::new();
+        let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+        host.add_link(&NewLink::new("eth1", LinkKind::Dummy)).unwrap();
+        ctr.add_link(&NewLink::new("eth1", LinkKind::Dummy)).unwrap(); // same name there: no obstacle
+        let up = host.link_by_name("eth1").unwrap().index;
+        host.set_up(up).unwrap();
+        let before = k.state();
+        k.clear_calls();
+        let moved = move_link(&mut host, &mut ctr, "eth1", "net1").unwrap();
+        assert_eq!((moved.name.as_str(), moved.kind.as_deref()), ("net1", Some("dummy")));
+        assert_eq!(names(&mut host), ["lo"]);
+        assert_eq!(names(&mut ctr), ["eth1", "lo", "net1"]);
+        let calls = k.calls();
+
+        // Back again, as an undo does it: the host sees its device under its old name.
+        move_link(&mut ctr, &mut host, "net1", "eth1").unwrap();
+        assert_eq!(names(&mut host), ["eth1", "lo"]);
+
+        // The last step, the rename in the target, fails: the link goes home unchanged.
+        let last_rename = calls.iter().rposition(|c| c.contains(": rename ")).unwrap() + 1;
+        k.fail_at(last_rename, libc::EEXIST);
+        let e = move_link(&mut host, &mut ctr, "eth1", "net1").unwrap_err();
+        assert_eq!(e.msg, "container already has an interface named \"net1\"");
+        assert_eq!(names(&mut host), ["eth1", "lo"]);
+        assert_eq!(names(&mut ctr), ["eth1", "lo"]);
+        let e = move_link(&mut host, &mut ctr, "eth1", "eth1").unwrap_err();
+        assert!(e.msg.contains("named \"eth1\""), "a taken name is refused before anything moves: {e}");
+        assert_eq!(k.state().replace(" up ", " down "), before.replace(" up ", " down "), "only down now");
+    }
+
+    #[test]
+    fn the_default_route_interface_is_the_first_ipv4_one() {
+        let k = FakeKernel::new();
+        let mut n = k.host();
+        assert_eq!(default_route_interface(&mut n).unwrap(), None);
+        for name in ["a0", "b0"] {
+            n.add_link(&NewLink::new(name, LinkKind::Dummy)).unwrap();
+            let i = n.link_by_name(name).unwrap().index;
+            n.set_up(i).unwrap();
+        }
+        let (a0, b0) = (n.link_by_name("a0").unwrap().index, n.link_by_name("b0").unwrap().index);
+        let mut v6 = crate::netlink::rtnl::Route::new("::".parse().unwrap(), 0);
+        v6.oif = Some(a0);
+        n.add_route(&v6).unwrap();
+        assert_eq!(default_route_interface(&mut n).unwrap().as_deref(), Some("a0"));
+        let mut v4 = crate::netlink::rtnl::Route::new("0.0.0.0".parse().unwrap(), 0);
+        v4.oif = Some(b0);
+        n.add_route(&v4).unwrap();
+        assert_eq!(default_route_interface(&mut n).unwrap().as_deref(), Some("b0"));
+        delete_if_exists(&mut n, "b0").unwrap();
+        delete_if_exists(&mut n, "b0").unwrap();
+        assert_eq!(default_route_interface(&mut n).unwrap().as_deref(), Some("a0"));
+    }
+}

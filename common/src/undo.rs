@@ -164,3 +164,70 @@ impl<N> fmt::Display for Step<'_, N> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{cmd_args, FakeKernel};
+    use crate::ipam::Ipam;
+    use crate::netlink::rtnl::{Family, LinkKind, NewLink};
+    use crate::skel::Command;
+
+    #[test]
+    fn every_kind_of_step_is_taken_back_newest_first() {
+        let k = FakeKernel::new();
+        let (mut host, mut ctr, mut ipam) = (k.host(), k.netns("c1"), k.ipam());
+        host.add_link(&NewLink::new("dev0", LinkKind::Dummy)).unwrap();
+        let before = k.state();
+        let conf = serde_json::json!({"cniVersion": "1.1.0", "name": "n", "type": "t"});
+        let args = cmd_args(Command::Add, &conf);
+        let mut undo: Undo<'_, crate::fake::FakeNet> = Undo::new(&args);
+
+        // What an ADD could have made: a lease, a moved and renamed device, a
+        // link with an address, a route and a rule, and something of its own.
+        ipam.add("host-local", &args).unwrap();
+        undo.release_ipam("host-local");
+        crate::links::move_link(&mut host, &mut ctr, "dev0", "net0").unwrap();
+        undo.return_link("net0", "dev0");
+        ctr.add_link(&NewLink::new("tmp0", LinkKind::Dummy)).unwrap();
+        undo.delete_link(Side::Container, "tmp0");
+        let i = ctr.link_by_name("tmp0").unwrap().index;
+        ctr.rename(i, "eth0").unwrap();
+        undo.link_renamed(Side::Container, "tmp0", "eth0");
+        let addr: IpNet = "10.1.0.2/24".parse().unwrap();
+        ctr.add_addr(i, addr.addr, addr.prefix, &Default::default()).unwrap();
+        undo.delete_addr(Side::Container, "eth0", addr);
+        ctr.set_up(i).unwrap();
+        let mut route = Route::new("10.9.0.0".parse().unwrap(), 16);
+        (route.gateway, route.oif) = (Some("10.1.0.1".parse().unwrap()), Some(i));
+        ctr.add_route(&route).unwrap();
+        undo.delete_route(Side::Container, route);
+        let rule = Rule { src: Some(addr), priority: Some(100), ..Rule::new(Family::V4, 100) };
+        host.add_rule(&rule).unwrap();
+        undo.delete_rule(Side::Host, rule);
+        host.set_sysctl("net/ipv4/conf/all/forwarding", "1").unwrap();
+        undo.push("forwarding off", |host, _| Ok(host.set_sysctl("net/ipv4/conf/all/forwarding", "0")?));
+
+        assert_eq!(
+            undo.steps(),
+            [
+                "release IPAM (host-local)",
+                "return link net0 to the host as dev0",
+                "delete link eth0 (Container)",
+                "delete address 10.1.0.2/24 of eth0 (Container)",
+                "delete route 10.9.0.0/16 (Container)",
+                "delete rule to table 100 (Host)",
+                "forwarding off",
+            ]
+        );
+        k.clear_calls();
+        undo.run(&mut host, &mut ctr, &mut ipam);
+        let after = k.state().replace("\n  sysctl net/ipv4/conf/all/forwarding=0", "");
+        assert_eq!(after, before);
+        let order: Vec<String> =
+            k.calls().iter().map(|c| c.split_whitespace().nth(1).unwrap().into()).collect();
+        let first = |op: &str| order.iter().position(|o| o == op).unwrap();
+        assert!(first("set_sysctls") < first("del_rule") && first("del_rule") < first("del_route"));
+        assert!(first("del_addr") < first("del_link_by_name") && first("set_netns_fd") < first("ipam_del"));
+    }
+}

@@ -222,8 +222,9 @@ impl FakeKernel {
         w.faults.push(Fault::At(n, errno));
     }
 
-    /// The next call of `operation` (a `NetStack`/`Ipam` method name, IPAM's
-    /// as "ipam_add", "ipam_del", "ipam_check") fails with `errno`.
+    /// The next call of `operation` fails with `errno`: a `NetStack` method
+    /// name ("add_link", "set_sysctls", "lock", …), IPAM's "ipam_add",
+    /// "ipam_del", "ipam_check", nf_tables' "nft_commit", "nft_list_rules", ….
     pub fn fail_on(&self, operation: &str, errno: i32) {
         self.w.borrow_mut().faults.push(Fault::On(operation.to_string(), errno));
     }

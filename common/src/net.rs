@@ -179,6 +179,20 @@ pub trait NetStack {
     }
 }
 
+/// DEL's handle on the container: `None` when its netns is gone (or was
+/// never given). One that exists but cannot be reached is noted in
+/// `errors`, so that DEL still cleans up everything else.
+pub fn container_for_del(netns: &str, errors: &mut crate::Errors) -> crate::Result<Option<Rtnl>> {
+    let Some(ns) = crate::netns::Netns::open_if_exists(netns)? else { return Ok(None) };
+    match Rtnl::in_netns(&ns) {
+        Ok(nl) => Ok(Some(nl)),
+        Err(e) => {
+            errors.note::<()>(Err(e.into()));
+            Ok(None)
+        }
+    }
+}
+
 impl NetStack for Rtnl {
     type Nft = Nft;
     fn nft(&mut self) -> NftResult<Nft> {

@@ -49,9 +49,10 @@ impl Plugin for Bridge {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        let ns = Netns::open_if_exists(&args.netns)?;
-        let mut ctr = ns.as_ref().map(Rtnl::in_netns).transpose()?;
-        del(args, &mut Rtnl::open()?, ctr.as_mut(), &mut ipam::Exec)
+        let mut errors = Errors::new();
+        let mut ctr = common::net::container_for_del(&args.netns, &mut errors)?;
+        errors.note(del(args, &mut Rtnl::open()?, ctr.as_mut(), &mut ipam::Exec));
+        errors.into_result()
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {

@@ -60,3 +60,14 @@ pub fn random_mac() -> [u8; 6] {
     m[0] = (m[0] & 0xfe) | 0x02;
     m
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_macs_are_local_unicast() {
+        for _ in 0..64 {
+            let m = super::random_mac();
+            assert_eq!(m[0] & 0x03, 0x02, "{m:?}");
+        }
+    }
+}

@@ -1,10 +1,10 @@
 //! Links every main plugin makes, finds and removes the same way: the
-//! container interface's name check, temporary names, the veth pair into a
-//! container, moving a link between namespaces, the default-route interface,
-//! and the one way a kernel refusal becomes a CNI error.
+//! container interface's name check, temporary names, moving a link between
+//! namespaces, the default-route interface, and the one way a kernel refusal
+//! becomes a CNI error. The veth pair into a container is in `common::veth`.
 
 use crate::net::NetStack;
-use crate::netlink::rtnl::{Family, Link, LinkKind, NewLink};
+use crate::netlink::rtnl::{Family, Link};
 use crate::netlink::NlError;
 use crate::{CniError, Result};
 
@@ -37,31 +37,6 @@ pub fn temp_name(net: &mut impl NetStack, prefix: &str) -> Result<String> {
         }
     }
     Err(CniError::try_again(format!("could not find a free temporary name {prefix}…")))
-}
-
-/// Create a veth pair from inside the container, so the container end gets
-/// `ifname` (with `mtu` and `mac`) at birth and the host end appears in
-/// `host`'s netns under a fresh random name `veth<8 hex>`, down. Returns the
-/// host end's name. A taken `ifname` is [`name_taken`].
-pub fn create_veth(
-    ctr: &mut impl NetStack,
-    host: &mut impl NetStack,
-    ifname: &str,
-    mtu: Option<u32>,
-    mac: Option<[u8; 6]>,
-) -> Result<String> {
-    let host_ns = host.netns_fd().map_err(|e| link_error("opening the host netns", e))?;
-    for _ in 0..4 {
-        let host_name = format!("veth{:08x}", crate::random_u32());
-        let kind = LinkKind::Veth { peer: host_name.clone(), peer_netns_fd: Some(host_ns) };
-        match ctr.add_link(&NewLink { mtu, mac, ..NewLink::new(ifname, kind) }) {
-            Ok(()) => return Ok(host_name),
-            // Either the container already has `ifname` or the random name collided.
-            Err(e) if e.is(libc::EEXIST) => ensure_name_free(ctr, ifname)?,
-            Err(e) => return Err(link_error("creating the veth pair", e)),
-        }
-    }
-    Err(CniError::try_again("could not find a free name for the host veth"))
 }
 
 /// Move the link `name` from `from` into `to` and call it `new_name` there
@@ -138,33 +113,12 @@ pub fn default_route_interface(net: &mut impl NetStack) -> Result<Option<String>
 mod tests {
     use super::*;
     use crate::fake::FakeKernel;
+    use crate::netlink::rtnl::{LinkKind, NewLink};
 
     fn names(net: &mut impl NetStack) -> Vec<String> {
         let mut v: Vec<String> = net.links().unwrap().into_iter().map(|l| l.name).collect();
         v.sort();
         v
-    }
-
-    #[test]
-    fn a_veth_is_born_with_its_container_name_and_a_fresh_host_name() {
-        let k = FakeKernel::new();
-        let (mut host, mut ctr) = (k.host(), k.netns("c1"));
-        let mac = [2, 0, 0, 0, 0, 7];
-        let host_name = create_veth(&mut ctr, &mut host, "eth0", Some(1400), Some(mac)).unwrap();
-        assert!(host_name.starts_with("veth") && host_name.len() == 12, "{host_name}");
-        let (c, h) = (ctr.link_by_name("eth0").unwrap(), host.link_by_name(&host_name).unwrap());
-        assert_eq!((c.mac, c.mtu, h.mtu, c.link, h.is_up()), (Some(mac), 1400, 1400, Some(h.index), false));
-
-        // A taken container name is refused and nothing is made.
-        let before = k.state();
-        let e = create_veth(&mut ctr, &mut host, "eth0", None, None).unwrap_err();
-        assert_eq!(e.msg, "container already has an interface named \"eth0\"");
-        assert_eq!(k.state(), before);
-
-        // A host name that collides is drawn again.
-        k.fail_on("add_link", libc::EEXIST);
-        create_veth(&mut ctr, &mut host, "eth1", None, None).unwrap();
-        assert_eq!(names(&mut ctr), ["eth0", "eth1", "lo"]);
     }
 
     #[test]

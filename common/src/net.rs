@@ -11,7 +11,7 @@
 //! opens the real handles and passes them in. Shipped binaries know only
 //! `Rtnl`, so the generics compile to the same direct calls as before.
 //! What an ADD made goes into an [`Undo`](crate::undo::Undo) log, run when a
-//! later step fails; [`links`](crate::links) and [`ifconfig`](crate::ifconfig)
+//! later step fails; [`links`](crate::links), [`veth`](crate::veth) and [`ifconfig`](crate::ifconfig)
 //! hold the steps every plugin takes.
 //!
 //! ```no_run

@@ -1,56 +1,46 @@
-//! The veth pair that plugs a container into a host-side switch: created
-//! from inside the container so its end is born with `CNI_IFNAME` (and MAC),
-//! the host end appearing in the host netns under a fresh random name.
+//! The veth pair that plugs a container into a host-side switch (bridge,
+//! overlay, ptp): created from inside the container so its end is born with
+//! `CNI_IFNAME` (and MAC), the host end appearing in the host netns under a
+//! fresh random name; and the wait for its host end to carry traffic.
 
-use crate::netlink::rtnl::{Link, Rtnl, IF_OPER_UP};
-use crate::netns::Netns;
+use crate::links::{ensure_name_free, link_error};
+use crate::net::NetStack;
+use crate::netlink::rtnl::{Link, LinkKind, NewLink, IF_OPER_UP};
 use crate::{CniError, Result};
 
-/// Create the pair from the container side; returns the host end's name
-/// (`veth` + 8 hex digits). An `ifname` the container already has is an error.
+/// Create the pair from the container side: the container end is `ifname`
+/// (with `mtu` and `mac`), the host end appears in `host`'s netns, down,
+/// as `veth` + 8 hex digits, which is returned. An `ifname` the container
+/// already has is [`crate::links::name_taken`].
 pub fn create_for_container(
-    container: &mut Rtnl,
-    host_ns: &Netns,
+    ctr: &mut impl NetStack,
+    host: &mut impl NetStack,
     ifname: &str,
     mtu: Option<u32>,
     mac: Option<[u8; 6]>,
 ) -> Result<String> {
+    let host_ns = host.netns_fd().map_err(|e| link_error("opening the host netns", e))?;
     for _ in 0..4 {
-        let mut r = [0u8; 4];
-        crate::random_bytes(&mut r);
-        let host_name = format!("veth{:08x}", u32::from_ne_bytes(r));
-        match container.add_veth(ifname, &host_name, Some(host_ns.fd()), mtu, mac) {
+        let host_name = format!("veth{:08x}", crate::random_u32());
+        let kind = LinkKind::Veth { peer: host_name.clone(), peer_netns_fd: Some(host_ns) };
+        match ctr.add_link(&NewLink { mtu, mac, ..NewLink::new(ifname, kind) }) {
             Ok(()) => return Ok(host_name),
-            Err(e) if e.is(libc::EEXIST) => {
-                // Either the container already has `ifname` or the random name collided.
-                if container.link_by_name(ifname).is_ok() {
-                    return Err(CniError::internal(format!(
-                        "container already has an interface named {ifname:?}"
-                    )));
-                }
-            }
-            Err(e) => return Err(CniError::internal(format!("creating the veth pair: {e}"))),
+            // Either the container already has `ifname` or the random name collided.
+            Err(e) if e.is(libc::EEXIST) => ensure_name_free(ctr, ifname)?,
+            Err(e) => return Err(link_error("creating the veth pair", e)),
         }
     }
     Err(CniError::try_again("could not find a free name for the host veth"))
-}
-
-/// A random, locally administered unicast MAC.
-pub fn random_mac() -> [u8; 6] {
-    let mut m = [0u8; 6];
-    crate::random_bytes(&mut m);
-    m[0] = (m[0] & 0xfe) | 0x02;
-    m
 }
 
 /// Wait until a link is operationally up: carrier and bridge port state come
 /// up asynchronously after both ends are set up, and until then the
 /// container's first packets are dropped. Back-off as the reference plugin:
 /// 0, 50, 500, 1000, 1000 ms.
-pub fn wait_oper_up(nl: &mut Rtnl, index: u32) -> Result<Link> {
+pub fn wait_oper_up(nl: &mut impl NetStack, index: u32) -> Result<Link> {
     for ms in [0u64, 50, 500, 1000, 1000] {
         std::thread::sleep(std::time::Duration::from_millis(ms));
-        let l = nl.link_by_index(index).map_err(|e| CniError::internal(format!("host veth: {e}")))?;
+        let l = nl.link_by_index(index).map_err(|e| link_error("host veth", e))?;
         if l.oper_state == IF_OPER_UP {
             return Ok(l);
         }
@@ -61,12 +51,44 @@ pub fn wait_oper_up(nl: &mut Rtnl, index: u32) -> Result<Link> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::FakeKernel;
+
+    fn names(net: &mut impl NetStack) -> Vec<String> {
+        let mut v: Vec<String> = net.links().unwrap().into_iter().map(|l| l.name).collect();
+        v.sort();
+        v
+    }
 
     #[test]
-    fn random_macs_are_local_unicast() {
-        for _ in 0..64 {
-            let m = random_mac();
-            assert_eq!(m[0] & 0x03, 0x02, "{m:?}");
-        }
+    fn a_veth_is_born_with_its_container_name_and_a_fresh_host_name() {
+        let k = FakeKernel::new();
+        let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+        let mac = [2, 0, 0, 0, 0, 7];
+        let host_name = create_for_container(&mut ctr, &mut host, "eth0", Some(1400), Some(mac)).unwrap();
+        assert!(host_name.starts_with("veth") && host_name.len() == 12, "{host_name}");
+        let (c, h) = (ctr.link_by_name("eth0").unwrap(), host.link_by_name(&host_name).unwrap());
+        assert_eq!((c.mac, c.mtu, h.mtu, c.link, h.is_up()), (Some(mac), 1400, 1400, Some(h.index), false));
+
+        // A taken container name is refused and nothing is made.
+        let before = k.state();
+        let e = create_for_container(&mut ctr, &mut host, "eth0", None, None).unwrap_err();
+        assert_eq!(e.msg, "container already has an interface named \"eth0\"");
+        assert_eq!(k.state(), before);
+
+        // A host name that collides is drawn again.
+        k.fail_on("add_link", libc::EEXIST);
+        create_for_container(&mut ctr, &mut host, "eth1", None, None).unwrap();
+        assert_eq!(names(&mut ctr), ["eth0", "eth1", "lo"]);
+    }
+
+    #[test]
+    fn the_host_end_is_awaited_until_both_ends_are_up() {
+        let k = FakeKernel::new();
+        let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+        let name = create_for_container(&mut ctr, &mut host, "eth0", None, None).unwrap();
+        let (h, c) = (host.link_by_name(&name).unwrap().index, ctr.link_by_name("eth0").unwrap().index);
+        host.set_up(h).unwrap();
+        ctr.set_up(c).unwrap();
+        assert_eq!(wait_oper_up(&mut host, h).unwrap().oper_state, IF_OPER_UP);
     }
 }

@@ -182,18 +182,3 @@ pub fn ensure_gateway_addr(nl: &mut impl NetStack, conf: &Config, bridge: &Link,
         Err(e) => Err(link_error(&format!("adding {gw} to {:?}", conf.bridge), e)),
     }
 }
-
-/// Wait until the host end is operationally up: the kernel turns carrier and
-/// bridge port state on asynchronously (linkwatch) after both ends are up, and
-/// until then the container's first packets (ARP, DHCP-less pings) are dropped.
-/// Back-off as the reference plugin: 0, 50, 500, 1000, 1000 ms.
-pub fn wait_port_up(nl: &mut impl NetStack, index: u32) -> Result<Link> {
-    for ms in [0u64, 50, 500, 1000, 1000] {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-        let l = nl.link_by_index(index).map_err(|e| link_error("host veth", e))?;
-        if l.oper_state == common::netlink::rtnl::IF_OPER_UP {
-            return Ok(l);
-        }
-    }
-    Err(CniError::internal("bridge port in error state: the host veth did not come up"))
-}

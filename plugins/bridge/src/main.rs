@@ -177,7 +177,7 @@ fn add_attachment<'a, N: NetStack>(
             });
         }
         let mtu = (conf.mtu > 0).then_some(conf.mtu);
-        let host_name = common::links::create_veth(ctr, host, &args.ifname, mtu, mac)?;
+        let host_name = common::veth::create_for_container(ctr, host, &args.ifname, mtu, mac)?;
         undo.delete_link(Side::Container, &args.ifname);
         let port = links::attach_port(host, conf, &bridge, &host_name)?;
         (bridge, port)
@@ -225,7 +225,7 @@ fn add_attachment<'a, N: NetStack>(
     let host_veth = if conf.disable_container_interface {
         host_veth
     } else {
-        let port = links::wait_port_up(host, host_veth.index)?;
+        let port = common::veth::wait_oper_up(host, host_veth.index)?;
         // The kernel's announcement when the container end came up was lost:
         // the bridge port was not forwarding yet. Repeat it now, so a neighbour
         // holding a stale MAC for a reused address learns the new one at once.

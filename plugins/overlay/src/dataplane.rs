@@ -94,7 +94,7 @@ pub fn ensure_devices(nl: &mut Rtnl, conf: &Config, u: &Underlay) -> Result<Devi
     let bridge = match nl.link_by_name(&br) {
         Ok(l) => l,
         Err(e) if e.not_found() => {
-            let opts = BridgeOpts { mtu, mac: Some(common::veth::random_mac()), vlan_filtering: None };
+            let opts = BridgeOpts { mtu, mac: Some(common::random_mac()), vlan_filtering: None };
             nl.add_bridge(&br, &opts).map_err(nl_err("creating the overlay bridge"))?;
             let _ = sysctl::write(&format!("net/ipv6/conf/{br}/accept_ra"), "0");
             nl.link_by_name(&br).map_err(nl_err("overlay bridge"))?
@@ -115,7 +115,7 @@ pub fn ensure_devices(nl: &mut Rtnl, conf: &Config, u: &Underlay) -> Result<Devi
                 learning: false,
                 proxy: true,
                 mtu,
-                mac: Some(common::veth::random_mac()),
+                mac: Some(common::random_mac()),
             };
             nl.add_vxlan(&vx, &opts).map_err(|e| {
                 let hint =

@@ -328,8 +328,7 @@ fn add_attachment(
     };
 
     // 3. The container's end on the bridge, its address and routes.
-    let host_ns = Netns::current()?;
-    let host_name = veth::create_for_container(cnl, &host_ns, &args.ifname, conf.mtu, Some(mac))?;
+    let host_name = veth::create_for_container(cnl, nl, &args.ifname, conf.mtu, Some(mac))?;
     undo.link = true;
     let port = nl.link_by_name(&host_name).map_err(|e| CniError::internal(format!("host veth: {e}")))?;
     nl.set_master(port.index, devices.bridge.index)

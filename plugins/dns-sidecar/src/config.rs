@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 
-use common::ipnet::IpNet;
+use common::ipnet::{is_link_local, IpNet};
+use common::netlink::rtnl::{Family, Rtnl};
+use common::netlink::NlResult;
 use common::skel::CmdArgs;
 use common::spec::{CniResult, NetConf};
 use common::{CniError, Result};
@@ -103,39 +105,14 @@ pub fn gateways(prev: &CniResult, ifname: &str) -> Result<Vec<IpAddr>> {
 }
 
 /// Global addresses of interface `name` (link-local ones need a scope and
-/// are no use as a nameserver), via an RTM_GETADDR dump.
-fn interface_addrs(name: &str) -> std::io::Result<Vec<IpAddr>> {
-    let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
-    // SAFETY: a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if index == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    const RTM_GETADDR: u16 = 22;
-    const IFA_ADDRESS: u16 = 1;
-    const IFA_LOCAL: u16 = 2;
-    let mut sock = common::netlink::Socket::open(libc::NETLINK_ROUTE)?;
-    let mut msg = common::netlink::Msg::new(RTM_GETADDR, 0);
-    msg.push(&[0u8; 8]);
-    let replies = sock.dump(msg).map_err(std::io::Error::other)?;
+/// are no use as a nameserver), in the kernel's order.
+fn interface_addrs(name: &str) -> NlResult<Vec<IpAddr>> {
+    let mut nl = Rtnl::open()?;
+    let index = nl.link_by_name(name)?.index;
     let mut out = Vec::new();
-    for r in replies {
-        if r.payload.len() < 8 || u32::from_ne_bytes(r.payload[4..8].try_into().unwrap()) != index {
-            continue;
-        }
-        let attrs = r.attrs(8);
-        let Some(a) = attrs.get(IFA_LOCAL).or_else(|| attrs.get(IFA_ADDRESS)) else { continue };
-        let ip = match a.data.len() {
-            4 => IpAddr::from(<[u8; 4]>::try_from(a.data).unwrap()),
-            16 => IpAddr::from(<[u8; 16]>::try_from(a.data).unwrap()),
-            _ => continue,
-        };
-        let link_local = match ip {
-            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
-            IpAddr::V4(v4) => v4.is_link_local(),
-        };
-        if !link_local && !out.contains(&ip) {
-            out.push(ip);
+    for a in nl.addrs(Some(index), Family::Any)? {
+        if !is_link_local(&a.addr) && !out.contains(&a.addr) {
+            out.push(a.addr);
         }
     }
     Ok(out)
@@ -266,5 +243,38 @@ mod tests {
         let addrs = interface_addrs("lo").unwrap();
         assert!(addrs.contains(&"127.0.0.1".parse().unwrap()), "{addrs:?}");
         assert!(interface_addrs("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn link_local_bridge_addresses_are_not_nameservers() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: needs root for a netns");
+            return;
+        }
+        let name = format!("cni-dnscfg-test-{}", std::process::id());
+        let ip =
+            |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().unwrap().success());
+        ip(&["netns", "add", &name]);
+        struct Gone<'a>(&'a str);
+        impl Drop for Gone<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip").args(["netns", "del", self.0]).status();
+            }
+        }
+        let _gone = Gone(&name);
+        let n = |args: &str| {
+            let mut v = vec!["-n", &name];
+            v.extend(args.split_whitespace());
+            ip(&v);
+        };
+        n("link add br0 type bridge");
+        for a in ["10.9.0.1/24", "169.254.1.1/16", "fd00::1/64 nodad", "fe80::1/64 nodad"] {
+            n(&format!("addr add {a} dev br0"));
+        }
+        let ns = common::netns::Netns::open(format!("/run/netns/{name}")).unwrap();
+        let addrs = ns.run(|| interface_addrs("br0")).unwrap().unwrap();
+        let want: Vec<IpAddr> = vec!["10.9.0.1".parse().unwrap(), "fd00::1".parse().unwrap()];
+        assert_eq!(addrs, want);
     }
 }

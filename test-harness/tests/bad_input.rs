@@ -4,8 +4,18 @@
 use serde_json::{json, Value};
 use test_harness::*;
 
-const PLUGINS: &[&str] =
-    &["loopback", "bridge", "host-local", "macvlan", "portmap", "dns-sidecar", "firewall", "tuning"];
+const PLUGINS: &[&str] = &[
+    "loopback",
+    "bridge",
+    "host-local",
+    "macvlan",
+    "portmap",
+    "dns-sidecar",
+    "firewall",
+    "tuning",
+    "static",
+    "dhcp",
+];
 
 fn built() -> Vec<std::path::PathBuf> {
     PLUGINS.iter().map(|p| target_bin_dir().join(p)).filter(|p| p.is_file()).collect()

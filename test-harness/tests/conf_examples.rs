@@ -17,6 +17,8 @@ const OUR_PLUGINS: &[&str] = &[
     "firewall",
     "tuning",
     "overlay",
+    "static",
+    "dhcp",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

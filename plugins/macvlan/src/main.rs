@@ -174,11 +174,13 @@ fn create_macvlan(nl: &mut impl NetStack, new: &NewLink, master: &Link, mode: Ma
 /// macvlan went with it, and only the lease is left to release.
 fn del<N: NetStack>(args: &CmdArgs, ctr: Option<&mut N>, ipam: &mut impl Ipam) -> Result<()> {
     let mut errors = Errors::new();
-    if let Some(ctr) = ctr {
-        errors.note(links::delete_if_exists(ctr, &args.ifname));
-    }
+    // IPAM first, as the reference does: dhcp sends its DHCPRELEASE through
+    // the container's interface, which must still be there.
     if let Some(plugin) = args.conf.ipam_type() {
         errors.note(ipam.del(plugin, args));
+    }
+    if let Some(ctr) = ctr {
+        errors.note(links::delete_if_exists(ctr, &args.ifname));
     }
     errors.into_result()
 }

@@ -286,6 +286,19 @@ fn del_removes_link_and_lease_and_succeeds_when_they_are_gone() {
 }
 
 #[test]
+fn del_releases_the_lease_while_the_interface_still_exists() {
+    // dhcp sends its DHCPRELEASE through the container's interface.
+    let mut w = World::new();
+    w.add(&conf(json!({}))).unwrap();
+    w.kernel.clear_calls();
+    w.del(&conf(json!({})), false).unwrap();
+    let changes = w.changes();
+    let released = changes.iter().position(|c| c == "ipam: ipam_del");
+    let deleted = changes.iter().position(|c| c.starts_with("c1: del_link"));
+    assert!(released.is_some() && deleted.is_some() && released < deleted, "{changes:?}");
+}
+
+#[test]
 fn check_passes_after_add_and_notices_what_changed() {
     let mut w = World::new();
     let c = conf(json!({"mode": "private"}));

@@ -2,6 +2,11 @@
 
 use crate::error::{CniError, Result};
 
+/// The `known_args` of a plugin that may read any key (dhcp's `provide`
+/// takes values from keys named in its config), as the reference plugins
+/// that never call `LoadArgs` accept every key.
+pub const ANY: &[&str] = &["*"];
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CniArgs {
     pairs: Vec<(String, String)>,
@@ -39,7 +44,7 @@ impl CniArgs {
 
     /// Fail on keys the plugin does not know, unless `IgnoreUnknown` is set.
     pub fn check_known(&self, known: &[&str]) -> Result<()> {
-        if self.ignore_unknown() {
+        if self.ignore_unknown() || known == ANY {
             return Ok(());
         }
         match self.pairs.iter().find(|(k, _)| k != "IgnoreUnknown" && !known.contains(&k.as_str())) {
@@ -79,5 +84,6 @@ mod tests {
         }
         assert!(CniArgs::parse("IgnoreUnknown=0;FOO=1").unwrap().check_known(&[]).is_err());
         assert!(CniArgs::parse("IP=1.2.3.4").unwrap().check_known(&["IP"]).is_ok());
+        assert!(CniArgs::parse("K8S_POD_NAME=web;FOO=1").unwrap().check_known(ANY).is_ok());
     }
 }

@@ -356,6 +356,27 @@ fn add_takes_a_lease_from_the_lan_server_and_del_releases_it() {
 }
 
 #[test]
+fn bridge_with_dhcp_leases_through_the_bridge_and_del_releases() {
+    require_root!();
+    let mut lan = Lan::new();
+    lan.start_daemon(&[]);
+    // A host bridge with the uplink as a port: containers on it are on the LAN.
+    lan.host.ip(&["link", "add", "cnidh0", "type", "bridge"]).unwrap();
+    lan.host.ip(&["link", "set", "m0", "master", "cnidh0"]).unwrap();
+    lan.host.ip(&["link", "set", "cnidh0", "up"]).unwrap();
+    let list = conflist_value(&json!({"cniVersion": "1.0.0", "name": NET, "plugins": [{
+        "type": "bridge", "bridge": "cnidh0",
+        "ipam": {"type": "dhcp", "daemonSocketPath": lan.socket()}}]}));
+    let c = ctr();
+    let res = lan.add(&list, "b1", &c).unwrap();
+    let ip = ip_of(&res);
+    assert!(in_range(&ip), "{ip}");
+    assert!(ping(&c, "10.78.0.1"), "the container reaches the LAN through the bridge");
+    lan.del(&list, "b1", &c);
+    assert!(wait_until(WAIT, || lan.server_lease_of(&ip).is_none()), "{:?}", lan.server_leases());
+}
+
+#[test]
 fn results_in_every_version_podman_and_cri_use() {
     require_root!();
     let mut lan = Lan::new();

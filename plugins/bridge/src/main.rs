@@ -159,13 +159,7 @@ fn add_attachment<'a, N: NetStack>(
     ipam: &mut impl Ipam,
     undo: &mut Undo<'a, N>,
 ) -> Result<CniResult> {
-    // 1. Addresses first: if IPAM fails, nothing exists yet.
-    let mut res = ipam::allocate(ipam, args, undo)?;
-    if conf.is_gateway {
-        fill_gateways(&mut res);
-    }
-
-    // 2. The bridge and the veth pair, under the bridge lock.
+    // 1. The bridge and the veth pair, under the bridge lock.
     let (bridge, host_veth) = {
         let _lock = links::bridge_lock(host, &conf.bridge)?;
         let (bridge, created) = links::ensure_bridge(host, conf)?;
@@ -183,7 +177,7 @@ fn add_attachment<'a, N: NetStack>(
         (bridge, port)
     };
 
-    // 3. MAC spoof check before the container can send anything.
+    // 2. MAC spoof check before the container can send anything.
     let container_mac = ctr.link_by_name(&args.ifname).ok().and_then(|l| l.mac).unwrap_or_default();
     if conf.macspoofchk {
         undo.push("remove the MAC spoof check", |host, _| {
@@ -191,6 +185,14 @@ fn add_attachment<'a, N: NetStack>(
         });
         let (name, id, ifname) = (&args.conf.name, &args.container_id, &args.ifname);
         spoofcheck::add(&mut host.nft()?, name, id, ifname, &host_veth.name, container_mac)?;
+    }
+
+    // 3. Addresses, once the interface exists (as in the reference: dhcp
+    //    runs its DHCP exchange on it; the undo releases them before the
+    //    link goes).
+    let mut res = ipam::allocate(ipam, args, undo)?;
+    if conf.is_gateway {
+        fill_gateways(&mut res);
     }
 
     // 4. The container side: addresses, link up, routes.
@@ -256,11 +258,13 @@ fn add_attachment<'a, N: NetStack>(
 /// by container ID, whatever the config says now, also without the netns.
 fn del<N: NetStack>(args: &CmdArgs, host: &mut N, ctr: Option<&mut N>, ipam: &mut impl Ipam) -> Result<()> {
     let mut errors = Errors::new();
-    if let Some(ctr) = ctr {
-        errors.note(common::links::delete_if_exists(ctr, &args.ifname));
-    }
+    // IPAM first, as the reference does: dhcp sends its DHCPRELEASE through
+    // the container's interface, which must still be there.
     if let Some(plugin) = args.conf.ipam_type() {
         errors.note(ipam.del(plugin, args));
+    }
+    if let Some(ctr) = ctr {
+        errors.note(common::links::delete_if_exists(ctr, &args.ifname));
     }
     let (name, id, ifname) = (&args.conf.name, &args.container_id, &args.ifname);
     errors.note(host.nft().map_err(Into::into).and_then(|mut nft| MASQ.del(&mut nft, name, id, ifname)));

@@ -124,3 +124,20 @@ fn del_removes_everything_with_or_without_the_netns() {
     w.del(&full(), true).unwrap();
     only_the_bridge_is_left(&w);
 }
+
+#[test]
+fn ipam_runs_while_the_container_interface_exists() {
+    // dhcp leases and releases through the container's interface: IPAM ADD
+    // after the veth is made, IPAM DEL before it goes (as the reference).
+    let mut w = World::new();
+    w.add(&full()).unwrap();
+    let calls = w.kernel.calls();
+    let pos = |calls: &[String], what: &str| calls.iter().position(|c| c.contains(what));
+    let (veth, leased) = (pos(&calls, "add_link"), pos(&calls, "ipam_add"));
+    assert!(veth.is_some() && leased.is_some() && veth < leased, "{calls:?}");
+    w.kernel.clear_calls();
+    w.del(&full(), false).unwrap();
+    let calls = w.kernel.calls();
+    let (released, gone) = (pos(&calls, "ipam_del"), pos(&calls, "c1: del_link"));
+    assert!(released.is_some() && gone.is_some() && released < gone, "{calls:?}");
+}

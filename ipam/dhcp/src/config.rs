@@ -225,6 +225,23 @@ mod tests {
     }
 
     #[test]
+    fn the_conf_examples_load() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf-examples");
+        for (file, socket, provided) in [
+            ("podman/macvlan-dhcp.conflist", DEFAULT_SOCKET_PATH, 0),
+            ("cnitool/dhcp-macvlan.conflist", DEFAULT_SOCKET_PATH, 2),
+        ] {
+            let list: Value = serde_json::from_slice(&std::fs::read(root.join(file)).unwrap()).unwrap();
+            let mut plugin = list["plugins"][0].clone();
+            plugin["cniVersion"] = list["cniVersion"].clone();
+            plugin["name"] = list["name"].clone();
+            let conf = NetConf::parse(plugin.to_string().as_bytes()).unwrap();
+            let c = load(&conf, &CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=web").unwrap()).unwrap();
+            assert_eq!((c.socket_path.as_str(), c.provide.len()), (socket, provided), "{file}");
+        }
+    }
+
+    #[test]
     fn bad_options_are_config_errors() {
         let long = "x".repeat(256);
         let long_arg = format!("N={long}");

@@ -254,6 +254,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_units_start_the_daemon_as_the_references_do() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf-examples/systemd");
+        let service = std::fs::read_to_string(dir.join("cni-dhcp.service")).unwrap();
+        let exec = service.lines().find_map(|l| l.strip_prefix("ExecStart=")).unwrap();
+        let words: Vec<String> = exec.split_whitespace().map(String::from).collect();
+        assert_eq!(words[..2], ["/opt/cni/bin/dhcp", "daemon"]);
+        assert_eq!(parse(&words[2..]), Ok(Parsed::Run(Flags::default())));
+        let socket = std::fs::read_to_string(dir.join("cni-dhcp.socket")).unwrap();
+        assert!(socket.lines().any(|l| l == format!("ListenStream={DEFAULT_SOCKET}")), "{socket}");
+    }
+
+    #[test]
     fn durations_as_go_writes_them() {
         let d = |s: &str| parse_duration(s);
         assert_eq!(d("0"), Ok(Duration::ZERO));

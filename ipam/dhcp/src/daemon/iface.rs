@@ -70,7 +70,7 @@ fn find(place: &Place) -> Result<(Netns, Rtnl, u32, [u8; 6], bool), Unreachable>
         Ok(l) => l,
         Err(e) if e.not_found() => {
             return Err(Unreachable::Gone(format!(
-                "interface {} is gone from netns {}",
+                "there is no interface {} in netns {}",
                 place.ifname, place.path
             )))
         }

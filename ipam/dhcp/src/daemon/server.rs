@@ -42,14 +42,19 @@ fn peer_uid(s: &UnixStream) -> std::io::Result<u32> {
 
 /// Serve one connection to its end. Never panics on what a client sends.
 pub fn serve(ctx: &Arc<Ctx>, stream: UnixStream) {
-    let reply = match peer_uid(&stream) {
-        // Root, or whoever runs the daemon, may use it; the socket's mode
-        // (0600) says the same, this holds also for a socket made by systemd.
-        Ok(uid) if uid == 0 || uid == ctx.euid => handle(ctx, &stream),
-        Ok(uid) => Some(Reply::error(&CniError::invalid_env(format!(
-            "permission denied: uid {uid} may not use the DHCP daemon (root only)"
-        )))),
-        Err(e) => Some(Reply::error(&CniError::io(format!("cannot identify the client: {e}")))),
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    let reply = match protocol::read_line(&stream, protocol::MAX_REQUEST) {
+        Ok(None) => None,
+        Err(e) => Some(Reply::error(&CniError::decode(format!("reading the request: {e}")))),
+        Ok(Some(line)) => match peer_uid(&stream) {
+            // Root, or whoever runs the daemon, may use it; the socket's mode
+            // (0600) says the same, this holds also for a socket made by systemd.
+            Ok(uid) if uid == 0 || uid == ctx.euid => handle(ctx, &stream, &line),
+            Ok(uid) => Some(Reply::error(&CniError::invalid_env(format!(
+                "permission denied: uid {uid} may not use the DHCP daemon (root only)"
+            )))),
+            Err(e) => Some(Reply::error(&CniError::io(format!("cannot identify the client: {e}")))),
+        },
     };
     if let Some(reply) = reply {
         // A client that went away cannot be told; SIGPIPE is ignored.
@@ -58,12 +63,12 @@ pub fn serve(ctx: &Arc<Ctx>, stream: UnixStream) {
     close_gently(stream);
 }
 
-/// Read what the client sent and we did not (a refused or oversized
-/// request) before closing: a Unix socket closed with unread data resets
-/// the connection, and the client would read ECONNRESET instead of our reply.
+/// Read what the client still sends (the rest of an oversized request)
+/// until it closes, briefly: a Unix socket closed with unread data resets
+/// the connection, and the client would read ECONNRESET, not our reply.
 fn close_gently(stream: UnixStream) {
     use std::io::Read;
-    let _ = stream.set_nonblocking(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = [0u8; 8192];
     let mut left = protocol::MAX_REPLY;
     while left > 0 {
@@ -74,15 +79,9 @@ fn close_gently(stream: UnixStream) {
     }
 }
 
-/// The reply to the request on `stream`; None when the client is gone.
-fn handle(ctx: &Arc<Ctx>, stream: &UnixStream) -> Option<Reply> {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let line = match protocol::read_line(stream, protocol::MAX_REQUEST) {
-        Ok(Some(line)) => line,
-        Ok(None) => return None,
-        Err(e) => return Some(Reply::error(&CniError::decode(format!("reading the request: {e}")))),
-    };
-    let req: Request = match serde_json::from_slice(&line) {
+/// The reply to the request `line`; None when the client is gone.
+fn handle(ctx: &Arc<Ctx>, stream: &UnixStream, line: &[u8]) -> Option<Reply> {
+    let req: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => return Some(Reply::error(&CniError::decode(format!("unreadable request: {e}")))),
     };

@@ -542,6 +542,41 @@ fn a_killed_daemon_fails_add_clearly_and_del_still_succeeds() {
 }
 
 #[test]
+fn hostprefix_puts_the_socket_state_and_netns_paths_under_it() {
+    require_root!();
+    let mut lan = Lan::new();
+    // A daemon in a container would see the host's / under the prefix; here
+    // the prefix holds the host's netns directory through a symlink.
+    let prefix = lan.dir.join("host");
+    std::fs::create_dir_all(prefix.join("run")).unwrap();
+    std::os::unix::fs::symlink("/run/netns", prefix.join("run/netns")).unwrap();
+    let bin = target_bin_dir().join("dhcp");
+    let log = std::fs::File::create(lan.dir.join("daemon.log")).unwrap();
+    let (mut cmd, _guard) = lan.host.command(&bin).unwrap();
+    cmd.args(["daemon", "-socketpath", "/cni/dhcp.sock", "-timeout", "1s"])
+        .arg(format!("-hostprefix={}", prefix.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    lan.daemon = Some(Proc { child: cmd.spawn().unwrap() });
+    let sock = prefix.join("cni/dhcp.sock");
+    assert!(wait_until(WAIT, || UnixStream::connect(&sock).is_ok()), "{}", lan.daemon_log());
+
+    let list = conflist_value(&json!({"cniVersion": "1.0.0", "name": NET, "plugins": [{
+        "type": "macvlan", "master": "m0", "ipam": {"type": "dhcp", "daemonSocketPath": sock}}]}));
+    let c = ctr();
+    let ip = ip_of(&lan.add(&list, "p1", &c).unwrap());
+    assert!(in_range(&ip));
+    assert_eq!(
+        std::fs::read_dir(prefix.join("cni/dhcp.leases")).unwrap().count(),
+        1,
+        "state under the prefix"
+    );
+    lan.del(&list, "p1", &c);
+    assert!(wait_until(WAIT, || lan.server_lease_of(&ip).is_none()), "{:?}", lan.server_leases());
+}
+
+#[test]
 fn socket_activation_as_the_reference_units_do_it() {
     require_root!();
     let mut lan = Lan::new();

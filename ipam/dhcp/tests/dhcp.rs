@@ -486,11 +486,9 @@ fn a_restarted_daemon_resumes_the_leases_and_del_still_releases() {
     assert!(lan.server_lease_of(&ip).is_some(), "and does not release it on the server");
 
     lan.start_daemon(&[]);
-    assert!(
-        lan.daemon_log().contains(&format!("c1/{NET}/eth0: resumed lease {ip}/24")),
-        "{}",
-        lan.daemon_log()
-    );
+    // Requests wait in the socket's backlog until the saved leases are resumed.
+    let resumed = format!("c1/{NET}/eth0: resumed lease {ip}/24");
+    assert!(wait_until(WAIT, || lan.daemon_log().contains(&resumed)), "{}", lan.daemon_log());
     lan.rt.check(&list, "c1", c.path(), "eth0", "IgnoreUnknown=1", json!({})).unwrap();
     // The new daemon renews it.
     let renewals = |log: &str| log.matches(&format!("lease renewed: {ip}")).count();
@@ -529,11 +527,8 @@ fn a_killed_daemon_fails_add_clearly_and_del_still_succeeds() {
 
     // A new daemon replaces the stale socket and forgets the lease whose interface is gone.
     lan.start_daemon(&[]);
-    assert!(
-        lan.daemon_log().contains(&format!("dropping the saved lease of c1/{NET}/eth0")),
-        "{}",
-        lan.daemon_log()
-    );
+    let dropped = format!("dropping the saved lease of c1/{NET}/eth0");
+    assert!(wait_until(WAIT, || lan.daemon_log().contains(&dropped)), "{}", lan.daemon_log());
     assert_eq!(lan.saved(), 0);
     let r3 = lan.add(&list, "c3", &c2).unwrap();
     assert!(in_range(&ip_of(&r3)));
@@ -722,7 +717,7 @@ fn the_daemon_survives_bad_and_vanishing_clients() {
         "{:?}",
         lan.server_leases()
     );
-    assert_eq!(lan.saved(), 0);
+    assert!(wait_until(WAIT, || lan.saved() == 0), "the lease is not kept either");
 
     // Still serving, with the idle client still connected.
     assert_eq!(reply(b"{\"version\":1,\"command\":\"STATUS\"}\n"), json!({}));

@@ -270,8 +270,8 @@ fn resume(ctx: &Arc<Ctx>) {
                 }
             }
             Err(why) => {
-                log!("dropping the saved lease of {key}: {why}");
                 ctx.store.remove(&key);
+                log!("dropping the saved lease of {key}: {why}");
             }
         }
     }

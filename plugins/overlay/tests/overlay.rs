@@ -442,7 +442,9 @@ fn etcd_quorum_lost_add_fails_clearly_traffic_flows_del_succeeds_nothing_leaks()
     let ctrs: Vec<ContainerNs> = (0..3).map(|_| ContainerNs::with_lo().unwrap()).collect();
     let r0 = lab.add(0, &list, "q0", &ctrs[0], "q0");
     let r1 = lab.add(1, &list, "q1", &ctrs[1], "q1");
-    assert!(ping(&ctrs[0], &ip_of(&r1)));
+    // q1 reaches node0's kernel through node0's etcd watch: within the watch
+    // latency, not when node1's ADD returns.
+    assert!(wait_until(Duration::from_secs(10), || ping(&ctrs[0], &ip_of(&r1))));
 
     // Two of three members down: no quorum.
     lab.cluster.nodes[1].kill_etcd();

@@ -338,7 +338,8 @@ fn concurrent_adds_over_three_nodes_never_share_an_address() {
     // Each container reaches one on each other node.
     for (i, _) in ips.iter().take(3) {
         let peer = &ips[(i + 1) % 3].1;
-        assert!(ping(&ctrs[*i], peer), "par{i} -> {peer}");
+        // Across nodes: within the watch latency of the peer's node.
+        assert!(wait_until(Duration::from_secs(10), || ping(&ctrs[*i], peer)), "par{i} -> {peer}");
     }
     std::thread::scope(|s| {
         for (i, c) in ctrs.iter().enumerate() {
@@ -569,7 +570,8 @@ fn overlays_are_isolated_from_each_other_and_from_bridge_networks() {
     );
     let rbr = lab.rts[0].add(&bridge, "br0", br0.path(), "eth0", "", json!({})).unwrap();
     // Inside one overlay, across nodes: yes.
-    assert!(ping(&a0, &ip_of(&ra1)) && ping(&b0, &ip_of(&rb1)));
+    // (across nodes: within the watch latency)
+    assert!(wait_until(Duration::from_secs(10), || ping(&a0, &ip_of(&ra1)) && ping(&b0, &ip_of(&rb1))));
     // Between overlays, same node and across nodes: no.
     assert!(!ping(&a0, &ip_of(&rb0)), "overlay A -> overlay B on the same node");
     assert!(!ping(&a0, &ip_of(&rb1)), "overlay A -> overlay B on another node");

@@ -1,6 +1,6 @@
 //! Typed, synchronous rtnetlink on the `netlink` core: links (veth, bridge,
 //! macvlan, vlan, vxlan, dummy, bridge ports and VLANs), addresses, routes,
-//! rules, neighbours and bridge forwarding entries.
+//! rules, neighbours, bridge forwarding entries and traffic control ([`tc`]).
 //!
 //! An [`Rtnl`] acts in the netns it was opened in, so open it with
 //! [`Rtnl::in_netns`] to change a container. Kernel refusals come back as
@@ -18,6 +18,9 @@ mod link;
 mod neigh;
 mod route;
 mod rule;
+pub mod tc;
+#[cfg(test)]
+mod tc_tests;
 #[cfg(test)]
 mod tests;
 mod vxlan;

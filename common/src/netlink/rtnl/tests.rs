@@ -18,14 +18,14 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// `ip netns add/del` race on the shared /run/netns mount when run in parallel.
 static NS_LOCK: Mutex<()> = Mutex::new(());
 
-struct TestNs {
-    name: String,
+pub(super) struct TestNs {
+    pub(super) name: String,
     ns: Netns,
 }
 
 impl TestNs {
     /// A fresh named netns, or None (after a skip message) when not root.
-    fn new() -> Option<TestNs> {
+    pub(super) fn new() -> Option<TestNs> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipping: kernel tests need root");
@@ -39,7 +39,7 @@ impl TestNs {
         Some(TestNs { name, ns })
     }
 
-    fn rtnl(&self) -> Rtnl {
+    pub(super) fn rtnl(&self) -> Rtnl {
         Rtnl::in_netns(&self.ns).unwrap()
     }
 

@@ -1,7 +1,7 @@
 //! The seam between a plugin's decisions and the kernel.
 //!
 //! [`NetStack`] is one network namespace as a plugin changes it: links,
-//! addresses, routes, rules and neighbours (rtnetlink), its `net` sysctls
+//! addresses, routes, rules, neighbours and qdiscs (rtnetlink), its `net` sysctls
 //! and, through [`NetStack::nft`], its nf_tables ([`Nftables`]). The real one is [`Rtnl`]; unit tests use the recording fake of
 //! `common::fake` (cargo feature `fake`), which keeps an in-memory model of
 //! every namespace, records each call and fails the call you choose.
@@ -73,6 +73,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 
+use crate::netlink::rtnl::tc::{Filter, Qdisc, Redirect};
 use crate::netlink::rtnl::{
     Addr, AddrOpts, BridgePortOpts, BridgeVlan, Family, Link, Neigh, NewLink, Route, Rtnl, Rule,
 };
@@ -151,6 +152,21 @@ pub trait NetStack {
     fn set_neigh(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> NlResult<()>;
     /// Delete the entry for `ip`; `ENOENT` if there is none.
     fn del_neigh(&mut self, index: u32, ip: IpAddr) -> NlResult<()>;
+
+    /// Set a link's alias (`IFLA_IFALIAS`); "" removes it.
+    fn set_alias(&mut self, index: u32, alias: &str) -> NlResult<()>;
+
+    /// Add a qdisc (traffic control); `EEXIST` if the link has one at that parent.
+    fn add_qdisc(&mut self, q: &Qdisc) -> NlResult<()>;
+    /// Delete the qdisc at `parent` of a link, its filters with it; `ENOENT` if there is none.
+    fn del_qdisc(&mut self, index: u32, parent: u32) -> NlResult<()>;
+    /// The qdiscs of one link (or all with `None`).
+    fn qdiscs(&mut self, index: Option<u32>) -> NlResult<Vec<Qdisc>>;
+    /// Add a filter that sends every packet at `f.parent` of a link out of
+    /// `f.target`; `EINVAL` without a qdisc there, `ENODEV` without the target.
+    fn add_redirect(&mut self, f: &Redirect) -> NlResult<()>;
+    /// The filters at `parent` of a link (none when it has no such qdisc).
+    fn filters(&mut self, index: u32, parent: u32) -> NlResult<Vec<Filter>>;
 
     /// This netns as the target of another handle's `add_link` or
     /// `set_netns_fd`. Valid while this handle lives.
@@ -299,6 +315,24 @@ impl NetStack for Rtnl {
     }
     fn del_neigh(&mut self, index: u32, ip: IpAddr) -> NlResult<()> {
         Rtnl::del_neigh(self, index, ip)
+    }
+    fn set_alias(&mut self, index: u32, alias: &str) -> NlResult<()> {
+        Rtnl::set_alias(self, index, alias)
+    }
+    fn add_qdisc(&mut self, q: &Qdisc) -> NlResult<()> {
+        Rtnl::add_qdisc(self, q)
+    }
+    fn del_qdisc(&mut self, index: u32, parent: u32) -> NlResult<()> {
+        Rtnl::del_qdisc(self, index, parent)
+    }
+    fn qdiscs(&mut self, index: Option<u32>) -> NlResult<Vec<Qdisc>> {
+        Rtnl::qdiscs(self, index)
+    }
+    fn add_redirect(&mut self, f: &Redirect) -> NlResult<()> {
+        Rtnl::add_redirect(self, f)
+    }
+    fn filters(&mut self, index: u32, parent: u32) -> NlResult<Vec<Filter>> {
+        Rtnl::filters(self, index, parent)
     }
     fn netns_fd(&mut self) -> NlResult<RawFd> {
         Rtnl::netns_fd(self)

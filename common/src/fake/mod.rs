@@ -55,6 +55,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use crate::args::CniArgs;
+use crate::netlink::rtnl::tc::{Filter, Qdisc, QdiscKind, TC_H_INGRESS, TC_H_ROOT};
 use crate::netlink::rtnl::{Addr, BridgePort, BridgeVlan, MacvlanMode, Neigh, Route, Rule};
 use crate::netlink::NlError;
 use crate::skel::{CmdArgs, Command};
@@ -134,6 +135,10 @@ struct FLink {
     vlans: Vec<BridgeVlan>,
     /// Per-link sysctls by "ipv4/<leaf>" or "ipv6/<leaf>".
     sysctls: BTreeMap<String, String>,
+    alias: Option<String>,
+    /// Qdiscs added through the seam (not the defaults the kernel attaches).
+    qdiscs: Vec<Qdisc>,
+    filters: Vec<Filter>,
 }
 
 struct Lease {
@@ -333,6 +338,12 @@ impl World {
         for port in s.links.iter_mut().filter(|l| l.master == Some(link.index)) {
             (port.master, port.port, port.vlans) = (None, None, Vec::new());
         }
+        // A redirect to a device that is gone stays, pointing nowhere (ifindex 0).
+        for m in s.links.iter_mut().flat_map(|l| l.filters.iter_mut()).flat_map(|f| f.mirred.iter_mut()) {
+            if m.ifindex == link.index {
+                m.ifindex = 0;
+            }
+        }
         let dependents: Vec<u64> = self
             .spaces
             .iter()
@@ -357,7 +368,7 @@ impl World {
                 let lower = l.lower.and_then(|id| self.link(id)).map(|x| x.name.as_str()).unwrap_or("-");
                 let master = l.master.map_or("-", name_of);
                 lines.push(format!(
-                    "link {} {} {} mtu {} mac {} lower {lower} master {master}{}{}",
+                    "link {} {} {} mtu {} mac {} lower {lower} master {master}{}{}{}",
                     l.name,
                     l.kind.as_deref().unwrap_or("device"),
                     if l.flags & libc::IFF_UP as u32 != 0 { "up" } else { "down" },
@@ -365,7 +376,29 @@ impl World {
                     crate::netlink::rtnl::format_mac(&l.mac),
                     l.port.map_or(String::new(), |p| format!(" port {p:?} vlans {:?}", l.vlans)),
                     l.sysctls.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>(),
+                    l.alias.as_ref().map_or(String::new(), |a| format!(" alias {a:?}")),
                 ));
+                for q in &l.qdiscs {
+                    let at = match q.parent {
+                        TC_H_ROOT => "root".to_string(),
+                        TC_H_INGRESS => "ingress".to_string(),
+                        p => format!("{p:#x}"),
+                    };
+                    let what = match &q.kind {
+                        QdiscKind::Tbf(t) => {
+                            format!("tbf rate {} buffer {} limit {}", t.rate, t.buffer, t.limit)
+                        }
+                        k => k.name().to_string(),
+                    };
+                    lines.push(format!("qdisc {} {at} handle {:#x} {what}", l.name, q.handle));
+                }
+                for f in &l.filters {
+                    let to: Vec<&str> = f.mirred.iter().map(|m| name_of(m.ifindex)).collect();
+                    lines.push(format!(
+                        "filter {} parent {:#x} prio {} protocol {:#x} {} classid {:?} redirect {to:?}",
+                        l.name, f.parent, f.prio, f.protocol, f.kind, f.classid
+                    ));
+                }
             }
             for a in &s.addrs {
                 lines.push(format!("addr {} {}/{} flags {:#x}", name_of(a.index), a.addr, a.prefix, a.flags));
@@ -446,6 +479,9 @@ impl FLink {
             port: None,
             vlans: Vec::new(),
             sysctls: BTreeMap::new(),
+            alias: None,
+            qdiscs: Vec::new(),
+            filters: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use super::{on_link, FLink, Space, World, FD_BASE};
 use crate::ipnet::{is_link_local, IpNet};
 use crate::net::NetStack;
+use crate::netlink::rtnl::tc::{Filter, Mirred, Qdisc, Redirect, TCA_EGRESS_REDIR, TC_ACT_STOLEN};
 use crate::netlink::rtnl::{
     Addr, AddrOpts, BridgePort, BridgePortOpts, BridgeVlan, Family, Link, LinkKind, MacvlanMode, Neigh,
     NewLink, Route, Rule, IF_OPER_UP,
@@ -102,6 +103,7 @@ impl World {
             vlan_filtering: l.vlan_filtering,
             vlan_id: l.vlan_id,
             bridge_port: l.port,
+            alias: l.alias.clone(),
         }
     }
 
@@ -229,6 +231,8 @@ impl World {
             (port.master, port.port, port.vlans) = (None, None, Vec::new());
         }
         (link.master, link.port, link.vlans) = (None, None, Vec::new());
+        // The kernel shuts the device down in its old netns: its qdiscs go.
+        (link.qdiscs, link.filters) = (Vec::new(), Vec::new());
         link.flags &= !(libc::IFF_UP as u32);
         link.index = self.spaces[target].take_index(Some(index));
         self.spaces[target].links.push(link);
@@ -700,6 +704,76 @@ impl NetStack for FakeNet {
                 }
                 None => err(libc::ENOENT),
             }
+        })
+    }
+
+    fn set_alias(&mut self, index: u32, alias: &str) -> NlResult<()> {
+        self.act("set_alias", format_args!("{index} {alias:?}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            if alias.len() > 255 {
+                return err(libc::ERANGE);
+            }
+            w.spaces[ns].links[i].alias = Some(alias.to_string()).filter(|a| !a.is_empty());
+            Ok(())
+        })
+    }
+
+    fn add_qdisc(&mut self, q: &Qdisc) -> NlResult<()> {
+        let what = format_args!("{} {} parent {:#x}", q.index, q.kind.name(), q.parent);
+        self.act("add_qdisc", what, |w, ns| {
+            let i = w.pos(ns, q.index)?;
+            let l = &mut w.spaces[ns].links[i];
+            if l.qdiscs.iter().any(|x| x.parent == q.parent) {
+                return err(libc::EEXIST);
+            }
+            l.qdiscs.push(q.clone());
+            Ok(())
+        })
+    }
+    fn del_qdisc(&mut self, index: u32, parent: u32) -> NlResult<()> {
+        self.act("del_qdisc", format_args!("{index} parent {parent:#x}"), |w, ns| {
+            let i = w.pos(ns, index)?;
+            let l = &mut w.spaces[ns].links[i];
+            let q = l.qdiscs.iter().position(|q| q.parent == parent).map_or(err(libc::ENOENT), Ok)?;
+            let gone = l.qdiscs.remove(q);
+            l.filters.retain(|f| f.parent != gone.handle);
+            Ok(())
+        })
+    }
+    fn qdiscs(&mut self, index: Option<u32>) -> NlResult<Vec<Qdisc>> {
+        let what = format_args!("{}", index.map_or("all".to_string(), |i| i.to_string()));
+        self.act("qdiscs", what, |w, ns| {
+            let links = w.spaces[ns].links.iter().filter(|l| index.is_none_or(|i| l.index == i));
+            Ok(links.flat_map(|l| l.qdiscs.iter().cloned()).collect())
+        })
+    }
+    fn add_redirect(&mut self, f: &Redirect) -> NlResult<()> {
+        let what = format_args!("{} parent {:#x} prio {} to {}", f.index, f.parent, f.prio, f.target);
+        self.act("add_redirect", what, |w, ns| {
+            let i = w.pos(ns, f.index)?;
+            if !w.spaces[ns].links[i].qdiscs.iter().any(|q| q.handle == f.parent) {
+                return err(libc::EINVAL);
+            }
+            w.pos(ns, f.target)?;
+            let filter = Filter {
+                index: f.index,
+                parent: f.parent,
+                handle: 0x8000_0800, // u32's first rule: 800::800
+                prio: f.prio,
+                protocol: f.protocol,
+                kind: "u32".into(),
+                matches_all: true,
+                classid: Some(f.classid),
+                mirred: vec![Mirred { eaction: TCA_EGRESS_REDIR, ifindex: f.target, action: TC_ACT_STOLEN }],
+            };
+            w.spaces[ns].links[i].filters.push(filter);
+            Ok(())
+        })
+    }
+    fn filters(&mut self, index: u32, parent: u32) -> NlResult<Vec<Filter>> {
+        self.act("filters", format_args!("{index} parent {parent:#x}"), |w, ns| {
+            let Ok(i) = w.pos(ns, index) else { return Ok(Vec::new()) };
+            Ok(w.spaces[ns].links[i].filters.iter().filter(|f| f.parent == parent).cloned().collect())
         })
     }
 

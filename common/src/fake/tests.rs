@@ -482,3 +482,94 @@ fn the_fake_nf_tables_applies_batches_as_the_kernel_does() {
     assert_eq!(fake, real);
     assert!(!k.state().contains("nft "), "the script cleans up");
 }
+
+/// A script of traffic-control calls with edge cases; each outcome, and
+/// what the listings show, as text.
+fn tc_script<N: NetStack>(n: &mut N) -> Vec<String> {
+    use crate::netlink::rtnl::tc::{
+        handle, Qdisc, QdiscKind, Redirect, Tbf, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT,
+    };
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<String, NlError>| {
+        out.push(format!("{what}: {}", r.unwrap_or_else(|e| format!("errno {}", e.errno))));
+    };
+    let ok = |r: Result<(), NlError>| r.map(|_| "ok".to_string());
+    note("veth", ok(n.add_link(&NewLink::veth("v0", "v1"))));
+    note("ifb", ok(n.add_link(&NewLink::new("ifb0", LinkKind::Ifb))));
+    let index = |n: &mut N, name: &str| n.link_by_name(name).map(|l| l.index).unwrap_or(999_999);
+    let (v0, v1, ifb) = (index(n, "v0"), index(n, "v1"), index(n, "ifb0"));
+    note("ifb kind", n.link_by_name("ifb0").map(|l| format!("{:?}", l.kind)));
+    note("up", ok(n.set_up(v0)));
+    let tbf = Tbf { rate: 125_000, buffer: 1_000_000, limit: 20_000 };
+    note("tbf on no link", ok(n.add_qdisc(&Qdisc::root_tbf(999_999, tbf))));
+    note("tbf", ok(n.add_qdisc(&Qdisc::root_tbf(v0, tbf))));
+    note("tbf again", ok(n.add_qdisc(&Qdisc::root_tbf(v0, tbf))));
+    note("ingress", ok(n.add_qdisc(&Qdisc::ingress(v0))));
+    note("ingress again", ok(n.add_qdisc(&Qdisc::ingress(v0))));
+    let redirect = Redirect {
+        index: v0,
+        parent: INGRESS_HANDLE,
+        prio: 1,
+        protocol: libc::ETH_P_ALL as u16,
+        classid: handle(1, 1),
+        target: ifb,
+    };
+    note("redirect without ingress", ok(n.add_redirect(&Redirect { index: v1, ..redirect })));
+    note("redirect to no link", ok(n.add_redirect(&Redirect { target: 999_999, ..redirect })));
+    note("redirect", ok(n.add_redirect(&redirect)));
+    let listing = |n: &mut N, i: u32| -> Result<String, NlError> {
+        let qdiscs = n.qdiscs(Some(i))?;
+        let mut qdiscs: Vec<String> = qdiscs
+            .iter()
+            .filter(|q| !matches!(q.kind, QdiscKind::Other(_)))
+            .map(|q| format!("{:#x}@{:#x} {:?}", q.handle, q.parent, q.kind))
+            .collect();
+        qdiscs.sort();
+        let filters = n.filters(i, INGRESS_HANDLE)?;
+        let rules: Vec<String> = filters
+            .iter()
+            .filter(|f| !f.mirred.is_empty())
+            .map(|f| format!("prio {} classid {:?} all to {:?}", f.prio, f.classid, f.redirects_all_to()))
+            .collect();
+        Ok(format!("{qdiscs:?} {rules:?}"))
+    };
+    note("listing", listing(n, v0));
+    note("no filters without ingress", n.filters(v1, INGRESS_HANDLE).map(|f| f.len().to_string()));
+    note("filters of no link", n.filters(999_999, INGRESS_HANDLE).map(|f| f.len().to_string()));
+    note("alias", ok(n.set_alias(ifb, "cni-rs bandwidth net1")));
+    note("alias read", n.link_by_index(ifb).map(|l| format!("{:?}", l.alias)));
+    note("alias too long", ok(n.set_alias(ifb, &"x".repeat(256))));
+    note(
+        "alias removed",
+        ok(n.set_alias(ifb, "")).and_then(|_| n.link_by_index(ifb).map(|l| format!("{:?}", l.alias))),
+    );
+    note("del root", ok(n.del_qdisc(v0, TC_H_ROOT)));
+    note("del root again", ok(n.del_qdisc(v0, TC_H_ROOT)));
+    note("del ingress", ok(n.del_qdisc(v0, TC_H_INGRESS)));
+    note("del ingress again", ok(n.del_qdisc(v0, TC_H_INGRESS)));
+    note("del on no link", ok(n.del_qdisc(999_999, TC_H_ROOT)));
+    note("listing after", listing(n, v0));
+    note("ingress back", ok(n.add_qdisc(&Qdisc::ingress(v0))));
+    note("redirect back", ok(n.add_redirect(&redirect)));
+    note("target deleted", ok(n.del_link(ifb)));
+    let dangling = n.filters(v0, INGRESS_HANDLE).map(|f| {
+        format!("{:?}", f.iter().flat_map(|f| f.mirred.iter().map(|m| m.ifindex)).collect::<Vec<_>>())
+    });
+    note("redirect to nowhere", dangling);
+    out
+}
+
+#[test]
+fn the_fake_shapes_traffic_as_the_kernel_does() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: comparing with the kernel needs root");
+        return;
+    }
+    let a = RealNs::new();
+    let real = tc_script(&mut a.rtnl());
+    let k = FakeKernel::new();
+    let fake = tc_script(&mut k.host());
+    assert_eq!(fake, real);
+    assert!(fake.contains(&"redirect: ok".to_string()), "{fake:#?}");
+}

@@ -11,6 +11,7 @@ const AF_BRIDGE: u8 = libc::AF_BRIDGE as u8;
 
 // linux/veth.h, linux/if_link.h, linux/if_bridge.h, linux/rtnetlink.h
 const VETH_INFO_PEER: u16 = 1;
+const IFLA_IFALIAS: u16 = 20;
 const IFLA_BR_VLAN_FILTERING: u16 = 7;
 const IFLA_BRPORT_MODE: u16 = 4; // hairpin
 const IFLA_BRPORT_LEARNING: u16 = 8;
@@ -53,6 +54,8 @@ pub struct Link {
     pub vlan_id: Option<u16>,
     /// Port settings when this link is enslaved to a bridge.
     pub bridge_port: Option<BridgePort>,
+    /// `IFLA_IFALIAS`: a free-text description (`ip link set … alias`).
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -88,6 +91,7 @@ impl Link {
                 libc::IFLA_LINK => l.link = Some(a.u32()).filter(|&i| i != 0),
                 libc::IFLA_LINK_NETNSID => l.link_netnsid = Some(a.u32() as i32),
                 libc::IFLA_LINKINFO => l.parse_linkinfo(a.nested()),
+                IFLA_IFALIAS => l.alias = Some(a.str().to_string()).filter(|s| !s.is_empty()),
                 _ => {}
             }
         }
@@ -177,6 +181,9 @@ pub enum LinkKind {
     Vlan { id: u16 },
     /// A dummy device: a link that goes nowhere.
     Dummy,
+    /// An intermediate functional block: traffic redirected to it (tc
+    /// mirred) passes its qdiscs and goes on where it was going.
+    Ifb,
 }
 
 impl LinkKind {
@@ -188,6 +195,7 @@ impl LinkKind {
             LinkKind::Macvlan { .. } => "macvlan",
             LinkKind::Vlan { .. } => "vlan",
             LinkKind::Dummy => "dummy",
+            LinkKind::Ifb => "ifb",
         }
     }
 }
@@ -344,9 +352,9 @@ fn new_link_msg(l: &NewLink) -> Msg {
         LinkKind::Vlan { id } => {
             d.attr_u16(IFLA_VLAN_ID, *id);
         }
-        LinkKind::Dummy => {}
+        LinkKind::Dummy | LinkKind::Ifb => {}
     };
-    if l.kind == LinkKind::Dummy {
+    if matches!(l.kind, LinkKind::Dummy | LinkKind::Ifb) {
         // A kind without data: no IFLA_INFO_DATA at all.
         m.nest(libc::IFLA_LINKINFO, |li| {
             li.attr_str(libc::IFLA_INFO_KIND, l.kind.name());
@@ -535,6 +543,12 @@ impl Rtnl {
     /// Set the MTU.
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> NlResult<()> {
         self.set_u32(index, libc::IFLA_MTU, mtu)
+    }
+    /// Set the alias (`IFLA_IFALIAS`, at most 255 bytes); "" removes it.
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> NlResult<()> {
+        let mut m = set_msg(0, index, 0, 0);
+        m.attr(IFLA_IFALIAS, alias.as_bytes());
+        self.sock.request(m)
     }
     /// Set the transmit queue length.
     pub fn set_txqlen(&mut self, index: u32, qlen: u32) -> NlResult<()> {

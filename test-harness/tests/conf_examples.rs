@@ -19,6 +19,7 @@ const OUR_PLUGINS: &[&str] = &[
     "overlay",
     "static",
     "dhcp",
+    "bandwidth",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -15,6 +15,7 @@ const PLUGINS: &[&str] = &[
     "tuning",
     "static",
     "dhcp",
+    "bandwidth",
 ];
 
 fn built() -> Vec<std::path::PathBuf> {
@@ -302,6 +303,11 @@ fn netns_users(data: &TempDir) -> Vec<(&'static str, String)> {
             json!({"cniVersion": "1.0.0", "name": "badns", "type": "tuning", "dataDir": d,
                 "sysctl": {"net.ipv4.conf.eth0.arp_notify": "1"}, "prevResult": prev}),
         ),
+        (
+            "bandwidth",
+            json!({"cniVersion": "1.0.0", "name": "badns", "type": "bandwidth", "prevResult": prev,
+                "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 256000}}}),
+        ),
     ]
     .into_iter()
     .map(|(p, c)| (p, c.to_string()))
@@ -339,8 +345,10 @@ fn del_succeeds_when_the_netns_is_gone_and_refuses_garbage() {
     let ctr = ContainerNs::new().unwrap();
     let data = TempDir::new().unwrap();
     let bad = BadPaths::new(&ctr);
-    // tuning's DEL only enters the netns when it saved settings to restore.
-    let users: Vec<_> = netns_users(&data).into_iter().filter(|(p, _)| *p != "tuning").collect();
+    // tuning's DEL only enters the netns when it saved settings to restore;
+    // bandwidth's never does (see plugins_that_never_enter_the_netns_…).
+    let users: Vec<_> =
+        netns_users(&data).into_iter().filter(|(p, _)| *p != "tuning" && *p != "bandwidth").collect();
     for (plugin, conf) in &users {
         for (path, _) in bad.gone() {
             let out = run_in(&host, plugin, &netns_env("DEL", &path), conf);
@@ -375,7 +383,8 @@ fn plugins_that_never_enter_the_netns_are_not_held_up_by_a_fifo() {
     let out = run_in(&host, "host-local", &netns_env("DEL", &fifo), &ipam);
     assert_eq!((out.exit_code, out.stdout.as_str()), (Some(0), ""));
     let dns_dir = data.join("dns");
-    for plugin in ["portmap", "firewall", "dns-sidecar"] {
+    // (bandwidth enters the container for ADD and CHECK, never for DEL.)
+    for plugin in ["portmap", "firewall", "dns-sidecar", "bandwidth"] {
         let conf = json!({"cniVersion": "1.0.0", "name": "badns", "type": plugin, "domainName": "dns.test"});
         let mut env = netns_env("DEL", &fifo);
         env.push(("DNS_SIDECAR_RUN_DIR", dns_dir.to_str().unwrap()));

@@ -26,6 +26,7 @@ const ALL: &[&str] = &[
     "dnsname",
     "firewall",
     "tuning",
+    "bandwidth",
 ];
 
 /// One exec of `bin` with `CNI_COMMAND=VERSION` and nothing else: ms.

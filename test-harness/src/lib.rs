@@ -6,7 +6,8 @@
 //!   `prevResult` chaining, DEL in reverse with the cached result, CHECK, GC
 //!   with `cni.dev/valid-attachments`, STATUS), plugins exec'ed with a chosen
 //!   netns as their own.
-//! * [`state`]: kernel state as JSON (`ip -j`, `nft -j`), [`ping`], [`wait_until`].
+//! * [`state`]: kernel state as JSON (`ip -j`, `nft -j`), [`ping`], [`wait_until`];
+//!   [`Fingerprint`]s of netns, processes and directories, to prove nothing was left behind.
 //! * [`FakePlugins`]: recording shell-script plugins with canned answers.
 //! * [`dnsload`]: a DNS load generator and a fixed-answer responder (benchmarks).
 //! * [`nodes`]: simulated hosts on a bridged or routed underlay, with an etcd
@@ -54,7 +55,8 @@ pub use ns::{is_root, netns_names, veth, ContainerNs, HostNs, TestNs};
 pub use runtime::{parse_cni_args, runtime_config, CachedAttachment, ExecRecord, Runtime, RuntimeConf};
 pub use state::{
     addr_show, addrs, has_route, link, link_exists, link_names, links, nft_is_empty, nft_objects,
-    nft_ruleset, nft_text, ping, ping_timeout, routes, routes_all_tables, wait_until,
+    nft_ruleset, nft_text, ping, ping_timeout, routes, routes_all_tables, wait_until, Fingerprint,
+    FingerprintSpec,
 };
 pub use tmp::TempDir;
 

@@ -253,3 +253,270 @@ fn icmp_echo(dst: IpAddr, timeout: Duration) -> io::Result<bool> {
         }
     }
 }
+
+// ---- state fingerprints ----------------------------------------------------
+
+/// Everything a plugin run could leave behind, as comparable lines: per
+/// netns its links, addresses, routes of every table, nf_tables ruleset,
+/// IPv4/IPv6 interface sysctls and the processes running in it; per
+/// directory every file (type, mode, content hash; symlinks by target,
+/// never followed). Take one before and one after a run and
+/// [`Fingerprint::diff`] them.
+///
+/// Left out on purpose, because they change by themselves: link operstate
+/// and counters, address flags (DAD), neighbour and FDB entries, route
+/// expiry.
+///
+/// ```no_run
+/// use test_harness::*;
+/// let host = HostNs::with_lo().unwrap();
+/// let data = TempDir::new().unwrap();
+/// let spec = FingerprintSpec::new().netns("host", &host).dir("data", data.path());
+/// let before = spec.take();
+/// // ... run a plugin that must fail ...
+/// let diff = before.diff(&spec.take());
+/// assert!(diff.is_empty(), "left behind:\n{}", diff.join("\n"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Fact line → how many times it occurs.
+    pub lines: std::collections::BTreeMap<String, usize>,
+}
+
+/// What a [`Fingerprint`] looks at: namespaces and directories, each under a label.
+#[derive(Clone, Debug, Default)]
+pub struct FingerprintSpec<'a> {
+    netns: Vec<(&'a str, &'a TestNs)>,
+    dirs: Vec<(&'a str, std::path::PathBuf)>,
+    processes_only: bool,
+}
+
+impl<'a> FingerprintSpec<'a> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Watch `ns` (its facts are prefixed with `label`).
+    pub fn netns(mut self, label: &'a str, ns: &'a TestNs) -> Self {
+        self.netns.push((label, ns));
+        self
+    }
+
+    /// Watch everything under `dir` (it need not exist yet).
+    pub fn dir(mut self, label: &'a str, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.dirs.push((label, dir.into()));
+        self
+    }
+
+    /// Only the processes of the namespaces (cheap: no `ip` or `nft` run).
+    pub fn processes_only(mut self) -> Self {
+        self.processes_only = true;
+        self
+    }
+
+    pub fn take(&self) -> Fingerprint {
+        let mut fp = Fingerprint::default();
+        let mut inodes = Vec::new();
+        for (label, ns) in &self.netns {
+            if !self.processes_only {
+                netns_facts(label, ns, &mut fp);
+            }
+            if let Ok(ino) = ns.inode() {
+                inodes.push((*label, ino));
+            }
+        }
+        process_facts(&inodes, &mut fp);
+        for (label, dir) in &self.dirs {
+            dir_facts(label, dir, dir, &mut fp);
+        }
+        fp
+    }
+}
+
+impl Fingerprint {
+    fn add(&mut self, line: String) {
+        *self.lines.entry(line).or_default() += 1;
+    }
+
+    /// Lines only in `self` ("- ...") and only in `after` ("+ ..."); empty
+    /// when nothing changed.
+    pub fn diff(&self, after: &Fingerprint) -> Vec<String> {
+        let mut out = Vec::new();
+        for (line, n) in &self.lines {
+            let m = after.lines.get(line).copied().unwrap_or(0);
+            out.extend((m..*n).map(|_| format!("- {line}")));
+        }
+        for (line, m) in &after.lines {
+            let n = self.lines.get(line).copied().unwrap_or(0);
+            out.extend((n..*m).map(|_| format!("+ {line}")));
+        }
+        out
+    }
+
+    /// The facts about files and directories (lines starting with `file `).
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.lines.keys().map(String::as_str).filter(|l| l.starts_with("file "))
+    }
+}
+
+fn netns_facts(label: &str, ns: &TestNs, fp: &mut Fingerprint) {
+    let s = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    // One `ip` for links with their addresses and for the routes of every
+    // table and family: two JSON arrays.
+    let out = ns
+        .spawn(&["ip", "-j", "-d", "-batch", "-"], b"addr show\nroute show table all\n")
+        .unwrap_or_else(|e| panic!("ip -batch in {}: {e}", ns.name()));
+    assert!(out.success(), "ip -batch in {}: {}", ns.name(), out.stderr);
+    let arrays: Vec<Value> = serde_json::Deserializer::from_str(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("ip -batch output: {e}: {}", out.stdout));
+    let [links, routes] =
+        <[Value; 2]>::try_from(arrays).unwrap_or_else(|a| panic!("ip -batch gave {} arrays", a.len()));
+    for l in links.as_array().into_iter().flatten() {
+        fp.add(format!(
+            "{label} link {} index={} kind={} mac={} mtu={} flags={} master={} qlen={} promisc={} allmulti={} netns={}",
+            s(&l["ifname"]),
+            s(&l["ifindex"]),
+            s(&l["linkinfo"]["info_kind"]),
+            s(&l["address"]),
+            s(&l["mtu"]),
+            s(&l["flags"]),
+            s(&l["master"]),
+            s(&l["txqlen"]),
+            s(&l["promiscuity"]),
+            s(&l["allmulti"]),
+            s(&l["link_netnsid"]),
+        ));
+    }
+    for l in links.as_array().into_iter().flatten() {
+        for a in l["addr_info"].as_array().into_iter().flatten() {
+            fp.add(format!(
+                "{label} addr {} {}/{} scope {}",
+                s(&l["ifname"]),
+                s(&a["local"]),
+                s(&a["prefixlen"]),
+                s(&a["scope"])
+            ));
+        }
+    }
+    for r in routes.as_array().into_iter().flatten() {
+        fp.add(format!(
+            "{label} route table={} type={} dst={} gw={} dev={} proto={} scope={} metric={} src={}",
+            s(&r["table"]),
+            s(&r["type"]),
+            s(&r["dst"]),
+            s(&r["gateway"]),
+            s(&r["dev"]),
+            s(&r["protocol"]),
+            s(&r["scope"]),
+            s(&r["metric"]),
+            s(&r["prefsrc"]),
+        ));
+    }
+    // The ruleset as text (no handles), each line under its table and chain/set.
+    let (mut table, mut inner) = (String::new(), String::new());
+    for line in nft_text(ns).lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("table ") {
+            table = line.trim_end_matches(" {").to_string();
+            inner.clear();
+        } else if ["chain ", "set ", "map ", "flowtable "].iter().any(|p| line.starts_with(p)) {
+            inner = line.trim_end_matches(" {").to_string();
+        }
+        fp.add(format!("{label} nft [{table}] [{inner}] {line}"));
+    }
+    let sysctls = ns
+        .run(|| {
+            let mut out = Vec::new();
+            for fam in ["ipv4", "ipv6"] {
+                let base = format!("/proc/sys/net/{fam}/conf");
+                for dev in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+                    for key in std::fs::read_dir(dev.path()).into_iter().flatten().flatten() {
+                        // Unreadable ones (stable_secret) are skipped.
+                        if let Ok(v) = std::fs::read_to_string(key.path()) {
+                            out.push(format!(
+                                "net.{fam}.conf.{}.{}={}",
+                                dev.file_name().to_string_lossy(),
+                                key.file_name().to_string_lossy(),
+                                v.trim()
+                            ));
+                        }
+                    }
+                }
+            }
+            for key in ["ipv4/ip_forward", "ipv4/ip_local_port_range", "core/somaxconn"] {
+                if let Ok(v) = std::fs::read_to_string(format!("/proc/sys/net/{key}")) {
+                    out.push(format!("net.{}={}", key.replace('/', "."), v.trim()));
+                }
+            }
+            out
+        })
+        .unwrap_or_else(|e| panic!("sysctls of {}: {e}", ns.name()));
+    for line in sysctls {
+        fp.add(format!("{label} sysctl {line}"));
+    }
+}
+
+/// Processes whose netns is one of `inodes` (by the thread group leader's netns).
+fn process_facts(inodes: &[(&str, u64)], fp: &mut Fingerprint) {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(entry.path().join("ns/net")) else { continue };
+        let Some((label, _)) = inodes.iter().find(|(_, ino)| *ino == meta.ino()) else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        fp.add(format!("{label} process {pid} {}", argv.join(" ")));
+    }
+}
+
+fn dir_facts(label: &str, root: &std::path::Path, dir: &std::path::Path, fp: &mut Fingerprint) {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let rel = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let ft = meta.file_type();
+        let mode = meta.permissions().mode() & 0o7777;
+        let what = if ft.is_symlink() {
+            format!(
+                "symlink -> {}",
+                std::fs::read_link(&path).map(|t| t.display().to_string()).unwrap_or_default()
+            )
+        } else if ft.is_dir() {
+            format!("dir {mode:o}")
+        } else if ft.is_file() {
+            let content = std::fs::read(&path).unwrap_or_default();
+            format!("file {mode:o} {} bytes, fnv {:016x}", content.len(), fnv1a(&content))
+        } else if ft.is_fifo() {
+            "fifo".into()
+        } else if ft.is_socket() {
+            "socket".into()
+        } else {
+            "other".into()
+        };
+        fp.add(format!("file {label}/{rel}: {what}"));
+        if ft.is_dir() {
+            dir_facts(label, root, &path, fp);
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}

@@ -1,6 +1,6 @@
 //! `CNI_ARGS`: `K=V;K=V` pairs, as libcni's `LoadArgs` reads them.
 
-use crate::error::{CniError, Result};
+use crate::error::{shown, CniError, Result};
 
 /// The `known_args` of a plugin that may read any key (dhcp's `provide`
 /// takes values from keys named in its config), as the reference plugins
@@ -25,7 +25,8 @@ impl CniArgs {
                 (Some(k), Some(v), None) if !k.is_empty() => pairs.push((k.to_string(), v.to_string())),
                 _ => {
                     return Err(CniError::invalid_env(format!(
-                        "invalid CNI_ARGS pair {item:?}: expected KEY=VALUE"
+                        "invalid CNI_ARGS pair {}: expected KEY=VALUE",
+                        shown(item)
                     )))
                 }
             }
@@ -49,7 +50,8 @@ impl CniArgs {
         }
         match self.pairs.iter().find(|(k, _)| k != "IgnoreUnknown" && !known.contains(&k.as_str())) {
             Some((k, _)) => Err(CniError::invalid_env(format!(
-                "CNI_ARGS: unknown key {k:?} (set IgnoreUnknown=1 to ignore unknown keys)"
+                "CNI_ARGS: unknown key {} (set IgnoreUnknown=1 to ignore unknown keys)",
+                shown(k)
             ))),
             None => Ok(()),
         }

@@ -116,6 +116,18 @@ impl From<std::io::Error> for CniError {
     }
 }
 
+/// A value for an error message: quoted as `{:?}` shows it, and cut after
+/// 64 characters with its length in bytes, so that a hostile 100,000-byte
+/// name still gives a message a person can read:
+/// `"aaaaaaaa…" (100000 bytes)`.
+pub fn shown(value: &str) -> String {
+    const KEEP: usize = 64;
+    match value.char_indices().nth(KEEP) {
+        Some((cut, _)) => format!("{:?} ({} bytes)", format!("{}…", &value[..cut]), value.len()),
+        None => format!("{value:?}"),
+    }
+}
+
 /// Errors collected by a teardown (DEL, GC) that keeps going past failures
 /// and reports them all at the end.
 #[derive(Debug, Default)]
@@ -186,6 +198,18 @@ mod tests {
         errs.note::<()>(Err(CniError::internal("second")));
         let e = errs.into_result().unwrap_err();
         assert_eq!((e.code, e.msg.as_str()), (11, "first; second"));
+    }
+
+    #[test]
+    fn shown_values_are_quoted_and_cut() {
+        assert_eq!(shown("eth0"), "\"eth0\"");
+        assert_eq!(shown("a\u{1}b"), "\"a\\u{1}b\"");
+        let long = "x".repeat(100_000);
+        assert_eq!(shown(&long), format!("\"{}…\" (100000 bytes)", "x".repeat(64)));
+        // Cut on a character boundary.
+        let wide = "ü".repeat(100);
+        assert_eq!(shown(&wide), format!("\"{}…\" (200 bytes)", "ü".repeat(64)));
+        assert_eq!(shown(&"y".repeat(64)), format!("\"{}\"", "y".repeat(64)));
     }
 
     #[test]

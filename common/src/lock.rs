@@ -95,18 +95,35 @@ impl FileLock {
 }
 
 /// The lock file, created 0600 if missing.
-/// A link planted under the lock's name is never followed (ELOOP): a lock
-/// file must not be created or opened outside its state dir (an O_RDWR open
-/// of a FIFO does not block; O_NONBLOCK keeps it so for any special file).
+/// A link planted under the lock's name is never followed: a lock file must
+/// not be created or opened outside its state dir. The link is removed and a
+/// lock file of ours takes its place (its target untouched), as host-local
+/// does with its other state files; failing instead (ELOOP) would make
+/// every later call fail, DEL included, and wedge the pods of the network.
+/// (An O_RDWR open of a FIFO does not block; O_NONBLOCK keeps it so for any
+/// special file.)
 fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
+    let open = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            // unlink(2) removes the link itself; a racing plugin may have done so.
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            open()
+        }
+        other => other,
+    }
 }
 
 /// `pause` scaled by a random factor in [0.5, 1.5), so that waiters started
@@ -198,14 +215,24 @@ mod tests {
     }
 
     #[test]
-    fn a_planted_link_is_never_followed() {
+    fn a_planted_link_is_never_followed_but_replaced() {
         let dir = temp_dir("planted");
         let outside = dir.join("outside");
-        // A dangling link: following it would create `outside`.
-        std::os::unix::fs::symlink(&outside, dir.join("lock")).unwrap();
-        let e = FileLock::exclusive_within(dir.join("lock"), Duration::ZERO).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        // A dangling link (following it would create `outside`), and one to a file.
+        for target in [&outside, &victim] {
+            let _ = std::fs::remove_file(dir.join("lock"));
+            std::os::unix::fs::symlink(target, dir.join("lock")).unwrap();
+            let held = FileLock::exclusive_within(dir.join("lock"), Duration::ZERO).unwrap();
+            let meta = std::fs::symlink_metadata(dir.join("lock")).unwrap();
+            assert!(meta.file_type().is_file(), "the link is replaced by a lock file");
+            assert_eq!(held.file().metadata().unwrap().ino(), meta.ino());
+            // A second locker finds the same file, and the lock busy.
+            assert!(FileLock::try_exclusive(dir.join("lock")).unwrap().is_none());
+        }
         assert!(!outside.exists(), "the lock was created through the link");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use crate::args::CniArgs;
-use crate::error::{CniError, Result};
+use crate::error::{shown, CniError, Result};
 use crate::netns::Netns;
 use crate::spec::{version, CniResult, NetConf};
 
@@ -53,17 +53,28 @@ pub struct CmdArgs {
 impl CmdArgs {
     /// The interface MAC requested by the runtime: `runtimeConfig.mac` over
     /// `args.cni.mac` over `CNI_ARGS` `MAC` (the reference's precedence);
-    /// code 7 when it is not a MAC address.
+    /// code 7 when it is not a unicast MAC address.
     pub fn requested_mac(&self) -> Result<Option<[u8; 6]>> {
         let from_rc = self.conf.runtime("mac").and_then(|v| v.as_str()).map(str::to_string);
         let from_args = self.conf.cni_arg("mac").and_then(|v| v.as_str()).map(str::to_string);
         let from_env = self.args.get("MAC").map(str::to_string);
         match from_rc.or(from_args).or(from_env).filter(|m| !m.is_empty()) {
             None => Ok(None),
-            Some(m) => crate::netlink::rtnl::parse_mac(&m)
-                .map(Some)
-                .ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {m:?}"))),
+            Some(m) => parse_unicast_mac(&m).map(Some),
         }
+    }
+}
+
+/// A MAC address an interface can have (code 7 otherwise, before any
+/// kernel call): `aa:bb:cc:dd:ee:ff`, not multicast (the low bit of the
+/// first byte, which the kernel refuses with EADDRNOTAVAIL) and not all zero.
+pub fn parse_unicast_mac(text: &str) -> Result<[u8; 6]> {
+    let bad = |why: &str| Err(CniError::invalid_config(format!("invalid MAC address {}{why}", shown(text))));
+    match crate::netlink::rtnl::parse_mac(text) {
+        None => bad(""),
+        Some(m) if m[0] & 1 == 1 => bad(": a multicast address cannot be an interface's"),
+        Some([0, 0, 0, 0, 0, 0]) => bad(": all zero"),
+        Some(m) => Ok(m),
     }
 }
 
@@ -139,7 +150,7 @@ fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<u8>> {
 
 /// Interface names as the kernel and libcni accept them.
 pub fn validate_ifname(name: &str) -> Result<()> {
-    let bad = |why: &str| Err(CniError::invalid_env(format!("invalid CNI_IFNAME {name:?}: {why}")));
+    let bad = |why: &str| Err(CniError::invalid_env(format!("invalid CNI_IFNAME {}: {why}", shown(name))));
     if name.is_empty() {
         return bad("interface name is empty");
     }
@@ -183,7 +194,7 @@ pub fn dispatch<P: Plugin>(
         "GC" => Command::Gc,
         other => {
             return Outcome::error(
-                &CniError::invalid_env(format!("unknown CNI_COMMAND: {other}")),
+                &CniError::invalid_env(format!("unknown CNI_COMMAND: {}", shown(other))),
                 version::LATEST,
             )
         }
@@ -252,7 +263,8 @@ fn prepare<P: Plugin>(
     let container_id = get("CNI_CONTAINERID");
     if matches!(cmd, Add | Del | Check) && !crate::spec::valid_name(&container_id) {
         return Err(CniError::invalid_env(format!(
-            "invalid characters in CNI_CONTAINERID {container_id:?}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+            "invalid characters in CNI_CONTAINERID {}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
+            shown(&container_id)
         )));
     }
     let ifname = get("CNI_IFNAME");
@@ -316,8 +328,8 @@ fn check_not_own_netns(path: &str) -> Result<()> {
 /// Plugins are exec'd once per operation, so they skip Rust's runtime set-up
 /// before `main` (probing the main thread's stack through /proc/self/maps,
 /// installing stack-overflow signal handlers): measured ~0.15 ms of a ~1 ms
-/// start. Nothing here needs it: panics abort through our hook, and a write to
-/// a closed stdout ends the process as a runtime that stopped reading expects.
+/// start. Nothing here needs it: panics abort through our hook, and SIGPIPE
+/// is ignored by `run` itself.
 #[macro_export]
 macro_rules! plugin_main {
     ($plugin:expr) => {
@@ -346,6 +358,13 @@ pub const BUILD_MARKER: &str = concat!("\0cni-rs-plugins version ", env!("CARGO_
 pub fn run<P: Plugin>(plugin: &P) -> ! {
     // Keeps the marker in every binary (nothing else reads it).
     std::hint::black_box(BUILD_MARKER);
+    // A delegate (IPAM) that exits without reading its stdin must not kill
+    // us with SIGPIPE, silently: the write fails with EPIPE and the
+    // delegate's answer is judged. (Children get the default back: std
+    // resets SIGPIPE when it spawns.) A closed stdout of our own ends in
+    // EPIPE too, and we exit as before.
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // A panic must still end as a CNI error on stdout, never a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let msg = CniError::internal(format!("internal error: {info}"));
@@ -486,6 +505,39 @@ mod tests {
         let (out, v) = run_with(&env, CONF);
         assert_eq!(out.exit, 0);
         assert_eq!(v["ips"][0]["address"], "10.9.9.9/24");
+    }
+
+    #[test]
+    fn interface_macs_are_unicast() {
+        assert_eq!(parse_unicast_mac("0a:00:00:00:00:01").unwrap(), [0x0a, 0, 0, 0, 0, 1]);
+        for (bad, why) in [
+            ("zz", "invalid MAC address \"zz\""),
+            ("01:00:5e:00:00:01", "a multicast address cannot be an interface's"),
+            ("ff:ff:ff:ff:ff:ff", "multicast"),
+            ("00:00:00:00:00:00", "all zero"),
+        ] {
+            let e = parse_unicast_mac(bad).unwrap_err();
+            assert!(e.code == 7 && e.msg.contains(why), "{bad}: {e}");
+        }
+        let e = parse_unicast_mac(&"f".repeat(100_000)).unwrap_err();
+        assert!(e.msg.ends_with("(100000 bytes)"), "{}", e.msg.len());
+    }
+
+    #[test]
+    fn huge_environment_values_are_cut_in_messages() {
+        let long = "c".repeat(100_000);
+        for (k, v) in [
+            ("CNI_CONTAINERID", format!("{long}/")),
+            ("CNI_IFNAME", long.clone()),
+            ("CNI_ARGS", long.clone()),
+        ] {
+            let mut env = full_env("ADD");
+            env.retain(|(e, _)| *e != k);
+            env.push((k, &v));
+            let (out, v) = run_with(&env, CONF);
+            assert_eq!(v["code"], 4, "{k}: {}", out.stdout.len());
+            assert!(v["msg"].as_str().unwrap().len() < 300, "{k}: {}", out.stdout.len());
+        }
     }
 
     #[test]

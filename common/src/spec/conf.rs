@@ -7,13 +7,43 @@ use serde_json::{Map, Value};
 
 use super::result::{CniResult, Dns};
 use super::version;
-use crate::error::{CniError, Result};
+use crate::error::{shown, CniError, Result};
 
 /// `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$` — network names and container IDs.
 pub fn valid_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The longest file name (NAME_MAX): a network name used as a directory
+/// name can be no longer.
+pub const MAX_FILE_NAME: usize = 255;
+
+/// Deserialize a plugin's fields from a config object. serde's messages do
+/// not say which field is wrong (`invalid type: string "1500", expected
+/// u32`), so on an error the field is found: the one whose removal makes
+/// the rest deserialize. The message is cut when a huge value is quoted in it.
+pub fn from_fields<T: DeserializeOwned>(obj: &Value) -> std::result::Result<T, String> {
+    let err = match T::deserialize(obj) {
+        Ok(t) => return Ok(t),
+        Err(e) => e.to_string(),
+    };
+    let err = match err.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &err[..cut], err.len()),
+        None => err,
+    };
+    let culprit = obj.as_object().and_then(|map| {
+        map.keys().find(|k| {
+            let mut rest = map.clone();
+            rest.remove(*k);
+            T::deserialize(&Value::Object(rest)).is_ok()
+        })
+    });
+    match culprit {
+        Some(k) => Err(format!("{}: {err}", shown(k))),
+        None => Err(err),
+    }
 }
 
 /// Rename keys of `obj` that match a canonical name ignoring ASCII case, the
@@ -76,7 +106,8 @@ impl NetConf {
         }
         if version::parse(&cni_version).is_none() {
             return Err(CniError::decode(format!(
-                "invalid cniVersion {cni_version:?}: not a semantic version"
+                "invalid cniVersion {}: not a semantic version",
+                shown(&cni_version)
             )));
         }
         let name = text("name")?;
@@ -85,7 +116,8 @@ impl NetConf {
         }
         if !valid_name(&name) {
             return Err(CniError::invalid_config(format!(
-                "invalid network name {name:?}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+                "invalid network name {}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
+                shown(&name)
             )));
         }
         let plugin_type = text("type")?;
@@ -96,6 +128,16 @@ impl NetConf {
                     .map_err(|e| CniError::invalid_config(format!("invalid \"dns\": {e}")))?,
             ),
         };
+        // The delegation a plugin does with it must not guess: `{}` (no
+        // IPAM) or an object naming a plugin.
+        match raw.get("ipam") {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(_) => return Err(CniError::invalid_config("invalid \"ipam\": must be an object")),
+        }
+        match raw.get("ipam").and_then(|i| i.get("type")) {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => return Err(CniError::invalid_config("invalid \"ipam\": \"type\" must be a string")),
+        }
         let prev_result = match raw.get("prevResult") {
             None | Some(Value::Null) => None,
             Some(v) => Some(CniResult::parse(v, &cni_version).map_err(|e| e.context("invalid prevResult"))?),
@@ -103,10 +145,25 @@ impl NetConf {
         Ok(NetConf { cni_version, name, plugin_type, dns, prev_result, raw })
     }
 
-    /// The plugin's own fields, deserialized from the whole object (code 7 on error).
+    /// The plugin's own fields, deserialized from the whole object (code 7
+    /// on error, naming the field: see [`from_fields`]).
     pub fn fields<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.raw.clone())
+        from_fields(&self.raw)
             .map_err(|e| CniError::invalid_config(format!("invalid {} config: {e}", self.type_name())))
+    }
+
+    /// The network name as the name of a state directory of `plugin`: code 7
+    /// when it is longer than a file name can be (the spec sets no limit,
+    /// the file system does).
+    pub fn name_as_dir(&self, plugin: &str) -> Result<&str> {
+        if self.name.len() > MAX_FILE_NAME {
+            return Err(CniError::invalid_config(format!(
+                "network name {} is too long for {plugin}, which keeps its state in a directory named \
+                 after the network: a file name has at most {MAX_FILE_NAME} bytes",
+                shown(&self.name)
+            )));
+        }
+        Ok(&self.name)
     }
 
     fn type_name(&self) -> &str {
@@ -239,6 +296,61 @@ mod tests {
         assert_eq!(NetConf::parse(br#"{"cniVersion":"1.0.0"}"#).unwrap_err().code, 7);
         assert_eq!(NetConf::parse(br#"{"cniVersion":"1.0.0","name":"../x"}"#).unwrap_err().code, 7);
         assert_eq!(NetConf::parse(br#"{"cniVersion":"one","name":"x"}"#).unwrap_err().code, 6);
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        #[derive(serde::Deserialize, Debug, Default)]
+        #[serde(default, rename_all = "camelCase")]
+        #[allow(dead_code)]
+        struct F {
+            mtu: u32,
+            is_gateway: bool,
+            name: String,
+        }
+        let e = from_fields::<F>(&json!({"name": "n", "mtu": "1500"})).unwrap_err();
+        assert_eq!(e, "\"mtu\": invalid type: string \"1500\", expected u32");
+        let e = from_fields::<F>(&json!({"isGateway": "x".repeat(100_000)})).unwrap_err();
+        assert!(e.starts_with("\"isGateway\": invalid type: string") && e.len() < 300, "{e}");
+        // Two bad fields: no single culprit, serde's message as it is.
+        let e = from_fields::<F>(&json!({"mtu": -1, "isGateway": 1})).unwrap_err();
+        assert!(e.starts_with("invalid "), "{e}");
+        let c = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"t","mtu":true}"#).unwrap();
+        let e = c.fields::<F>().unwrap_err();
+        assert_eq!(
+            (e.code, e.msg.as_str()),
+            (7, "invalid t config: \"mtu\": invalid type: boolean `true`, expected u32")
+        );
+    }
+
+    #[test]
+    fn ipam_must_be_an_object_naming_a_plugin() {
+        for bad in [json!(["a"]), json!("host-local"), json!({"type": 5})] {
+            let v = json!({"cniVersion": "1.0.0", "name": "n", "ipam": bad});
+            let e = NetConf::parse(v.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.code, 7, "{bad}");
+            assert!(e.msg.contains("\"ipam\""), "{e}");
+        }
+        for ok in [json!({}), json!(null), json!({"type": "host-local"})] {
+            NetConf::parse(json!({"cniVersion": "1.0.0", "name": "n", "ipam": ok}).to_string().as_bytes())
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn long_names_are_cut_in_messages_and_refused_as_directories() {
+        let name = "n".repeat(100_000);
+        let c = NetConf::parse(json!({"cniVersion": "1.0.0", "name": name}).to_string().as_bytes()).unwrap();
+        let e = c.name_as_dir("host-local").unwrap_err();
+        assert!(e.code == 7 && e.msg.contains("(100000 bytes)") && e.msg.len() < 300, "{e}");
+        let c =
+            NetConf::parse(json!({"cniVersion": "1.0.0", "name": "n".repeat(255)}).to_string().as_bytes())
+                .unwrap();
+        assert_eq!(c.name_as_dir("x").unwrap().len(), 255);
+        let e =
+            NetConf::parse(json!({"cniVersion": "1.0.0", "name": format!("{name}/")}).to_string().as_bytes())
+                .unwrap_err();
+        assert!(e.msg.contains("(100001 bytes)") && e.msg.len() < 300, "{e}");
     }
 
     #[test]

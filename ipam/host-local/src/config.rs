@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use common::args::CniArgs;
+use common::error::shown;
 use common::ipnet::{from_bits, next_ip, to_bits, IpNet};
 use common::spec::{fold_keys, version, NetConf, Route};
 use common::{CniError, Result};
@@ -65,10 +66,42 @@ impl RangeSet {
 }
 
 impl fmt::Display for RangeSet {
+    /// The ranges, the first few of a long set (messages stay readable).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(Range::to_string).collect();
-        f.write_str(&parts.join(", "))
+        const SHOWN: usize = 3;
+        let parts: Vec<String> = self.0.iter().take(SHOWN).map(Range::to_string).collect();
+        f.write_str(&parts.join(", "))?;
+        if self.0.len() > SHOWN {
+            write!(f, ", … ({} ranges)", self.0.len())?;
+        }
+        Ok(())
     }
+}
+
+/// A range and where it came from.
+type Keyed<'a, K> = (K, &'a Range);
+
+/// Two overlapping ranges among `ranges` (each with a key saying where it
+/// came from), in key order; None when they are disjoint. Sorting and one
+/// sweep keep the cost at n log n for any number of ranges: a config of
+/// 100,000 ranges must not hold the plugin for minutes.
+fn first_overlap<'a, K: Ord + Copy>(ranges: &[Keyed<'a, K>]) -> Option<(Keyed<'a, K>, Keyed<'a, K>)> {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_by_key(|(_, r)| (!r.subnet.is_ipv4(), to_bits(&r.start)));
+    // The range reaching furthest so far: whatever starts before its end overlaps it.
+    let mut reach: Option<(K, &Range)> = None;
+    for &(k, r) in &sorted {
+        if let Some((rk, rr)) = reach.filter(|(_, rr)| rr.overlaps(r)) {
+            return Some(if rk <= k { ((rk, rr), (k, r)) } else { ((k, r), (rk, rr)) });
+        }
+        let further = reach.is_none_or(|(_, rr)| {
+            rr.subnet.is_ipv4() != r.subnet.is_ipv4() || to_bits(&r.end) > to_bits(&rr.end)
+        });
+        if further {
+            reach = Some((k, r));
+        }
+    }
+    None
 }
 
 /// Everything ADD needs.
@@ -138,7 +171,7 @@ fn raw_ipam(conf: &NetConf) -> Result<RawIpam> {
     if let Some(r) = ipam.get_mut("ranges") {
         fold_ranges(r);
     }
-    serde_json::from_value(ipam).map_err(|e| bad(format!("invalid ipam config: {e}")))
+    common::spec::from_fields(&ipam).map_err(|e| bad(format!("invalid ipam config: {e}")))
 }
 
 /// Where the leases of this network live: `<dataDir>/<name>`. All DEL,
@@ -146,7 +179,27 @@ fn raw_ipam(conf: &NetConf) -> Result<RawIpam> {
 /// from the runtime (`ipRanges`), which is not sent on those verbs.
 pub fn network_dir(conf: &NetConf) -> Result<PathBuf> {
     let ipam = raw_ipam(conf)?;
-    Ok(data_dir(&ipam).join(safe_name(&conf.name)?))
+    Ok(data_dir(&ipam).join(safe_name(conf)?))
+}
+
+/// The longest path open(2) takes (PATH_MAX, with its NUL).
+const MAX_PATH: usize = 4095;
+
+/// ADD's own check of `dataDir`: absolute, since a relative one would put
+/// leases wherever the runtime happens to run the plugin (the reference
+/// takes it as it is), and no longer than a path can be.
+fn check_data_dir(ipam: &RawIpam) -> Result<()> {
+    let Some(dir) = ipam.data_dir.as_deref().filter(|d| !d.is_empty()) else { return Ok(()) };
+    if !dir.starts_with('/') {
+        return Err(bad(format!("invalid dataDir {}: must be an absolute path", shown(dir))));
+    }
+    if dir.len() > MAX_PATH {
+        return Err(bad(format!(
+            "invalid dataDir {}: longer than a path can be ({MAX_PATH} bytes)",
+            shown(dir)
+        )));
+    }
+    Ok(())
 }
 
 fn data_dir(ipam: &RawIpam) -> PathBuf {
@@ -154,18 +207,21 @@ fn data_dir(ipam: &RawIpam) -> PathBuf {
 }
 
 /// The network name becomes a directory: it must be one path component
-/// (skel already enforces the spec's name regex; this keeps the promise local).
-fn safe_name(name: &str) -> Result<&str> {
+/// (skel already enforces the spec's name regex; this keeps the promise
+/// local) and no longer than a file name.
+pub fn safe_name(conf: &NetConf) -> Result<&str> {
+    let name = conf.name_as_dir("host-local")?;
     if common::spec::valid_name(name) && name != "." && name != ".." {
         Ok(name)
     } else {
-        Err(bad(format!("invalid network name {name:?}: cannot be used as a directory name")))
+        Err(bad(format!("invalid network name {}: cannot be used as a directory name", shown(name))))
     }
 }
 
 /// The full configuration for ADD.
 pub fn load(conf: &NetConf, args: &CniArgs) -> Result<Config> {
     let ipam = raw_ipam(conf)?;
+    check_data_dir(&ipam)?;
     let requested = requested_ips(conf, args)?;
     let dir = data_dir(&ipam);
 
@@ -198,16 +254,19 @@ pub fn load(conf: &NetConf, args: &CniArgs) -> Result<Config> {
             conf.cni_version
         )));
     }
-    for (i, a) in ranges.iter().enumerate() {
-        for (j, b) in ranges.iter().enumerate().skip(i + 1) {
-            if a.0.iter().any(|r| b.0.iter().any(|o| r.overlaps(o))) {
-                return Err(bad(format!("range set {i} ({a}) overlaps with range set {j} ({b})")));
-            }
-        }
+    // No set overlaps itself (range_set checked): an overlap is between two sets.
+    let all: Vec<((usize, usize), &Range)> = ranges
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.0.iter().enumerate().map(move |(k, r)| ((i, k), r)))
+        .collect();
+    if let Some((((i, _), _), ((j, _), _))) = first_overlap(&all) {
+        let (a, b) = (&ranges[i], &ranges[j]);
+        return Err(bad(format!("range set {i} ({a}) overlaps with range set {j} ({b})")));
     }
 
     Ok(Config {
-        name: safe_name(&conf.name)?.to_string(),
+        name: safe_name(conf)?.to_string(),
         ranges,
         routes: routes.unwrap_or_default(),
         data_dir: dir,
@@ -224,10 +283,9 @@ fn range_set(raw: &[RawRange]) -> std::result::Result<RangeSet, String> {
     if set.iter().any(|r| r.subnet.is_ipv4() != set[0].subnet.is_ipv4()) {
         return Err("mixes IPv4 and IPv6 ranges (use one range set per family)".into());
     }
-    for (i, a) in set.iter().enumerate() {
-        if let Some(b) = set[i + 1..].iter().find(|b| a.overlaps(b)) {
-            return Err(format!("ranges {a} and {b} overlap"));
-        }
+    let keyed: Vec<(usize, &Range)> = set.iter().enumerate().collect();
+    if let Some(((_, a), (_, b))) = first_overlap(&keyed) {
+        return Err(format!("ranges {a} and {b} overlap"));
     }
     Ok(RangeSet(set))
 }
@@ -478,6 +536,32 @@ mod tests {
     }
 
     #[test]
+    fn overlaps_are_found_among_many_ranges_at_once() {
+        let set = |n: u32, skip: u32| -> Vec<Value> {
+            (0..n)
+                .filter(|i| *i != skip)
+                .map(
+                    |i| json!({"subnet": format!("10.{}.{}.{}/30", i / 16384, (i / 64) % 256, (i % 64) * 4)}),
+                )
+                .collect()
+        };
+        // 100,000 disjoint ranges: n log n, not n².
+        let c = load_ok(json!({"ranges": [set(100_000, u32::MAX)]}));
+        assert_eq!(c.ranges[0].0.len(), 100_000);
+        // One overlap hidden among them, after a range reaching over it.
+        let mut s = set(50_000, u32::MAX);
+        s.insert(7, json!({"subnet": "10.0.0.0/16", "rangeStart": "10.0.100.1"}));
+        let e = load_err(&net(json!({"ranges": [s]})));
+        assert!(e.contains("10.0.0.0/16 (10.0.100.1-10.0.255.254) and 10.0.100.0/30"), "{e}");
+        // Between sets: the sets named, a long one cut.
+        let e = load_err(&net(json!({"ranges": [set(1000, u32::MAX), [{"subnet": "10.0.0.20/30"}]]})));
+        assert!(e.starts_with("range set 0 (10.0.0.0/30 (10.0.0.1-10.0.0.2), "), "{e}");
+        assert!(e.contains("… (1000 ranges)) overlaps with range set 1 (10.0.0.20/30"), "{e}");
+        // Families never overlap each other.
+        load_ok(json!({"ranges": [[{"subnet": "10.0.0.0/8"}], [{"subnet": "::/64"}]]}));
+    }
+
+    #[test]
     fn more_than_one_set_per_family_needs_0_3_0() {
         let ipam = json!({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.1.0.0/24"}]]});
         let old = conf(json!({"cniVersion": "0.2.0", "name": "n", "ipam": ipam}));
@@ -511,6 +595,31 @@ mod tests {
         assert_eq!(network_dir(&c).unwrap(), PathBuf::from("/run/x/net1"));
         let c = net(json!({}));
         assert_eq!(network_dir(&c).unwrap(), PathBuf::from("/var/lib/cni/networks/net1"));
-        assert!(safe_name("..").is_err() && safe_name("a/b").is_err() && safe_name("ok-1.x").is_ok());
+        let named = |n: &str| {
+            let mut c = net(json!({}));
+            c.name = n.into();
+            c
+        };
+        assert!(safe_name(&named("..")).is_err() && safe_name(&named("a/b")).is_err());
+        assert!(safe_name(&named("ok-1.x")).is_ok() && safe_name(&named(&"n".repeat(255))).is_ok());
+        let e = network_dir(&named(&"n".repeat(256))).unwrap_err();
+        assert!(e.code == 7 && e.msg.contains("(256 bytes)") && e.msg.contains("at most 255 bytes"), "{e}");
+    }
+
+    #[test]
+    fn data_dir_must_be_absolute_and_a_path() {
+        let e = load_err(&net(json!({"subnet": "10.0.0.0/24", "dataDir": "rel/dir"})));
+        assert_eq!(e, "invalid dataDir \"rel/dir\": must be an absolute path");
+        let long = format!("/{}", "d".repeat(100_000));
+        let e = load_err(&net(json!({"subnet": "10.0.0.0/24", "dataDir": long})));
+        assert!(e.contains("(100001 bytes): longer than a path can be"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let e = load_err(&net(json!({"subnet": "10.0.0.0/24", "dataDir": 5})));
+        assert!(e.starts_with("invalid ipam config: \"dataDir\": invalid type: integer `5`"), "{e}");
+        let e = load_err(&net(json!({"ranges": [[{"subnet": 5}]]})));
+        assert!(e.starts_with("invalid ipam config: \"ranges\""), "{e}");
     }
 }

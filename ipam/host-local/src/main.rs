@@ -54,6 +54,9 @@ impl Plugin for HostLocal {
     /// directory at all, is success: DEL must be repeatable. Only the data dir
     /// is read from the config — ranges may have come from the runtime.
     fn del(&self, a: &CmdArgs) -> Result<()> {
+        if a.conf.name_as_dir("host-local").is_err() {
+            return Ok(()); // no ADD could have stored anything under this name
+        }
         let dir = config::network_dir(&a.conf)?;
         let Some(mut store) = DiskStore::open_existing(&dir)? else { return Ok(()) };
         allocator::release(&mut store, &a.container_id, &a.ifname)?;

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use common::error::shown;
 use common::skel::CmdArgs;
 use common::{CniError, Result};
 
@@ -38,6 +39,8 @@ pub struct Trunk {
 }
 
 pub const DEFAULT_BRIDGE: &str = "cni0";
+const MIN_MTU: u32 = 68;
+const MAX_MTU: u32 = 65535;
 
 impl Config {
     pub fn load(args: &CmdArgs) -> Result<Config> {
@@ -46,7 +49,7 @@ impl Config {
             c.bridge = DEFAULT_BRIDGE.into();
         }
         common::skel::validate_ifname(&c.bridge)
-            .map_err(|_| CniError::invalid_config(format!("invalid bridge name {:?}", c.bridge)))?;
+            .map_err(|_| CniError::invalid_config(format!("invalid bridge name {}", shown(&c.bridge))))?;
         if c.is_default_gateway {
             c.is_gateway = true;
         }
@@ -65,7 +68,8 @@ impl Config {
         if let Some(b) = &c.ip_masq_backend {
             if !matches!(b.as_str(), "" | "iptables" | "nftables") {
                 return Err(CniError::invalid_config(format!(
-                    "invalid ipMasqBackend {b:?} (must be \"iptables\" or \"nftables\")"
+                    "invalid ipMasqBackend {} (must be \"iptables\" or \"nftables\")",
+                    shown(b)
                 )));
             }
         }
@@ -74,8 +78,13 @@ impl Config {
                 "disableContainerInterface cannot be used with an ipam plugin: addresses need a running interface",
             ));
         }
-        if c.mtu > 65535 {
-            return Err(CniError::invalid_config(format!("invalid mtu {}", c.mtu)));
+        // 68 is the least the kernel takes for a veth or bridge (IPv4's
+        // minimum), 65535 the most; 0 is the kernel's default.
+        if c.mtu != 0 && !(MIN_MTU..=MAX_MTU).contains(&c.mtu) {
+            return Err(CniError::invalid_config(format!(
+                "invalid mtu {} (must be {MIN_MTU}-{MAX_MTU}, or 0 for the kernel's default)",
+                c.mtu
+            )));
         }
         Ok(c)
     }

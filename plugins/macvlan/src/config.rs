@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use common::error::shown;
 use common::net::NetStack;
 use common::netlink::rtnl::{Link, MacvlanMode};
 use common::netlink::NlError;
@@ -45,24 +46,27 @@ impl Config {
             m @ ("bridge" | "private" | "vepa" | "passthru") => MacvlanMode::parse(m).unwrap(),
             other => {
                 return Err(CniError::invalid_config(format!(
-                    "unknown macvlan mode {other:?} (must be bridge, private, vepa or passthru)"
+                    "unknown macvlan mode {} (must be bridge, private, vepa or passthru)",
+                    shown(other)
                 )))
             }
         };
-        if !(0..=i64::from(u32::MAX)).contains(&raw.mtu) {
-            return Err(CniError::invalid_config(format!("invalid MTU {}", raw.mtu)));
+        // 0 is the master's MTU; below 68 (IPv4's minimum) the kernel refuses.
+        if raw.mtu != 0 && !(68..=i64::from(u32::MAX)).contains(&raw.mtu) {
+            return Err(CniError::invalid_config(format!(
+                "invalid MTU {} (must be 68 up to the master's MTU, or 0 for the master's)",
+                raw.mtu
+            )));
         }
         if !raw.master.is_empty() {
-            common::skel::validate_ifname(&raw.master)
-                .map_err(|_| CniError::invalid_config(format!("invalid master name {:?}", raw.master)))?;
+            common::skel::validate_ifname(&raw.master).map_err(|_| {
+                CniError::invalid_config(format!("invalid master name {}", shown(&raw.master)))
+            })?;
         }
         let mac = match args.requested_mac()? {
             Some(m) => Some(m),
             None if raw.mac.is_empty() => None,
-            None => Some(
-                common::netlink::rtnl::parse_mac(&raw.mac)
-                    .ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {:?}", raw.mac)))?,
-            ),
+            None => Some(common::skel::parse_unicast_mac(&raw.mac)?),
         };
         Ok(Config {
             master: raw.master,
@@ -91,6 +95,13 @@ impl Config {
         let master = nl.link_by_name(&name).map_err(|e| {
             CniError::invalid_config(format!("failed to look up master {name:?}{where_}: {}", describe(&e)))
         })?;
+        // The kernel's own test (macvlan_port_create): a loopback device
+        // cannot carry macvlans, it would refuse with a bare EINVAL.
+        if master.flags & libc::IFF_LOOPBACK as u32 != 0 {
+            return Err(CniError::invalid_config(format!(
+                "master {name:?}{where_} is a loopback device: a macvlan needs an Ethernet master"
+            )));
+        }
         if check_mtu && self.mtu > master.mtu {
             return Err(CniError::invalid_config(format!(
                 "invalid MTU {}, must be [0, master MTU({})]",

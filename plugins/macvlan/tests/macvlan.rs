@@ -618,10 +618,16 @@ fn kernel_and_ipam_failures_roll_back() {
     let lan = Lan::new();
     let c = ctr();
 
-    // The kernel refuses a multicast MAC: no link, no lease.
-    let list = lan.list("1.1.0", json!({"mac": "01:00:5e:00:00:01"}));
+    // The kernel refuses a MAC another macvlan of the master has
+    // (EADDRINUSE; a multicast one is refused before, as a config error):
+    // no link, no lease.
+    let list = lan.list("1.1.0", json!({"mac": "0a:00:5e:00:00:01"}));
+    let holder = ctr();
+    lan.add(&list, "c0", &holder).unwrap();
     let e = lan.add(&list, "c1", &c).unwrap_err();
-    assert!(e.msg().contains("macvlan"), "{e}");
+    assert!(e.msg().contains("Address already in use"), "{e}");
+    assert_eq!(link_names(&c), ["lo"]);
+    lan.del(&list, "c0", &holder);
     lan.assert_clean(&c, &[]);
 
     // IPAM fails (its subnet is exhausted): the link is gone again.

@@ -10,8 +10,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use common::netlink::rtnl::parse_mac;
-use common::skel::CmdArgs;
+use common::error::shown;
+use common::skel::{parse_unicast_mac, CmdArgs};
 use common::{CniError, Result};
 
 pub const DEFAULT_DATA_DIR: &str = "/run/cni/tuning";
@@ -101,14 +101,17 @@ pub fn load(args: &CmdArgs) -> Result<Settings> {
 
     let mac = match mac {
         None => None,
-        Some(m) => Some(
-            parse_mac(&m).ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {m:?}")))?,
-        ),
+        Some(m) => Some(parse_unicast_mac(&m)?),
     };
+    // 68 is IPv4's minimum and the least any Ethernet-like driver takes.
     let mtu = match mtu {
         0 => None,
-        1..=65535 => Some(mtu as u32),
-        _ => return Err(CniError::invalid_config(format!("invalid mtu {mtu}"))),
+        68..=65535 => Some(mtu as u32),
+        _ => {
+            return Err(CniError::invalid_config(format!(
+                "invalid mtu {mtu} (must be 68-65535, or 0 to leave it as it is)"
+            )))
+        }
     };
     let txqlen = match txqlen {
         None => None,
@@ -122,6 +125,13 @@ pub fn load(args: &CmdArgs) -> Result<Settings> {
         resolved.insert(key, (path, value));
     }
     crate::allowlist::check_keys(resolved.keys())?;
+    // A relative dataDir would put saved state wherever the runtime runs us.
+    if !raw.data_dir.is_empty() && !raw.data_dir.starts_with('/') {
+        return Err(CniError::invalid_config(format!(
+            "invalid dataDir {}: must be an absolute path",
+            shown(&raw.data_dir)
+        )));
+    }
     let data_dir =
         if raw.data_dir.is_empty() { PathBuf::from(DEFAULT_DATA_DIR) } else { raw.data_dir.into() };
     Ok(Settings { data_dir, sysctl: resolved, mac, promisc, mtu, allmulti, txqlen })
@@ -163,14 +173,6 @@ pub fn sysctl_path(key: &str, ifname: &str) -> Result<String> {
         return refuse("only net.* sysctls of the container's network namespace can be set");
     }
     Ok(path)
-}
-
-/// `key` for a message: quoted, and cut short when long.
-fn shown(key: &str) -> String {
-    match key.char_indices().nth(64) {
-        Some((cut, _)) => format!("{:?}… ({} bytes)", &key[..cut], key.len()),
-        None => format!("{key:?}"),
-    }
 }
 
 /// The reference refuses a config whose `sysctl` map repeats a key (v1.2.0);

@@ -14,6 +14,7 @@ mod state;
 
 use std::path::{Path, PathBuf};
 
+use common::error::shown;
 use common::netlink::rtnl::{format_mac, parse_mac, Link, Rtnl};
 use common::netns::Netns;
 use common::skel::{CmdArgs, Plugin};
@@ -115,11 +116,17 @@ fn restore_link(nl: &mut Rtnl, link: &Link, saved: &Saved) -> Vec<String> {
     errs
 }
 
-fn sysctl_error(key: &str, e: std::io::Error) -> CniError {
+fn sysctl_error(key: &str, value: &str, e: std::io::Error) -> CniError {
     if e.kind() == std::io::ErrorKind::NotFound {
         CniError::invalid_config(format!(
             "sysctl {key} does not exist in the container's network namespace \
              (only per-namespace net.* sysctls can be set)"
+        ))
+    } else if e.kind() == std::io::ErrorKind::InvalidInput {
+        // EINVAL: the kernel's word for a value out of the sysctl's range or form.
+        CniError::invalid_config(format!(
+            "invalid value {} for sysctl {key}: the kernel refused it",
+            shown(value)
         ))
     } else {
         CniError::internal(format!("setting sysctl {key}: {e}"))
@@ -143,7 +150,7 @@ fn apply_sysctls(ns: &Netns, s: &Settings) -> Result<Vec<(String, String)>> {
                     for (p, old) in undo.iter().rev() {
                         let _ = common::sysctl::write(p, old);
                     }
-                    return Err(sysctl_error(key, e));
+                    return Err(sysctl_error(key, value, e));
                 }
             }
         }
@@ -285,7 +292,7 @@ impl Plugin for Tuning {
             s.sysctl.iter().map(|(k, (p, v))| (k.clone(), p.clone(), v.clone())).collect();
         ns.run(move || -> Result<()> {
             for (key, path, want) in &list {
-                let cur = common::sysctl::read(path).map_err(|e| sysctl_error(key, e))?;
+                let cur = common::sysctl::read(path).map_err(|e| sysctl_error(key, want, e))?;
                 if cur.trim() != want.trim() {
                     return Err(CniError::internal(format!(
                         "sysctl {key} is {cur:?}, the config wants {want:?}"

@@ -132,11 +132,13 @@ fn load(path: &Path) -> std::io::Result<Option<Saved>> {
 /// replaces a symlink at `path` rather than writing through it.
 pub fn write(path: &Path, s: &Saved) -> Result<()> {
     if let Some(dir) = path.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| CniError::io(format!("creating {}: {e}", dir.display())))?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
+            // mkdir's EEXIST for a file in the way says nothing useful.
+            match fs::metadata(dir) {
+                Ok(m) if !m.is_dir() => CniError::io(format!("dataDir {} is not a directory", dir.display())),
+                _ => CniError::io(format!("creating {}: {e}", dir.display())),
+            }
+        })?;
     }
     let tmp = path.with_extension("json.tmp");
     let data = serde_json::to_vec_pretty(s).map_err(|e| CniError::internal(e.to_string()))?;

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use common::error::shown;
 use common::ipnet::{is_link_local, IpNet};
 use common::netlink::rtnl::{Family, Rtnl};
 use common::netlink::NlResult;
@@ -28,7 +29,7 @@ impl DnsConf {
         let domain = match conf.raw.get("domainName") {
             None | Some(Value::Null) => DEFAULT_DOMAIN.to_string(),
             Some(Value::String(s)) => dns_name(s).ok_or_else(|| {
-                CniError::invalid_config(format!("invalid domainName {s:?}: not a DNS name"))
+                CniError::invalid_config(format!("invalid domainName {}: not a DNS name", shown(s)))
             })?,
             Some(_) => return Err(CniError::invalid_config("domainName must be a string")),
         };
@@ -55,13 +56,9 @@ pub fn names(args: &CmdArgs) -> Vec<String> {
         _ => {}
     }
     raw.push(args.container_id.chars().take(12).collect());
-    let mut out: Vec<String> = Vec::new();
-    for n in raw.iter().filter_map(|n| dns_name(n)) {
-        if !out.contains(&n) {
-            out.push(n);
-        }
-    }
-    out
+    // Deduplicated in linear time: a runtime may send thousands of aliases.
+    let mut seen = std::collections::HashSet::new();
+    raw.iter().filter_map(|n| dns_name(n)).filter(|n| seen.insert(n.clone())).collect()
 }
 
 /// The container's addresses on `ifname`.

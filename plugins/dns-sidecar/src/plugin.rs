@@ -70,7 +70,7 @@ impl Plugin for DnsSidecar {
             gateways,
         };
 
-        let dir = NetDir::new(&a.conf.name);
+        let dir = NetDir::new(a.conf.name_as_dir("dns-sidecar")?);
         let _lock = dir.lock(true).map_err(lock_err)?.expect("created");
         let old = dir.load().map_err(io_err("reading DNS records"))?;
         let mut new = old.clone();
@@ -92,7 +92,9 @@ impl Plugin for DnsSidecar {
     }
 
     fn del(&self, a: &CmdArgs) -> Result<()> {
-        let dir = NetDir::new(&a.conf.name);
+        // A name too long for a directory: no ADD could have stored anything.
+        let Ok(name) = a.conf.name_as_dir("dns-sidecar") else { return Ok(()) };
+        let dir = NetDir::new(name);
         let Some(_lock) = dir.lock(false).map_err(lock_err)? else {
             return Ok(()); // nothing of this network: already gone
         };
@@ -104,7 +106,7 @@ impl Plugin for DnsSidecar {
 
     fn check(&self, a: &CmdArgs) -> Result<()> {
         DnsConf::parse(&a.conf)?;
-        let dir = NetDir::new(&a.conf.name);
+        let dir = NetDir::new(a.conf.name_as_dir("dns-sidecar")?);
         let missing = || {
             CniError::internal(format!(
                 "container {} has no DNS records on network {}",
@@ -143,7 +145,8 @@ impl Plugin for DnsSidecar {
 
     fn gc(&self, a: &CmdArgs) -> Result<()> {
         let valid = a.conf.valid_attachments()?;
-        let dir = NetDir::new(&a.conf.name);
+        let Ok(name) = a.conf.name_as_dir("dns-sidecar") else { return Ok(()) };
+        let dir = NetDir::new(name);
         let Some(_lock) = dir.lock(false).map_err(lock_err)? else {
             return Ok(());
         };

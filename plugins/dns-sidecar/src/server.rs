@@ -425,11 +425,10 @@ fn start(network: &str, ready: &mut Ready) -> io::Result<()> {
     listeners.ensure(&listen, &shared)?;
     let ctl_path = dir.ctl_path();
     let _ = std::fs::remove_file(&ctl_path);
-    let ctl = UnixListener::bind(&ctl_path)?;
+    let ctl = dir.with_ctl_path(|p| UnixListener::bind(p))?;
     std::fs::set_permissions(&ctl_path, std::fs::Permissions::from_mode(0o600))?;
-    let tmp = dir.path.join("pid.tmp");
-    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
-    std::fs::rename(&tmp, dir.pid_path())?;
+    let pid = format!("{}\n", std::process::id());
+    crate::state::write_atomically(&dir.path.join("pid.tmp"), pid.as_bytes(), &dir.pid_path())?;
 
     let fwd_shared = shared.clone();
     let records_path = dir.records_path();
@@ -503,7 +502,7 @@ fn reload(dir: &NetDir, shared: &Arc<Shared>, listeners: &mut Listeners) -> io::
 
 /// Send one control command to the daemon of `dir`; its reply line.
 pub fn control(dir: &NetDir, cmd: &str, timeout: Duration) -> io::Result<String> {
-    let mut s = UnixStream::connect(dir.ctl_path())?;
+    let mut s = dir.with_ctl_path(|p| UnixStream::connect(p))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.write_all(format!("{cmd}\n").as_bytes())?;

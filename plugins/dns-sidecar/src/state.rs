@@ -19,8 +19,9 @@
 //! when the daemon dies, so a stale pidfile can never pass for a live server.
 
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -136,8 +137,27 @@ impl NetDir {
         self.path.join("lock")
     }
 
+    /// The directory is there (a symlink under its name is not ours: it
+    /// counts as missing and is never followed).
     pub fn exists(&self) -> bool {
-        self.path.is_dir()
+        fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_dir())
+    }
+
+    /// Run `f` with a path to the control socket that fits a `sun_path`
+    /// (108 bytes): the real one, or, for a long network name or run dir,
+    /// the same file through an `O_PATH` descriptor of the directory
+    /// (`/proc/self/fd/N/ctl.sock`), open while `f` runs.
+    pub fn with_ctl_path<T>(&self, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+        const SUN_PATH: usize = 107; // and its NUL
+        let path = self.ctl_path();
+        if path.as_os_str().len() <= SUN_PATH {
+            return f(&path);
+        }
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&self.path)?;
+        f(Path::new(&format!("/proc/self/fd/{}/ctl.sock", dir.as_raw_fd())))
     }
 
     /// Take the network's lock, creating the directory when `create`. None
@@ -174,6 +194,11 @@ impl NetDir {
         if let Some(root) = self.path.parent() {
             fs::create_dir_all(root)?;
         }
+        // A symlink planted under the network's name is removed (unlink
+        // does not follow it), never written through.
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_symlink()) {
+            fs::remove_file(&self.path)?;
+        }
         match DirBuilder::new().mode(0o700).create(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -183,13 +208,23 @@ impl NetDir {
         }
     }
 
-    /// The records (empty when there is no file yet).
+    /// The records (empty when there is no file yet, or a symlink where it
+    /// should be: that is not ours and is never followed; the next store
+    /// replaces it).
     pub fn load(&self) -> io::Result<Records> {
-        match fs::read(self.records_path()) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+        let mut bytes = Vec::new();
+        let read = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(self.records_path())
+            .and_then(|mut f| f.read_to_end(&mut bytes));
+        match read {
+            Ok(_) => serde_json::from_slice(&bytes).map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", self.records_path().display()))
             }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Records::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) => {
+                Ok(Records::default())
+            }
             Err(e) => Err(e),
         }
     }
@@ -211,12 +246,8 @@ impl NetDir {
 
     /// Replace the records atomically (write a temporary file, rename it).
     pub fn store(&self, r: &Records) -> io::Result<()> {
-        let tmp = self.path.join("records.json.tmp");
         let bytes = serde_json::to_vec(r).map_err(io::Error::other)?;
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&bytes)?;
-        drop(f);
-        fs::rename(&tmp, self.records_path())
+        write_atomically(&self.path.join("records.json.tmp"), &bytes, &self.records_path())
     }
 
     /// The daemon's pid, if the pidfile holds one.
@@ -239,6 +270,22 @@ impl NetDir {
             _ => Ok(()),
         }
     }
+}
+
+/// Write `bytes` to `tmp`, created anew (O_EXCL follows no link; whatever
+/// was planted or left under its name is removed first), and rename it over
+/// `to` (rename replaces a link at `to`, never writes through it).
+pub fn write_atomically(tmp: &Path, bytes: &[u8], to: &Path) -> io::Result<()> {
+    let create = || OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp);
+    let file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fs::remove_file(tmp).and_then(|()| create()),
+        other => other,
+    };
+    let res = file.and_then(|mut f| f.write_all(bytes)).and_then(|()| fs::rename(tmp, to));
+    if res.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    res
 }
 
 #[cfg(test)]
@@ -315,6 +362,45 @@ mod tests {
         assert_eq!(d.load().unwrap(), r, "our own file is untouched");
         fs::write(d.remote_path(), b"garbage").unwrap();
         assert_eq!(d.load_served().unwrap(), r);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn planted_links_are_never_followed() {
+        let root = tmp_root("links");
+        let victim = root.join("victim");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(&victim, "keep").unwrap();
+        // The network's directory a link: replaced by a directory of ours.
+        let d = NetDir::under(&root, "n");
+        std::os::unix::fs::symlink(&root, &d.path).unwrap();
+        assert!(!d.exists());
+        assert!(d.lock(false).unwrap().is_none(), "a link is no state of ours");
+        let _l = d.lock(true).unwrap().unwrap();
+        assert!(fs::symlink_metadata(&d.path).unwrap().is_dir());
+        // records.json and its temp file links: not read, replaced.
+        for name in ["records.json", "records.json.tmp"] {
+            std::os::unix::fs::symlink(&victim, d.path.join(name)).unwrap();
+        }
+        assert_eq!(d.load().unwrap(), Records::default());
+        let r = Records { domain: "x".into(), containers: vec![rec("c1", "web", "10.1.0.2/24", "10.1.0.1")] };
+        d.store(&r).unwrap();
+        assert_eq!(d.load().unwrap(), r);
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(!d.path.join("records.json.tmp").exists());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_long_path_reaches_the_control_socket_through_the_directory() {
+        use std::os::unix::fs::FileTypeExt;
+        let root = tmp_root("longctl");
+        let d = NetDir::under(&root, &"n".repeat(200));
+        d.create().unwrap();
+        let listener = d.with_ctl_path(|p| std::os::unix::net::UnixListener::bind(p)).unwrap();
+        assert!(fs::symlink_metadata(d.ctl_path()).unwrap().file_type().is_socket());
+        d.with_ctl_path(|p| std::os::unix::net::UnixStream::connect(p)).unwrap();
+        listener.accept().unwrap();
         fs::remove_dir_all(&root).unwrap();
     }
 

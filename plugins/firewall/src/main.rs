@@ -12,6 +12,7 @@ mod rules;
 
 use serde::Deserialize;
 
+use common::error::shown;
 use common::ipnet::IpNet;
 use common::skel::{CmdArgs, Plugin};
 use common::spec::CniResult;
@@ -58,7 +59,8 @@ impl Config {
             }
             other => {
                 return Err(CniError::invalid_config(format!(
-                    "unknown firewall backend {other:?} (must be \"iptables\", \"nftables\" or \"firewalld\")"
+                    "unknown firewall backend {} (must be \"iptables\", \"nftables\" or \"firewalld\")",
+                    shown(other)
                 )))
             }
         }
@@ -68,7 +70,8 @@ impl Config {
             "isolated" => Ingress::Isolated,
             other => {
                 return Err(CniError::invalid_config(format!(
-                    "unknown ingressPolicy {other:?} (must be \"open\", \"same-bridge\" or \"isolated\")"
+                    "unknown ingressPolicy {} (must be \"open\", \"same-bridge\" or \"isolated\")",
+                    shown(other)
                 )))
             }
         };
@@ -104,7 +107,10 @@ fn attachment<'a>(args: &'a CmdArgs, conf: &Config, prev: &CniResult) -> Result<
                 ))
             }
             Some(b) if common::skel::validate_ifname(b).is_err() => {
-                return Err(CniError::invalid_config(format!("invalid bridge name {b:?} in prevResult")))
+                return Err(CniError::invalid_config(format!(
+                    "invalid bridge name {} in prevResult",
+                    shown(b)
+                )))
             }
             Some(_) => {}
         }
@@ -137,8 +143,9 @@ impl Plugin for Firewall {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        // Only the config's validity matters; the state is found by tag.
-        Config::load(args)?;
+        // The state is found by tag, whatever the config says now: a config
+        // ADD would refuse must not make DEL fail forever (a runtime
+        // retries DEL until it succeeds, and the pod is wedged meanwhile).
         rules::del(&args.conf.name, &args.container_id, &args.ifname)
     }
 

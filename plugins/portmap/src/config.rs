@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use common::error::shown;
 use common::spec::fold_keys;
 use common::{CniError, Result};
 use serde::Deserialize;
@@ -106,7 +107,8 @@ impl Config {
             None | Some("") | Some("nftables") | Some("iptables") => {}
             Some(b) => {
                 return Err(CniError::invalid_config(format!(
-                    "unknown backend {b:?}: expected \"iptables\" or \"nftables\""
+                    "unknown backend {}: expected \"iptables\" or \"nftables\"",
+                    shown(b)
                 )))
             }
         }
@@ -137,6 +139,20 @@ impl Config {
     }
 }
 
+/// A JSON value for a message, cut when huge (a string as `shown` quotes it).
+fn brief(v: &Value) -> String {
+    match v {
+        Value::String(s) => shown(s),
+        other => {
+            let text = other.to_string();
+            match text.char_indices().nth(64) {
+                Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()),
+                None => text,
+            }
+        }
+    }
+}
+
 fn port_of(entry: &Value, key: &str, i: usize) -> Result<u16> {
     let bad = |what: &str| CniError::invalid_config(format!("portMappings[{i}]: {key} {what}"));
     match entry.get(key) {
@@ -144,7 +160,7 @@ fn port_of(entry: &Value, key: &str, i: usize) -> Result<u16> {
         Some(v) => match v.as_i64() {
             Some(p) if (1..=65535).contains(&p) => Ok(p as u16),
             Some(p) => Err(bad(&format!("{p} is out of range 1-65535"))),
-            None => Err(bad(&format!("{v} is not a port number"))),
+            None => Err(bad(&format!("{} is not a port number", brief(v)))),
         },
     }
 }
@@ -173,12 +189,14 @@ pub fn parse_mappings(v: Option<&Value>) -> Result<Vec<Mapping>> {
             Some(Value::String(s)) if s.is_empty() => Proto::Tcp,
             Some(Value::String(s)) => Proto::parse(s).ok_or_else(|| {
                 CniError::invalid_config(format!(
-                    "portMappings[{i}]: unknown protocol {s:?}: expected tcp, udp or sctp"
+                    "portMappings[{i}]: unknown protocol {}: expected tcp, udp or sctp",
+                    shown(s)
                 ))
             })?,
             Some(v) => {
                 return Err(CniError::invalid_config(format!(
-                    "portMappings[{i}]: protocol {v} is not a string"
+                    "portMappings[{i}]: protocol {} is not a string",
+                    brief(v)
                 )))
             }
         };
@@ -186,11 +204,15 @@ pub fn parse_mappings(v: Option<&Value>) -> Result<Vec<Mapping>> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
             Some(Value::String(s)) => Some(s.parse::<IpAddr>().map_err(|_| {
-                CniError::invalid_config(format!("portMappings[{i}]: hostIP {s:?} is not an IP address"))
+                CniError::invalid_config(format!(
+                    "portMappings[{i}]: hostIP {} is not an IP address",
+                    shown(s)
+                ))
             })?),
             Some(v) => {
                 return Err(CniError::invalid_config(format!(
-                    "portMappings[{i}]: hostIP {v} is not a string"
+                    "portMappings[{i}]: hostIP {} is not a string",
+                    brief(v)
                 )))
             }
         };

@@ -4,6 +4,9 @@
 use serde_json::{json, Value};
 use test_harness::*;
 
+mod rows;
+mod table;
+
 const PLUGINS: &[&str] = &[
     "loopback",
     "bridge",
@@ -466,4 +469,33 @@ fn a_busy_bridge_lock_is_code_11_and_the_add_leaves_nothing() {
     assert_eq!(out.exit_code, Some(0), "{}", out.stdout);
     let out = run_in(&host, "bridge", &netns_env("DEL", &ns), &conf);
     assert_eq!(out.exit_code, Some(0), "{}", out.stdout);
+}
+
+// ---- the table: every plugin, every kind of hostile input -------------------
+
+#[test]
+fn every_row_of_the_bad_input_table() {
+    require_root!();
+    let profiles = rows::profiles();
+    let rows = rows::rows(&profiles);
+    table::run_all(&profiles, rows);
+}
+
+/// docs/bad-input.md shows exactly the rows the test runs
+/// (`BAD_INPUT_WRITE_DOCS=1` rewrites it).
+#[test]
+fn the_docs_show_the_bad_input_table() {
+    let profiles = rows::profiles();
+    let table = table::markdown(&rows::rows(&profiles));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/bad-input.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    const START: &str = "<!-- table: generated from test-harness/tests/bad_input/rows.rs -->\n";
+    const END: &str = "<!-- end of table -->";
+    let (head, rest) = doc.split_once(START).unwrap_or((&doc, ""));
+    let tail = rest.split_once(END).map(|(_, t)| t).unwrap_or("\n");
+    let want = format!("{head}{START}{table}{END}{tail}");
+    if std::env::var_os("BAD_INPUT_WRITE_DOCS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    assert!(doc == want, "{} is not the table of the test: run with BAD_INPUT_WRITE_DOCS=1", path.display());
 }

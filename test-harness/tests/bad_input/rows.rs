@@ -1,0 +1,1340 @@
+//! The bad-input table: how each plugin is run (its profile) and its rows.
+//!
+//! A new plugin adds, here and only here: a `Profile` in [`profiles`]
+//! (baseline request, the setup it needs, its fields and their types, a
+//! neighbour attachment) and its own rows in [`rows`]; the rows every
+//! plugin gets (environment, stdin, cniVersion, network name, wrong JSON
+//! types of each field) are generated from the profile by [`generic`].
+//! docs/bad-input.md shows this table; `BAD_INPUT_WRITE_DOCS=1` rewrites it.
+
+// A table reads best as one push per row.
+#![allow(clippy::vec_init_then_push)]
+
+use serde_json::{json, Value};
+
+use super::table::{Case, Fx, Neighbour, Profile, Row, Ty, Verb};
+use test_harness::veth;
+use Verb::*;
+
+const SUBNET: &str = "10.99.0.0/24";
+const HL_BOOKKEEPING: &[&str] = &["lock", "last_reserved_ip.", "cnirs-index"];
+
+/// A bridge-like prevResult: the host-side `gw0` (holding the gateway) and
+/// the container's interface.
+pub fn prev(fx: &Fx, ifname: &str, ip: &str) -> Value {
+    json!({"cniVersion": "1.0.0",
+        "interfaces": [{"name": "gw0"}, {"name": ifname, "sandbox": fx.ctr.path_str()}],
+        "ips": [{"address": ip, "gateway": "10.99.0.1", "interface": 1}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "10.99.0.1"}]})
+}
+
+fn ipam(fx: &Fx) -> Value {
+    json!({"type": "host-local", "subnet": SUBNET, "dataDir": fx.hl()})
+}
+
+fn setup_none(_: &Fx) {}
+
+/// A container whose `lo` was up once (it keeps 127.0.0.1 and ::1 when down).
+fn setup_lo(fx: &Fx) {
+    fx.ctr.ip(&["link", "set", "lo", "up"]).unwrap();
+    fx.ctr.ip(&["link", "set", "lo", "down"]).unwrap();
+}
+
+/// A host that forwards (as every container host does): bridge's
+/// isGateway turns it on and, like the reference, never back off.
+fn setup_forwarding(fx: &Fx) {
+    fx.host.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
+    fx.host.set_sysctl("net.ipv6.conf.all.forwarding", "1").unwrap();
+}
+
+fn setup_master(fx: &Fx) {
+    fx.host.ip(&["link", "add", "m0", "type", "veth", "peer", "name", "m0p"]).unwrap();
+    fx.host.ip(&["link", "set", "m0", "up"]).unwrap();
+    fx.host.ip(&["link", "set", "m0p", "up"]).unwrap();
+}
+
+/// The gateway `gw0` (10.99.0.1) on the host, and the container's `eth0`
+/// and `eth1`, as bridge would have left them.
+fn setup_chained(fx: &Fx) {
+    fx.host.ip(&["link", "add", "gw0", "type", "veth", "peer", "name", "gw0p"]).unwrap();
+    fx.host.ip(&["addr", "add", "10.99.0.1/24", "dev", "gw0"]).unwrap();
+    fx.host.ip(&["addr", "add", "10.99.1.1/24", "dev", "gw0"]).unwrap();
+    fx.host.ip(&["link", "set", "gw0", "up"]).unwrap();
+    fx.host.ip(&["link", "set", "gw0p", "up"]).unwrap();
+    for (c, h) in [("eth0", "vh0"), ("eth1", "vh1")] {
+        veth(&fx.ctr, c, &fx.host, h).unwrap();
+    }
+}
+
+/// Another network needs nothing else (its own state is found by name).
+fn same_network_setup(_: &mut Case, _: &Fx) {}
+
+/// dns-sidecar: a second network needs a gateway of its own (two servers
+/// cannot listen on one address): 10.99.1.1, the container at 10.99.1.3.
+fn second_gateway(c: &mut Case, fx: &Fx) {
+    let mut p = prev(fx, "eth0", "10.99.1.3/24");
+    p["ips"][0]["gateway"] = json!("10.99.1.1");
+    c.conf["prevResult"] = p;
+}
+
+fn no_caps(_: &Fx) -> Value {
+    json!({})
+}
+
+pub fn profiles() -> Vec<Profile> {
+    vec![
+        Profile {
+            name: "loopback",
+            chain: false,
+            setup: setup_lo,
+            baseline: |_| json!({"cniVersion": "1.0.0", "name": "net1", "type": "loopback"}),
+            cap_args: no_caps,
+            ifname: "lo",
+            neighbour: None,
+            fields: &[],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "host-local",
+            chain: false,
+            setup: setup_none,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge",
+                    "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]], "dataDir": fx.hl()}})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |_, _| {} }),
+            fields: &[
+                ("ipam", Ty::Map),
+                ("ipam.ranges", Ty::List),
+                ("ipam.routes", Ty::List),
+                ("ipam.dataDir", Ty::Str),
+                ("ipam.resolvConf", Ty::Str),
+                ("ipam.subnet", Ty::Str),
+                ("ipam.rangeStart", Ty::Str),
+                ("ipam.rangeEnd", Ty::Str),
+                ("ipam.gateway", Ty::Str),
+            ],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "bridge",
+            chain: false,
+            setup: setup_forwarding,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "bridge", "bridge": "cnibr0",
+                    "isGateway": true, "ipMasq": true, "macspoofchk": true, "ipam": ipam(fx)})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |_, _| {} }),
+            fields: &[
+                ("bridge", Ty::Str),
+                ("isGateway", Ty::Bool),
+                ("isDefaultGateway", Ty::Bool),
+                ("forceAddress", Ty::Bool),
+                ("ipMasq", Ty::Bool),
+                ("ipMasqBackend", Ty::Str),
+                ("mtu", Ty::Int),
+                ("hairpinMode", Ty::Bool),
+                ("promiscMode", Ty::Bool),
+                ("vlan", Ty::Int),
+                ("vlanTrunk", Ty::List),
+                ("preserveDefaultVlan", Ty::Bool),
+                ("enabledad", Ty::Bool),
+                ("macspoofchk", Ty::Bool),
+                ("disableContainerInterface", Ty::Bool),
+                ("portIsolation", Ty::Bool),
+                ("ipam", Ty::Map),
+                ("dns", Ty::Map),
+            ],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "macvlan",
+            chain: false,
+            setup: setup_master,
+            baseline: |fx| json!({"cniVersion": "1.0.0", "name": "net1", "type": "macvlan", "master": "m0", "ipam": ipam(fx)}),
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |_, _| {} }),
+            fields: &[
+                ("master", Ty::Str),
+                ("mode", Ty::Str),
+                ("mtu", Ty::Int),
+                ("mac", Ty::Str),
+                ("linkInContainer", Ty::Bool),
+                ("bcqueuelen", Ty::Int),
+                ("ipam", Ty::Map),
+            ],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "portmap",
+            chain: false,
+            setup: setup_chained,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "portmap",
+                    "capabilities": {"portMappings": true},
+                    "runtimeConfig": {"portMappings": [{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]},
+                    "prevResult": prev(fx, "eth0", "10.99.0.3/24")})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, fx| {
+                    c.conf["prevResult"] = prev(fx, "eth1", "10.99.0.2/24");
+                    c.conf["runtimeConfig"]["portMappings"][0]["hostPort"] = json!(8080);
+                },
+            }),
+            fields: &[
+                ("snat", Ty::Bool),
+                ("masqAll", Ty::Bool),
+                ("backend", Ty::Str),
+                ("markMasqBit", Ty::Int),
+                ("externalSetMarkChain", Ty::Str),
+                ("conditionsV4", Ty::List),
+                ("conditionsV6", Ty::List),
+                ("runtimeConfig.portMappings", Ty::List),
+            ],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "firewall",
+            chain: false,
+            setup: setup_chained,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "firewall",
+                    "prevResult": prev(fx, "eth0", "10.99.0.3/24")})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, fx| c.conf["prevResult"] = prev(fx, "eth1", "10.99.0.2/24"),
+            }),
+            fields: &[
+                ("backend", Ty::Str),
+                ("ingressPolicy", Ty::Str),
+                ("iptablesAdminChainName", Ty::Str),
+                ("firewalldZone", Ty::Str),
+            ],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "tuning",
+            chain: false,
+            setup: setup_chained,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "tuning", "dataDir": fx.state("tuning"),
+                    "mtu": 1400, "prevResult": prev(fx, "eth0", "10.99.0.3/24")})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, fx| c.conf["prevResult"] = prev(fx, "eth1", "10.99.0.2/24"),
+            }),
+            fields: &[
+                ("sysctl", Ty::Map),
+                ("mac", Ty::Str),
+                ("promisc", Ty::Bool),
+                ("mtu", Ty::Int),
+                ("allmulti", Ty::Bool),
+                ("txQLen", Ty::Int),
+                ("dataDir", Ty::Str),
+            ],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "dns-sidecar",
+            chain: false,
+            setup: setup_chained,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "dns-sidecar", "domainName": "dns.test",
+                    "capabilities": {"aliases": true}, "runtimeConfig": {"aliases": {"net1": ["web"]}},
+                    "prevResult": prev(fx, "eth0", "10.99.0.3/24")})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, fx| {
+                    c.conf["prevResult"] = prev(fx, "eth1", "10.99.0.2/24");
+                    c.conf["runtimeConfig"]["aliases"]["net1"] = json!(["db"]);
+                },
+            }),
+            fields: &[("domainName", Ty::Str)],
+            bookkeeping: &[],
+            other_network: second_gateway,
+        },
+        Profile {
+            name: "podman-chain",
+            chain: true,
+            setup: setup_forwarding,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "plugins": [
+                    {"type": "bridge", "bridge": "cnibr0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                        "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}],
+                                 "ranges": [[{"subnet": SUBNET, "gateway": "10.99.0.1"}]], "dataDir": fx.hl()}},
+                    {"type": "portmap", "capabilities": {"portMappings": true}},
+                    {"type": "firewall"},
+                    {"type": "tuning", "dataDir": fx.state("tuning"), "txQLen": 500},
+                    {"type": "dns-sidecar", "domainName": "dns.test", "capabilities": {"aliases": true}}]})
+            },
+            cap_args: |_| {
+                json!({"portMappings": [{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}],
+                       "aliases": {"net1": ["web"]}})
+            },
+            ifname: "eth0",
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, _| {
+                    c.cap_args["portMappings"][0]["hostPort"] = json!(8080);
+                    c.cap_args["aliases"]["net1"] = json!(["db"]);
+                },
+            }),
+            fields: &[],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+    ]
+}
+
+/// Plugins that keep state in a directory named after the network: a name
+/// longer than a file name (255 bytes) cannot work there.
+fn name_is_a_dir(p: &str) -> bool {
+    matches!(p, "host-local" | "bridge" | "macvlan" | "dns-sidecar")
+}
+
+/// Plugins whose CNI_IFNAME is free (not tied to a prevResult or an existing link).
+fn ifname_is_free(p: &str) -> bool {
+    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan")
+}
+
+fn long(c: char, n: usize) -> String {
+    std::iter::repeat_n(c, n).collect()
+}
+
+/// The rows every plugin gets.
+fn generic(p: &Profile) -> Vec<Row> {
+    let n = p.name;
+    let mut v = Vec::new();
+    // --- the environment ---
+    v.push(
+        Row::new(n, Add, "CNI_COMMAND", "\"add\" (lower case)")
+            .env("CNI_COMMAND", "add")
+            .fails(4, &["unknown CNI_COMMAND: \"add\""]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_CONTAINERID", "empty")
+            .env("CNI_CONTAINERID", "")
+            .fails(4, &["[CNI_CONTAINERID] missing"]),
+    );
+    for (input, id) in [
+        ("\"-lead\" (leading dash)", "-lead".to_string()),
+        ("\"a/b\"", "a/b".into()),
+        ("\"a b\"", "a b".into()),
+        ("a control character", "a\u{1}b".into()),
+        ("non-ASCII \"ctr-ü\"", "ctr-ü".into()),
+    ] {
+        v.push(
+            Row::new(n, Add, "CNI_CONTAINERID", input)
+                .env("CNI_CONTAINERID", id)
+                .fails(4, &["invalid characters in CNI_CONTAINERID"]),
+        );
+    }
+    v.push(
+        Row::new(n, Add, "CNI_CONTAINERID", "100,000 valid characters")
+            .env("CNI_CONTAINERID", long('c', 100_000))
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_CONTAINERID", "100,000 characters, then `/`")
+            .env("CNI_CONTAINERID", format!("{}/", long('c', 100_000)))
+            .fails(4, &["invalid characters in CNI_CONTAINERID", "(100001 bytes)"]),
+    );
+    v.push(Row::new(n, Add, "CNI_IFNAME", "empty").env("CNI_IFNAME", "").fails(4, &["[CNI_IFNAME] missing"]));
+    for (input, name) in [
+        ("\".\"", "."),
+        ("\"..\"", ".."),
+        ("\"a/b\"", "a/b"),
+        ("\"a:b\"", "a:b"),
+        ("\"a b\"", "a b"),
+        ("\"eth0\\t\"", "eth0\t"),
+    ] {
+        v.push(
+            Row::new(n, Add, "CNI_IFNAME", input).env("CNI_IFNAME", name).fails(4, &["invalid CNI_IFNAME"]),
+        );
+    }
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "16 bytes")
+            .env("CNI_IFNAME", "abcdefghijklmnop")
+            .fails(4, &["invalid CNI_IFNAME \"abcdefghijklmnop\"", "longer than 15 bytes"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "100,000 bytes")
+            .env("CNI_IFNAME", long('e', 100_000))
+            .fails(4, &["invalid CNI_IFNAME", "(100000 bytes)"]),
+    );
+    if ifname_is_free(n) {
+        v.push(
+            Row::new(n, Add, "CNI_IFNAME", "15 bytes (the longest)")
+                .env("CNI_IFNAME", "abcdefghijklmno")
+                .works(),
+        );
+    }
+    v.push(Row::new(n, Add, "CNI_NETNS", "empty").env("CNI_NETNS", "").fails(4, &["[CNI_NETNS] missing"]));
+    v.push(Row::new(n, Add, "CNI_PATH", "empty").env("CNI_PATH", "").fails(4, &["[CNI_PATH] missing"]));
+    v.push(
+        Row::new(n, Add, "CNI_ARGS", "\"IP\" (no `=`)")
+            .env("CNI_ARGS", "IP")
+            .fails(4, &["invalid CNI_ARGS pair \"IP\""]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_ARGS", "\"FROB=1\" (unknown key)")
+            .env("CNI_ARGS", "FROB=1")
+            .fails(4, &["unknown key \"FROB\""]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_ARGS", "100,000 bytes without `=`")
+            .env("CNI_ARGS", long('a', 100_000))
+            .fails(4, &["invalid CNI_ARGS pair", "(100000 bytes)"]),
+    );
+    if p.neighbour.is_some() {
+        v.push(
+            Row::new(n, Del, "CNI_IFNAME", "16 bytes")
+                .env("CNI_IFNAME", "abcdefghijklmnop")
+                .fails(4, &["invalid CNI_IFNAME"]),
+        );
+        v.push(
+            Row::new(n, Del, "CNI_CONTAINERID", "\"a/b\"")
+                .env("CNI_CONTAINERID", "a/b")
+                .fails(4, &["invalid characters in CNI_CONTAINERID"]),
+        );
+    }
+
+    // --- stdin ---
+    v.push(Row::new(n, Add, "stdin", "empty").stdin("").fails(6, &["EOF"]));
+    v.push(Row::new(n, Add, "stdin", "`{`").stdin("{").fails(6, &["failed to parse network config"]));
+    v.push(Row::new(n, Add, "stdin", "`[]`").stdin("[]").fails(6, &["not a JSON object"]));
+    v.push(Row::new(n, Add, "stdin", "`null`").stdin("null").fails(6, &["not a JSON object"]));
+    v.push(
+        Row::new(n, Add, "stdin", "a valid config, then `x`")
+            .with(|c, _| c.stdin = Some(format!("{} x", c.conf).into_bytes()))
+            .fails(6, &["trailing characters"]),
+    );
+    v.push(
+        Row::new(n, Add, "stdin", "not UTF-8")
+            .with(|c, _| {
+                let mut s = c.conf.to_string().into_bytes();
+                s.insert(1, 0xff);
+                c.stdin = Some(s);
+            })
+            .fails(6, &["not valid UTF-8 (byte 1)"]),
+    );
+    v.push(
+        Row::new(n, Add, "stdin", "arrays nested 100,000 deep")
+            .stdin(format!(
+                r#"{{"cniVersion":"1.0.0","name":"net1","x":{}{}}}"#,
+                long('[', 100_000),
+                long(']', 100_000)
+            ))
+            .fails(6, &["recursion limit exceeded"]),
+    );
+    v.push(
+        Row::new(n, Add, "stdin", "17 MiB (a valid config padded with spaces)")
+            .with(|c, _| {
+                let mut s = c.conf.to_string().into_bytes();
+                s.resize(17 << 20, b' ');
+                c.stdin = Some(s);
+            })
+            .fails(6, &["larger than 16 MiB"]),
+    );
+
+    // --- cniVersion ---
+    v.push(
+        Row::new(n, Add, "cniVersion", "\"9.9.9\"")
+            .set("cniVersion", json!("9.9.9"))
+            .fails(1, &["incompatible CNI versions", "\"9.9.9\""]),
+    );
+    v.push(
+        Row::new(n, Add, "cniVersion", "\"1.0\"")
+            .set("cniVersion", json!("1.0"))
+            .fails(6, &["invalid cniVersion \"1.0\""]),
+    );
+    v.push(
+        Row::new(n, Add, "cniVersion", "100 (a number)")
+            .set("cniVersion", json!(100))
+            .fails(6, &["\"cniVersion\" must be a string"]),
+    );
+    v.push(
+        Row::new(n, Add, "cniVersion", "100,000 bytes")
+            .set("cniVersion", json!(long('9', 100_000)))
+            .fails(6, &["invalid cniVersion", "(100000 bytes)"]),
+    );
+    v.push(
+        Row::new(n, Check, "cniVersion", "\"0.3.1\" (before CHECK)")
+            .set("cniVersion", json!("0.3.1"))
+            .fails(1, &["does not allow CHECK"]),
+    );
+    v.push(
+        Row::new(n, Status, "cniVersion", "\"1.0.0\" (before STATUS)").fails(1, &["does not allow STATUS"]),
+    );
+
+    // --- the network name ---
+    v.push(Row::new(n, Add, "name", "missing").remove("name").fails(7, &["missing network name"]));
+    v.push(Row::new(n, Add, "name", "empty").set("name", json!("")).fails(7, &["missing network name"]));
+    for (input, name) in [
+        ("\"a/b\"", "a/b"),
+        ("\"..\"", ".."),
+        ("\"a b\"", "a b"),
+        ("a control character", "a\u{7}b"),
+        ("non-ASCII \"netz-ü\"", "netz-ü"),
+        ("\"-x\" (leading dash)", "-x"),
+    ] {
+        v.push(Row::new(n, Add, "name", input).set("name", json!(name)).fails(7, &["invalid network name"]));
+    }
+    v.push(
+        Row::new(n, Add, "name", "5 (a number)")
+            .set("name", json!(5))
+            .fails(6, &["\"name\" must be a string"]),
+    );
+    let other = p.other_network;
+    v.push(
+        Row::new(n, Add, "name", "255 bytes (the longest file name)")
+            .set("name", json!(long('n', 255)))
+            .with(other)
+            .works(),
+    );
+    let too_long = Row::new(n, Add, "name", "256 bytes").set("name", json!(long('n', 256))).with(other);
+    v.push(if name_is_a_dir(n) {
+        too_long.fails(7, &["network name", "(256 bytes)", "at most 255 bytes"])
+    } else {
+        too_long.works()
+    });
+    if name_is_a_dir(n) {
+        // Nothing can have been stored under such a name: DEL has nothing to do.
+        v.push(
+            Row::new(n, Del, "name", "256 bytes").set("name", json!(long('n', 256))).never_added().works(),
+        );
+    }
+    v.push(
+        Row::new(n, Add, "name", "100,000 bytes, then `/`")
+            .set("name", json!(format!("{}/", long('n', 100_000))))
+            .fails(7, &["invalid network name", "(100001 bytes)"]),
+    );
+
+    // --- every field with a value of the wrong JSON type ---
+    for (field, ty) in p.fields {
+        let (value, shown) = ty.wrong();
+        let key = field.rsplit('.').next().unwrap();
+        v.push(Row::new(n, Add, field, shown).set(field, value).fails(7, &[&format!("word:{key}")]));
+    }
+    v
+}
+
+/// prevResult rows for the chained plugins.
+fn prev_result_rows(n: &'static str) -> Vec<Row> {
+    vec![
+        Row::new(n, Add, "prevResult", "5 (a number)")
+            .set("prevResult", json!(5))
+            .fails(6, &["invalid prevResult"]),
+        Row::new(n, Add, "prevResult", "an IP that is no address")
+            .set("prevResult", json!({"cniVersion": "1.0.0", "ips": [{"address": "10.99.0.300/24"}]}))
+            .fails(6, &["invalid prevResult"]),
+        Row::new(n, Add, "prevResult", "cniVersion \"9.9.9\"")
+            .set("prevResult", json!({"cniVersion": "9.9.9", "ips": []}))
+            .fails(6, &["invalid prevResult", "9.9.9"]),
+        Row::new(n, Add, "prevResult", "a 0.2.0 result in a 1.0.0 config (converted)")
+            .with(|c, fx| {
+                c.conf["prevResult"] =
+                    json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.99.0.3/24", "gateway": "10.99.0.1"}});
+                // 0.2.0 has no interfaces: the container's is the only one there is.
+                let _ = fx;
+            })
+            .works(),
+    ]
+}
+
+/// Every row of the table.
+pub fn rows(profiles: &[Profile]) -> Vec<Row> {
+    let mut v = Vec::new();
+    for p in profiles.iter().filter(|p| !p.chain) {
+        v.extend(generic(p));
+    }
+    v.extend(loopback());
+    v.extend(host_local());
+    v.extend(bridge());
+    v.extend(macvlan());
+    v.extend(portmap());
+    v.extend(firewall());
+    v.extend(tuning());
+    v.extend(dns_sidecar());
+    v.extend(podman_chain());
+    // Each plugin's rows together (the order of docs/bad-input.md).
+    v.sort_by_key(|r| profiles.iter().position(|p| p.name == r.profile));
+    v
+}
+
+fn loopback() -> Vec<Row> {
+    vec![Row::new("loopback", Add, "prevResult", "5 (a number)")
+        .set("prevResult", json!(5))
+        .fails(6, &["invalid prevResult"])]
+}
+
+fn host_local() -> Vec<Row> {
+    let n = "host-local";
+    let range = |r: Value| move |c: &mut Case, _: &Fx| c.set("ipam.ranges", json!([[r.clone()]]));
+    let mut v = Vec::new();
+    for (input, subnet, msg) in [
+        ("\"10.99.0.0/33\"", "10.99.0.0/33", "10.99.0.0/33"),
+        ("\"2001:db8::/129\"", "2001:db8::/129", "2001:db8::/129"),
+        ("\"10.99.0.0\" (no prefix)", "10.99.0.0", "no prefix length"),
+        ("\"10.99.0.5/24\" (host bits)", "10.99.0.5/24", "host bits are set"),
+        ("\"10.99.0.0/31\" (too small)", "10.99.0.0/31", "too small to allocate from"),
+        ("\"10.99.0.0/-1\"", "10.99.0.0/-1", "10.99.0.0/-1"),
+    ] {
+        v.push(Row::new(n, Add, "subnet", input).with(range(json!({"subnet": subnet}))).fails(7, &[msg]));
+    }
+    v.push(
+        Row::new(n, Add, "subnet", "\"10.98.0.0/30\" (the smallest)")
+            .with(range(json!({"subnet": "10.98.0.0/30"})))
+            .works(),
+    );
+    v.push(Row::new(n, Add, "subnet", "\"0.0.0.0/0\"").with(range(json!({"subnet": "0.0.0.0/0"}))).works());
+    v.push(
+        Row::new(n, Add, "rangeStart/rangeEnd", "rangeStart after rangeEnd")
+            .with(range(json!({"subnet": SUBNET, "rangeStart": "10.99.0.9", "rangeEnd": "10.99.0.8"})))
+            .fails(7, &["rangeStart 10.99.0.9 is after rangeEnd 10.99.0.8"]),
+    );
+    v.push(
+        Row::new(n, Add, "rangeStart", "outside the subnet")
+            .with(range(json!({"subnet": SUBNET, "rangeStart": "10.98.0.9"})))
+            .fails(7, &["rangeStart 10.98.0.9 is outside the subnet"]),
+    );
+    v.push(
+        Row::new(n, Add, "rangeEnd", "outside the subnet")
+            .with(range(json!({"subnet": SUBNET, "rangeEnd": "10.100.0.1"})))
+            .fails(7, &["rangeEnd 10.100.0.1 is outside the subnet"]),
+    );
+    v.push(
+        Row::new(n, Add, "gateway", "\"x\"")
+            .with(range(json!({"subnet": SUBNET, "gateway": "x"})))
+            .fails(7, &["gateway \"x\" is not an IP address"]),
+    );
+    v.push(
+        Row::new(n, Add, "ranges", "`[]`")
+            .set("ipam.ranges", json!([]))
+            .fails(7, &["no IP ranges specified"]),
+    );
+    v.push(
+        Row::new(n, Add, "ranges", "`[[]]`").set("ipam.ranges", json!([[]])).fails(7, &["empty range set"]),
+    );
+    v.push(
+        Row::new(n, Add, "ranges", "two overlapping range sets")
+            .set("ipam.ranges", json!([[{"subnet": SUBNET}], [{"subnet": "10.99.0.0/16"}]]))
+            .fails(7, &["overlaps with range set 1"]),
+    );
+    v.push(
+        Row::new(n, Add, "ranges", "one set of 100,000 disjoint /30 ranges")
+            .raw("ipam.ranges", || {
+                let set: Vec<String> = (0..100_000u32)
+                    .map(|i| {
+                        format!(
+                            r#"{{"subnet":"10.{}.{}.{}/30"}}"#,
+                            100 + i / 16384,
+                            (i / 64) % 256,
+                            (i % 64) * 4
+                        )
+                    })
+                    .collect();
+                format!("[[{}]]", set.join(","))
+            })
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "routes", "a route to \"bogus\"")
+            .set("ipam.routes", json!([{"dst": "bogus"}]))
+            .fails(7, &["\"routes\"", "bogus"]),
+    );
+    v.push(
+        Row::new(n, Add, "dataDir", "an ordinary file")
+            .with(|c, fx| c.set("ipam.dataDir", json!(fx.outside("victim"))))
+            .fails(5, &["cannot create data directory", "Not a directory"]),
+    );
+    v.push(
+        Row::new(n, Add, "dataDir", "a symlink loop")
+            .prepare(|c, fx| {
+                let l = fx.private("loop");
+                std::os::unix::fs::symlink(&l, &l).unwrap();
+                c.set("ipam.dataDir", json!(l));
+            })
+            .fails(5, &["cannot create data directory", "symbolic links"]),
+    );
+    v.push(
+        Row::new(n, Add, "dataDir", "\"rel/dir\" (relative)")
+            .set("ipam.dataDir", json!("rel/dir"))
+            .fails(7, &["dataDir \"rel/dir\"", "absolute"]),
+    );
+    v.push(
+        Row::new(n, Add, "dataDir", "100,000 bytes")
+            .set("ipam.dataDir", json!(format!("/{}", long('d', 100_000))))
+            .fails(7, &["invalid dataDir", "(100001 bytes)", "longer than a path"]),
+    );
+    v.push(
+        Row::new(n, Add, "resolvConf", "missing file")
+            .with(|c, fx| c.set("ipam.resolvConf", json!(fx.private("nope"))))
+            .fails(7, &["cannot read resolvConf", "No such file"]),
+    );
+    v.push(
+        Row::new(n, Add, "resolvConf", "a FIFO nobody writes")
+            .prepare(|c, fx| {
+                let f = fx.private("fifo");
+                assert!(std::process::Command::new("mkfifo").arg(&f).status().unwrap().success());
+                c.set("ipam.resolvConf", json!(f));
+            })
+            .fails(7, &["cannot read resolvConf", "not a regular file"]),
+    );
+    v.push(
+        Row::new(n, Add, "resolvConf", "/dev/zero (endless)")
+            .set("ipam.resolvConf", json!("/dev/zero"))
+            .fails(7, &["cannot read resolvConf", "not a regular file"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_ARGS IP", "\"10.99.0.300\"")
+            .env("CNI_ARGS", "IP=10.99.0.300")
+            .fails(7, &["cannot understand ip \"10.99.0.300\""]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_ARGS IP", "outside every range")
+            .env("CNI_ARGS", "IP=10.98.0.5")
+            .fails(7, &["10.98.0.5"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_ARGS IP", "the neighbour's address")
+            .env("CNI_ARGS", "IP=10.99.0.2")
+            .fails(999, &["requested IP address 10.99.0.2 is not available", "already allocated"]),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.ips", "[\"bogus\"]")
+            .set("runtimeConfig.ips", json!(["bogus"]))
+            .fails(7, &["runtimeConfig.ips", "\"bogus\""]),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.ips", "\"10.99.0.5\" (not a list)")
+            .set("runtimeConfig.ips", json!("10.99.0.5"))
+            .fails(7, &["runtimeConfig.ips", "not a list"]),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.ipRanges", "a /33")
+            .set("runtimeConfig.ipRanges", json!([[{"subnet": "10.98.0.0/33"}]]))
+            .fails(7, &["10.98.0.0/33"]),
+    );
+    for (input, at) in [
+        ("cursor `last_reserved_ip.0` a symlink", "hl/net1/last_reserved_ip.0"),
+        ("`cnirs-index` a symlink", "hl/net1/cnirs-index"),
+        ("`cnirs-index.tmp` a symlink", "hl/net1/cnirs-index.tmp"),
+        ("the next address's lease file a symlink", "hl/net1/10.99.0.3"),
+    ] {
+        v.push(Row::new(n, Add, "planted state", input).prepare(move |c, fx| fx.plant_link(c, at)).works());
+    }
+    v.push(
+        Row::new(n, Add, "planted state", "`lock` a symlink")
+            .prepare(|c, fx| {
+                let lock = std::path::PathBuf::from(fx.state("hl/net1/lock"));
+                std::fs::remove_file(&lock).unwrap();
+                fx.plant_link(c, "hl/net1/lock");
+            })
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "planted state", "a stray `last_reserved_ip.300000`")
+            .prepare(|_, fx| {
+                std::fs::write(fx.state("hl/net1/last_reserved_ip.300000"), "10.99.0.200").unwrap()
+            })
+            .works(),
+    );
+    v.push(
+        Row::new(n, Gc, "cni.dev/valid-attachments", "\"x\"")
+            .set("cniVersion", json!("1.1.0"))
+            .set_key("cni.dev/valid-attachments", json!("x"))
+            .fails(7, &["valid-attachments"]),
+    );
+    v.push(
+        Row::new(n, Gc, "cni.dev/valid-attachments", "a containerID of 5")
+            .set("cniVersion", json!("1.1.0"))
+            .set_key("cni.dev/valid-attachments", json!([{"containerID": 5, "ifname": "eth0"}]))
+            .fails(7, &["valid-attachments"]),
+    );
+    v.push(
+        Row::new(n, Status, "dataDir", "an ordinary file")
+            .set("cniVersion", json!("1.1.0"))
+            .with(|c, fx| c.set("ipam.dataDir", json!(fx.outside("victim"))))
+            .fails(50, &["cannot store leases"]),
+    );
+    v
+}
+
+fn bridge() -> Vec<Row> {
+    let n = "bridge";
+    let mut v = Vec::new();
+    for (input, name) in [("16 bytes", "abcdefghijklmnop"), ("\"a/b\"", "a/b"), ("\"a b\"", "a b")] {
+        v.push(
+            Row::new(n, Add, "bridge", input).set("bridge", json!(name)).fails(7, &["invalid bridge name"]),
+        );
+    }
+    v.push(
+        Row::new(n, Add, "bridge", "an existing link that is no bridge")
+            .set("bridge", json!("lo"))
+            .fails(7, &["\"lo\"", "not a bridge"]),
+    );
+    for (input, mtu, msg) in [
+        ("67 (below the minimum 68)", json!(67), "67"),
+        ("65536", json!(65536), "65536"),
+        ("-1", json!(-1), "\"mtu\""),
+        ("1e100", json!(1e100), "\"mtu\""),
+    ] {
+        v.push(Row::new(n, Add, "mtu", input).set("mtu", mtu).fails(7, &[msg]));
+    }
+    v.push(Row::new(n, Add, "vlan", "-1").set("vlan", json!(-1)).fails(7, &["invalid VLAN ID -1"]));
+    v.push(Row::new(n, Add, "vlan", "4095").set("vlan", json!(4095)).fails(7, &["invalid VLAN ID 4095"]));
+    v.push(
+        Row::new(n, Add, "vlanTrunk", "id 0")
+            .set("vlanTrunk", json!([{"id": 0}]))
+            .fails(7, &["invalid vlanTrunk ID 0"]),
+    );
+    v.push(
+        Row::new(n, Add, "vlanTrunk", "id 4095")
+            .set("vlanTrunk", json!([{"id": 4095}]))
+            .fails(7, &["invalid vlanTrunk ID 4095"]),
+    );
+    v.push(
+        Row::new(n, Add, "vlanTrunk", "minID 10 > maxID 5")
+            .set("vlanTrunk", json!([{"minID": 10, "maxID": 5}]))
+            .fails(7, &["invalid vlanTrunk range 10-5"]),
+    );
+    v.push(
+        Row::new(n, Add, "vlanTrunk", "minID without maxID")
+            .set("vlanTrunk", json!([{"minID": 10}]))
+            .fails(7, &["need both minID and maxID"]),
+    );
+    v.push(
+        Row::new(n, Add, "ipMasqBackend", "\"bogus\"")
+            .set("ipMasqBackend", json!("bogus"))
+            .fails(7, &["invalid ipMasqBackend \"bogus\""]),
+    );
+    v.push(
+        Row::new(n, Add, "hairpinMode + promiscMode", "both true")
+            .set("hairpinMode", json!(true))
+            .set("promiscMode", json!(true))
+            .fails(7, &["hairpin mode and promiscuous mode"]),
+    );
+    v.push(
+        Row::new(n, Add, "disableContainerInterface", "with an ipam")
+            .set("disableContainerInterface", json!(true))
+            .fails(7, &["disableContainerInterface"]),
+    );
+    v.push(
+        Row::new(n, Add, "ipam.type", "\"../host-local\"")
+            .set("ipam.type", json!("../host-local"))
+            .fails(7, &["invalid plugin type \"../host-local\""]),
+    );
+    v.push(
+        Row::new(n, Add, "ipam.type", "not on CNI_PATH")
+            .set("ipam.type", json!("no-such-ipam"))
+            .fails(999, &["failed to find plugin \"no-such-ipam\""]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_PATH", "a directory without the ipam plugin")
+            .with(|c, fx| {
+                c.env.insert("CNI_PATH".into(), fx.private("cache").to_string_lossy().into_owned());
+            })
+            .fails(999, &["failed to find plugin \"host-local\""]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_PATH", "an ipam plugin that prints garbage")
+            .prepare(|c, fx| {
+                let dir = fx.private("garbage-bin");
+                std::fs::create_dir_all(&dir).unwrap();
+                let p = dir.join("host-local");
+                std::fs::write(&p, "#!/bin/sh\necho 'this is no JSON'\n").unwrap();
+                std::os::unix::fs::PermissionsExt::set_mode(
+                    &mut std::fs::metadata(&p).unwrap().permissions(),
+                    0o755,
+                );
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                c.env.insert("CNI_PATH".into(), dir.to_string_lossy().into_owned());
+            })
+            .fails(6, &["failed to parse host-local result"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
+            .prepare(|_, fx| {
+                fx.ctr
+                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
+                    .map(drop)
+                    .unwrap()
+            })
+            .fails(999, &["already has an interface named \"eth0\""]),
+    );
+    v.push(
+        Row::new(n, Add, "args.cni.mac", "\"zz\"")
+            .set("args.cni.mac", json!("zz"))
+            .fails(7, &["invalid MAC address \"zz\""]),
+    );
+    v.push(
+        Row::new(n, Add, "args.cni.mac", "a multicast MAC")
+            .set("args.cni.mac", json!("01:00:5e:00:00:01"))
+            .fails(7, &["01:00:5e:00:00:01"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_ARGS MAC", "100,000 bytes")
+            .env("CNI_ARGS", format!("MAC={}", long('f', 100_000)))
+            .fails(7, &["invalid MAC address", "(100000 bytes)"]),
+    );
+    v.push(
+        Row::new(n, Add, "dns", "{\"nameservers\": \"x\"}")
+            .set("dns", json!({"nameservers": "x"}))
+            .fails(7, &["invalid \"dns\""]),
+    );
+    v
+}
+
+fn macvlan() -> Vec<Row> {
+    let n = "macvlan";
+    let mut v = Vec::new();
+    v.push(
+        Row::new(n, Add, "master", "empty, and no default route")
+            .set("master", json!(""))
+            .fails(7, &["no master given and no default route interface"]),
+    );
+    v.push(
+        Row::new(n, Add, "master", "does not exist")
+            .set("master", json!("nope0"))
+            .fails(7, &["failed to look up master \"nope0\"", "no such interface"]),
+    );
+    v.push(
+        Row::new(n, Add, "master", "16 bytes")
+            .set("master", json!("abcdefghijklmnop"))
+            .fails(7, &["invalid master name"]),
+    );
+    v.push(
+        Row::new(n, Add, "master", "\"lo\" (no Ethernet)")
+            .set("master", json!("lo"))
+            .fails(7, &["master \"lo\""]),
+    );
+    v.push(
+        Row::new(n, Add, "mode", "\"bogus\"")
+            .set("mode", json!("bogus"))
+            .fails(7, &["unknown macvlan mode \"bogus\""]),
+    );
+    for (input, mtu, msg) in [
+        ("67 (below the minimum 68)", json!(67), "67"),
+        ("1501 (above the master's 1500)", json!(1501), "master MTU(1500)"),
+        ("-1", json!(-1), "-1"),
+        ("1e100", json!(1e100), "\"mtu\""),
+    ] {
+        v.push(Row::new(n, Add, "mtu", input).set("mtu", mtu).fails(7, &[msg]));
+    }
+    v.push(Row::new(n, Add, "mtu", "68 (the minimum)").set("mtu", json!(68)).works());
+    v.push(
+        Row::new(n, Add, "mac", "\"zz\"").set("mac", json!("zz")).fails(7, &["invalid MAC address \"zz\""]),
+    );
+    v.push(
+        Row::new(n, Add, "mac", "a multicast MAC")
+            .set("mac", json!("01:00:5e:00:00:01"))
+            .fails(7, &["01:00:5e:00:00:01"]),
+    );
+    v.push(Row::new(n, Add, "bcqueuelen", "-1").set("bcqueuelen", json!(-1)).fails(7, &["\"bcqueuelen\""]));
+    v.push(
+        Row::new(n, Add, "bcqueuelen", "4294967296")
+            .set("bcqueuelen", json!(4294967296u64))
+            .fails(7, &["\"bcqueuelen\""]),
+    );
+    v.push(
+        Row::new(n, Add, "linkInContainer", "true, master only on the host")
+            .set("linkInContainer", json!(true))
+            .fails(7, &["master \"m0\"", "in the container netns"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
+            .prepare(|_, fx| {
+                fx.ctr
+                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
+                    .map(drop)
+                    .unwrap()
+            })
+            .fails(999, &["already has an interface named \"eth0\""]),
+    );
+    v
+}
+
+fn portmap() -> Vec<Row> {
+    let n = "portmap";
+    let pm = |m: Value| move |c: &mut Case, _: &Fx| c.set("runtimeConfig.portMappings", json!([m.clone()]));
+    let mut v = Vec::new();
+    v.extend(prev_result_rows(n));
+    v.push(Row::new(n, Add, "prevResult", "missing").remove("prevResult").fails(7, &["prevResult"]));
+    v.push(
+        Row::new(n, Add, "backend", "\"bogus\"")
+            .set("backend", json!("bogus"))
+            .fails(7, &["unknown backend \"bogus\""]),
+    );
+    v.push(
+        Row::new(n, Add, "markMasqBit", "32")
+            .set("markMasqBit", json!(32))
+            .fails(7, &["invalid markMasqBit 32"]),
+    );
+    v.push(
+        Row::new(n, Add, "markMasqBit", "-1")
+            .set("markMasqBit", json!(-1))
+            .fails(7, &["invalid markMasqBit -1"]),
+    );
+    v.push(
+        Row::new(n, Add, "conditionsV4", "[\"-s 1.2.3.4\"]")
+            .set("conditionsV4", json!(["-s 1.2.3.4"]))
+            .fails(2, &["conditionsV4 is not supported"]),
+    );
+    for (input, m, msg) in [
+        ("hostPort 0", json!({"hostPort": 0, "containerPort": 80}), "hostPort 0 is out of range 1-65535"),
+        ("hostPort 65536", json!({"hostPort": 65536, "containerPort": 80}), "hostPort 65536 is out of range"),
+        ("hostPort -1", json!({"hostPort": -1, "containerPort": 80}), "hostPort -1 is out of range"),
+        (
+            "hostPort 1e100",
+            json!({"hostPort": 1e100, "containerPort": 80}),
+            "hostPort 1e+100 is not a port number",
+        ),
+        (
+            "hostPort \"80\"",
+            json!({"hostPort": "80", "containerPort": 80}),
+            "hostPort \"80\" is not a port number",
+        ),
+        ("hostPort missing", json!({"containerPort": 80}), "hostPort is missing"),
+        ("containerPort 0", json!({"hostPort": 80, "containerPort": 0}), "containerPort 0 is out of range"),
+        (
+            "protocol \"icmp\"",
+            json!({"hostPort": 80, "containerPort": 80, "protocol": "icmp"}),
+            "unknown protocol \"icmp\"",
+        ),
+        (
+            "protocol 6",
+            json!({"hostPort": 80, "containerPort": 80, "protocol": 6}),
+            "protocol 6 is not a string",
+        ),
+        (
+            "hostIP \"localhost\"",
+            json!({"hostPort": 80, "containerPort": 80, "hostIP": "localhost"}),
+            "hostIP \"localhost\" is not an IP address",
+        ),
+        (
+            "hostIP of 100,000 bytes",
+            json!({"hostPort": 80, "containerPort": 80, "hostIP": long('1', 100_000)}),
+            "(100000 bytes)",
+        ),
+    ] {
+        v.push(Row::new(n, Add, "portMappings", input).with(pm(m)).fails(7, &["portMappings[0]", msg]));
+    }
+    v.push(
+        Row::new(n, Add, "portMappings", "hostPort 65535")
+            .with(pm(json!({"hostPort": 65535, "containerPort": 65535})))
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "portMappings", "an entry that is no object")
+            .set("runtimeConfig.portMappings", json!([80]))
+            .fails(7, &["portMappings[0] is not an object"]),
+    );
+    v.push(
+        Row::new(n, Add, "portMappings", "an object, not a list")
+            .set("runtimeConfig.portMappings", json!({"hostPort": 80}))
+            .fails(7, &["portMappings must be a list"]),
+    );
+    v.push(
+        Row::new(n, Add, "portMappings", "one host port to two container ports")
+            .set(
+                "runtimeConfig.portMappings",
+                json!([{"hostPort": 8082, "containerPort": 80}, {"hostPort": 8082, "containerPort": 81}]),
+            )
+            .fails(7, &["portMappings[1]", "8082/tcp is mapped twice"]),
+    );
+    v.push(
+        Row::new(n, Add, "portMappings", "the neighbour's host port")
+            .set("runtimeConfig.portMappings", json!([{"hostPort": 8080, "containerPort": 80}]))
+            .fails(999, &["host port 8080/tcp is already mapped for container", NEIGHBOUR_SHORT]),
+    );
+    v.push(
+        Row::new(n, Add, "portMappings", "200,000 identical entries")
+            .raw("runtimeConfig.portMappings", || {
+                format!("[{}]", vec![r#"{"hostPort":8082,"containerPort":80}"#; 200_000].join(","))
+            })
+            .works(),
+    );
+    v
+}
+
+/// How messages name the neighbour container (its ID, perhaps shortened).
+const NEIGHBOUR_SHORT: &str = "0e1ghb0a0e1g";
+
+fn firewall() -> Vec<Row> {
+    let n = "firewall";
+    let mut v = prev_result_rows(n);
+    v.push(
+        Row::new(n, Add, "prevResult", "missing").remove("prevResult").fails(7, &["prevResult is missing"]),
+    );
+    v.push(
+        Row::new(n, Add, "backend", "\"bogus\"")
+            .set("backend", json!("bogus"))
+            .fails(7, &["unknown firewall backend \"bogus\""]),
+    );
+    v.push(
+        Row::new(n, Add, "backend", "\"firewalld\"")
+            .set("backend", json!("firewalld"))
+            .fails(2, &["\"firewalld\" is not supported"]),
+    );
+    v.push(
+        Row::new(n, Add, "ingressPolicy", "\"bogus\"")
+            .set("ingressPolicy", json!("bogus"))
+            .fails(7, &["unknown ingressPolicy \"bogus\""]),
+    );
+    v.push(
+        Row::new(n, Add, "ingressPolicy", "\"isolated\", prevResult's bridge \"a/b\"")
+            .set("ingressPolicy", json!("isolated"))
+            .with(|c, _| c.conf["prevResult"]["interfaces"][0]["name"] = json!("a/b"))
+            .fails(7, &["invalid bridge name \"a/b\" in prevResult"]),
+    );
+    v.push(
+        Row::new(n, Del, "backend", "\"bogus\" (DEL finds the state by tag)")
+            .set("backend", json!("bogus"))
+            .works(),
+    );
+    v
+}
+
+fn tuning() -> Vec<Row> {
+    let n = "tuning";
+    let mut v = prev_result_rows(n);
+    v.push(
+        Row::new(n, Add, "prevResult", "missing").remove("prevResult").fails(7, &["prevResult is missing"]),
+    );
+    for (input, mtu, msg) in [
+        ("67 (below the minimum 68)", json!(67), "67"),
+        ("65536", json!(65536), "invalid mtu 65536"),
+        ("-1", json!(-1), "invalid mtu -1"),
+        ("1e100", json!(1e100), "\"mtu\""),
+    ] {
+        v.push(Row::new(n, Add, "mtu", input).set("mtu", mtu).fails(7, &[msg]));
+    }
+    v.push(Row::new(n, Add, "mtu", "68 (the minimum)").set("mtu", json!(68)).works());
+    v.push(Row::new(n, Add, "mtu", "65535 (the maximum)").set("mtu", json!(65535)).works());
+    v.push(
+        Row::new(n, Add, "args.cni.mtu", "\"x\"")
+            .set("args.cni.mtu", json!("x"))
+            .fails(7, &["args.cni.mtu must be an integer"]),
+    );
+    v.push(Row::new(n, Add, "txQLen", "-1").set("txQLen", json!(-1)).fails(7, &["invalid txQLen -1"]));
+    v.push(
+        Row::new(n, Add, "txQLen", "4294967296")
+            .set("txQLen", json!(4294967296u64))
+            .fails(7, &["invalid txQLen 4294967296"]),
+    );
+    v.push(
+        Row::new(n, Add, "mac", "\"zz\"").set("mac", json!("zz")).fails(7, &["invalid MAC address \"zz\""]),
+    );
+    v.push(
+        Row::new(n, Add, "mac", "a multicast MAC")
+            .set("mac", json!("01:00:5e:00:00:01"))
+            .fails(7, &["01:00:5e:00:00:01"]),
+    );
+    v.push(
+        Row::new(n, Add, "sysctl", "\"kernel.hostname\"")
+            .set("sysctl", json!({"kernel.hostname": "x"}))
+            .fails(7, &["\"kernel.hostname\"", "only net.*"]),
+    );
+    v.push(
+        Row::new(n, Add, "sysctl", "\"net/../kernel/x\"")
+            .set("sysctl", json!({"net/../kernel/x": "1"}))
+            .fails(7, &["\"..\""]),
+    );
+    v.push(
+        Row::new(n, Add, "sysctl", "a key that does not exist")
+            .set("sysctl", json!({"net.ipv4.nope": "1"}))
+            .fails(7, &["net.ipv4.nope does not exist"]),
+    );
+    v.push(
+        Row::new(n, Add, "sysctl", "a key of 100,000 bytes")
+            .set("sysctl", json!({format!("net.{}", long('a', 100_000)): "1"}))
+            .fails(7, &["invalid net sysctl key", "too long"]),
+    );
+    v.push(
+        Row::new(n, Add, "sysctl", "a value that is a number")
+            .set("sysctl", json!({"net.ipv4.conf.IFNAME.arp_notify": 1}))
+            .fails(7, &["\"sysctl\""]),
+    );
+    v.push(
+        Row::new(n, Add, "sysctl", "a value the kernel refuses (\"abc\")")
+            .set("sysctl", json!({"net.ipv4.conf.IFNAME.arp_notify": "abc"}))
+            .fails(7, &["net.ipv4.conf.IFNAME.arp_notify", "\"abc\""]),
+    );
+    v.push(
+        Row::new(n, Add, "sysctl", "the second of two refused")
+            .set(
+                "sysctl",
+                json!({"net.ipv4.conf.IFNAME.arp_notify": "1", "net.ipv4.conf.IFNAME.arp_ignore": "abc"}),
+            )
+            .fails(7, &["arp_ignore", "\"abc\""]),
+    );
+    v.push(
+        Row::new(n, Add, "dataDir", "\"rel/dir\" (relative)")
+            .set("dataDir", json!("rel/dir"))
+            .fails(7, &["dataDir \"rel/dir\"", "absolute"]),
+    );
+    v.push(
+        Row::new(n, Add, "dataDir", "an ordinary file")
+            .with(|c, fx| c.set("dataDir", json!(fx.outside("victim"))))
+            .fails(5, &["victim is not a directory"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "not in the container")
+            .env("CNI_IFNAME", "eth9")
+            .fails(999, &["\"eth9\" not found"]),
+    );
+    v.push(
+        Row::new(n, Add, "planted state", "the saved-state file a symlink")
+            .prepare(|c, fx| fx.plant_link(c, &format!("tuning/{}:eth0.json", super::table::CID)))
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "planted state", "its temporary file a symlink")
+            .prepare(|c, fx| fx.plant_link(c, &format!("tuning/{}:eth0.json.tmp", super::table::CID)))
+            .works(),
+    );
+    v
+}
+
+/// The request for a container on a second network, `net2` (10.99.1.0/24).
+fn net2(c: &mut Case, fx: &Fx) {
+    c.conf["name"] = json!("net2");
+    c.conf["runtimeConfig"]["aliases"] = json!({"net2": ["web"]});
+    second_gateway(c, fx);
+}
+
+fn dns_sidecar() -> Vec<Row> {
+    let n = "dns-sidecar";
+    let mut v = prev_result_rows(n);
+    v.push(Row::new(n, Add, "prevResult", "missing").remove("prevResult").fails(7, &["no prevResult"]));
+    v.push(
+        Row::new(n, Add, "prevResult", "no address for CNI_IFNAME")
+            .with(|c, fx| c.conf["prevResult"] = prev(fx, "eth1", "10.99.0.3/24"))
+            .fails(7, &["no IP address for interface eth0"]),
+    );
+    v.push(
+        Row::new(n, Add, "domainName", "\"bad domain\"")
+            .set("domainName", json!("bad domain"))
+            .fails(7, &["invalid domainName \"bad domain\""]),
+    );
+    v.push(
+        Row::new(n, Add, "domainName", "300 bytes")
+            .set("domainName", json!(format!("{}.test", long('a', 295))))
+            .fails(7, &["invalid domainName", "(300 bytes)"]),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.aliases", "100,000 aliases")
+            .raw("runtimeConfig.aliases", || {
+                let names: Vec<String> = (0..100_000).map(|i| format!("\"alias{i}\"")).collect();
+                format!(r#"{{"net1":[{}]}}"#, names.join(","))
+            })
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.aliases", "5 (a number)")
+            .set("runtimeConfig.aliases", json!(5))
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_ARGS K8S_POD_NAME", "\"bad name!\"")
+            .env("CNI_ARGS", "K8S_POD_NAME=bad name!")
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "planted state", "`records.json.tmp` a symlink")
+            .prepare(|c, fx| fx.plant_link(c, "dns/net1/records.json.tmp"))
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "planted state", "`records.json` a symlink (of a new network)")
+            .with(net2)
+            .prepare(|c, fx| {
+                fx.plant_link(c, "dns/net2/records.json");
+                c.planted.push(fx.state("dns/net2").into());
+            })
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "planted state", "a new network's directory a symlink")
+            .with(net2)
+            .prepare(|c, fx| {
+                let at = std::path::PathBuf::from(fx.state("dns/net2"));
+                std::os::unix::fs::symlink(fx.outside(""), &at).unwrap();
+                c.planted.push(at);
+            })
+            .works(),
+    );
+    v.push(Row::new(n, Del, "domainName", "\"bad domain\"").set("domainName", json!("bad domain")).works());
+    v
+}
+
+fn podman_chain() -> Vec<Row> {
+    let n = "podman-chain";
+    vec![
+        Row::new(n, Add, "portMappings", "hostPort 0")
+            .cap("portMappings", json!([{"hostPort": 0, "containerPort": 80}]))
+            .fails_in("portmap", 7, &["hostPort 0 is out of range"]),
+        Row::new(n, Add, "portMappings", "one host port to two container ports")
+            .cap(
+                "portMappings",
+                json!([{"hostPort": 8082, "containerPort": 80}, {"hostPort": 8082, "containerPort": 81}]),
+            )
+            .fails_in("portmap", 7, &["mapped twice"]),
+        Row::new(n, Add, "portMappings", "the neighbour's host port")
+            .cap("portMappings", json!([{"hostPort": 8080, "containerPort": 80}]))
+            .fails_in(
+                "portmap",
+                999,
+                &["host port 8080/tcp is already mapped for container", NEIGHBOUR_SHORT],
+            ),
+        Row::new(n, Add, "portMappings", "20,000 identical entries")
+            .with(|c, _| {
+                c.cap_args["portMappings"] =
+                    json!(vec![json!({"hostPort": 8082, "containerPort": 80, "protocol": "udp"}); 20_000])
+            })
+            .works(),
+        Row::new(n, Add, "aliases", "10,000 aliases")
+            .with(|c, _| {
+                let names: Vec<String> = (0..10_000).map(|i| format!("alias{i}")).collect();
+                c.cap_args["aliases"] = json!({"net1": names});
+            })
+            .works(),
+        Row::new(n, Add, "ips", "[\"bogus\"]")
+            .with(|c, _| {
+                c.conf["plugins"][0]["capabilities"] = json!({"ips": true});
+                c.cap_args["ips"] = json!(["bogus"]);
+            })
+            .fails_in("bridge", 7, &["runtimeConfig.ips", "\"bogus\""]),
+        Row::new(n, Add, "mac", "\"zz\"")
+            .with(|c, _| {
+                c.conf["plugins"][0]["capabilities"] = json!({"mac": true});
+                c.cap_args["mac"] = json!("zz");
+            })
+            .fails_in("bridge", 7, &["invalid MAC address \"zz\""]),
+    ]
+}

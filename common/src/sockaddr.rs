@@ -1,8 +1,30 @@
 //! Socket addresses in the kernel's form (`sockaddr_storage`), for the raw
 //! socket calls std does not offer (recvmmsg/sendmmsg, bind with options).
 
+use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Run `f` (a bind or connect) with a path to the unix socket `path` that
+/// fits a `sun_path` (108 bytes with its NUL): `path` itself, or, when it is
+/// longer (a state dir named after a long network name), the same file
+/// through an `O_PATH` descriptor of its directory, `/proc/self/fd/N/<name>`,
+/// open while `f` runs.
+pub fn with_unix_path<T>(path: &Path, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    const SUN_PATH: usize = 107;
+    if path.as_os_str().len() <= SUN_PATH {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return f(path) };
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    f(&Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name))
+}
 
 /// A socket address in the kernel's form.
 pub fn to_raw(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
@@ -53,6 +75,32 @@ pub fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
             )))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod unix_path_tests {
+    use super::*;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    #[test]
+    fn a_long_socket_path_is_reached_through_its_directory() {
+        let dir =
+            std::env::temp_dir().join(format!("cnirs-sun-{}", std::process::id())).join("d".repeat(200));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        assert!(UnixListener::bind(&path).is_err(), "too long for sun_path");
+        let listener = with_unix_path(&path, |p| UnixListener::bind(p)).unwrap();
+        assert!(path.exists(), "the socket is where it belongs");
+        with_unix_path(&path, |p| UnixStream::connect(p)).unwrap();
+        listener.accept().unwrap();
+        // A short path is used as it is.
+        with_unix_path(Path::new("/x"), |p| {
+            assert_eq!(p, Path::new("/x"));
+            Ok(())
+        })
+        .unwrap();
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }
 

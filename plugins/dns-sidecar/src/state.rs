@@ -21,7 +21,6 @@
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -143,21 +142,10 @@ impl NetDir {
         fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_dir())
     }
 
-    /// Run `f` with a path to the control socket that fits a `sun_path`
-    /// (108 bytes): the real one, or, for a long network name or run dir,
-    /// the same file through an `O_PATH` descriptor of the directory
-    /// (`/proc/self/fd/N/ctl.sock`), open while `f` runs.
+    /// Run `f` (bind, connect) with a path to the control socket that fits
+    /// a `sun_path`, however long the network name (common::sockaddr).
     pub fn with_ctl_path<T>(&self, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
-        const SUN_PATH: usize = 107; // and its NUL
-        let path = self.ctl_path();
-        if path.as_os_str().len() <= SUN_PATH {
-            return f(&path);
-        }
-        let dir = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(&self.path)?;
-        f(Path::new(&format!("/proc/self/fd/{}/ctl.sock", dir.as_raw_fd())))
+        common::sockaddr::with_unix_path(&self.ctl_path(), f)
     }
 
     /// Take the network's lock, creating the directory when `create`. None

@@ -120,7 +120,7 @@ fn start(network: &str, ready: &mut Ready) -> Result<()> {
 
     let ctl_path = dir.ctl_path();
     let _ = std::fs::remove_file(&ctl_path);
-    let ctl = UnixListener::bind(&ctl_path)?;
+    let ctl = common::sockaddr::with_unix_path(&ctl_path, |p| UnixListener::bind(p))?;
     std::fs::set_permissions(&ctl_path, std::fs::Permissions::from_mode(0o600))?;
     let tmp = dir.path.join("pid.tmp");
     std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
@@ -362,7 +362,7 @@ impl Agent {
 /// Send one control command; the agent's reply, or its error as a CNI error
 /// (`err <code> <msg>`). Connection failures are `io::Error`s.
 fn control(dir: &NetDir, cmd: &str, timeout: Duration) -> io::Result<Result<String>> {
-    let mut s = UnixStream::connect(dir.ctl_path())?;
+    let mut s = common::sockaddr::with_unix_path(&dir.ctl_path(), |p| UnixStream::connect(p))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     s.write_all(format!("{cmd}\n").as_bytes())?;

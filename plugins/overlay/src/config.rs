@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
+use common::error::shown;
 use common::ipnet::{self, IpNet};
 use common::skel::CmdArgs;
 use common::{CniError, Result};
@@ -106,7 +107,7 @@ impl Config {
         let Some(subnet) = raw.subnet else { return bad("overlay: \"subnet\" is required".into()) };
         let subnet: IpNet = subnet
             .parse()
-            .map_err(|_| CniError::invalid_config(format!("overlay: invalid subnet {subnet:?}")))?;
+            .map_err(|_| CniError::invalid_config(format!("overlay: invalid subnet {}", shown(&subnet))))?;
         if !subnet.is_ipv4() {
             return bad(format!("overlay: subnet {subnet} is IPv6; only IPv4 overlay subnets are supported"));
         }
@@ -146,7 +147,8 @@ impl Config {
         if let Some(n) = &raw.node {
             if !common::spec::valid_name(n) {
                 return bad(format!(
-                    "overlay: invalid node name {n:?}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+                    "overlay: invalid node name {}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
+                    shown(n)
                 ));
             }
         }

@@ -77,6 +77,7 @@ impl Plugin for Overlay {
     }
 
     fn add(&self, args: &CmdArgs) -> Result<CniResult> {
+        args.conf.name_as_dir("overlay")?;
         let mut conf = Config::load(args)?;
         let mac = args.requested_mac()?;
         let ns = Netns::open_container(&args.netns)?;
@@ -91,6 +92,10 @@ impl Plugin for Overlay {
         let under = dataplane::underlay(&mut nl, conf.vtep)?;
         dataplane::resolve(&mut conf, &under);
         let etcd = Etcd::new(&conf.etcd)?;
+        // 0. The network's VNI and settings are ours before anything is made
+        //    (the agent checks again): a VNI another network holds must not
+        //    get as far as the devices, which are named by VNI and shared.
+        cluster::claim_network(&etcd, &conf)?;
 
         // 1. The address, cluster-wide. If etcd cannot be reached, nothing
         //    exists yet: code 11, try again later.
@@ -113,6 +118,9 @@ impl Plugin for Overlay {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
+        if args.conf.name_as_dir("overlay").is_err() {
+            return Ok(()); // no ADD could have made anything under this name
+        }
         let mut conf = Config::load(args)?;
         let mut errors = Errors::new();
         if let Some(ns) = Netns::open_if_exists(&args.netns)? {
@@ -160,6 +168,7 @@ impl Plugin for Overlay {
     }
 
     fn check(&self, args: &CmdArgs) -> Result<()> {
+        args.conf.name_as_dir("overlay")?;
         let mut conf = Config::load(args)?;
         let dir = NetDir::new(&conf.network);
         let missing = || {
@@ -234,6 +243,9 @@ impl Plugin for Overlay {
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {
+        if args.conf.name_as_dir("overlay").is_err() {
+            return Ok(());
+        }
         let mut conf = Config::load(args)?;
         let valid = args.conf.valid_attachments()?;
         let is_valid =

@@ -13,7 +13,7 @@
 use serde_json::{json, Value};
 
 use super::table::{Case, Fx, Neighbour, Profile, Row, Ty, Verb};
-use test_harness::veth;
+use test_harness::{veth, wait_until};
 use Verb::*;
 
 const SUBNET: &str = "10.99.0.0/24";
@@ -75,6 +75,55 @@ fn second_gateway(c: &mut Case, fx: &Fx) {
     let mut p = prev(fx, "eth0", "10.99.1.3/24");
     p["ips"][0]["gateway"] = json!("10.99.1.1");
     c.conf["prevResult"] = p;
+}
+
+/// overlay: an underlay address (192.0.2.1 on `u0`) and a one-member etcd
+/// on the host netns' own 127.0.0.1, which no other world can reach.
+fn setup_overlay(fx: &Fx) {
+    fx.host.ip(&["link", "add", "u0", "type", "veth", "peer", "name", "u0p"]).unwrap();
+    fx.host.ip(&["addr", "add", "192.0.2.1/24", "dev", "u0"]).unwrap();
+    fx.host.ip(&["link", "set", "u0", "up"]).unwrap();
+    fx.host.ip(&["link", "set", "u0p", "up"]).unwrap();
+    let log = std::fs::File::create(fx.private("etcd.log")).unwrap();
+    let (mut cmd, _guard) = fx.host.command("etcd").unwrap();
+    cmd.args(["--name", "n1", "--data-dir"])
+        .arg(fx.private("etcd"))
+        .args([
+            "--listen-client-urls",
+            "http://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "http://127.0.0.1:2379",
+        ])
+        .args([
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+        ])
+        .args(["--initial-cluster", "n1=http://127.0.0.1:2380", "--logger", "zap", "--log-outputs", "stderr"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let child = cmd.spawn().expect("etcd (scripts/deps installs etcd-server)");
+    fx.services.lock().unwrap().push(child);
+    let healthy = wait_until(std::time::Duration::from_secs(30), || {
+        fx.host
+            .run(|| test_harness::nodes::http_get(([127, 0, 0, 1], 2379).into(), "/health"))
+            .ok()
+            .and_then(|r| r.ok())
+            .is_some_and(|b| b.contains("\"health\":\"true\""))
+    });
+    assert!(
+        healthy,
+        "etcd did not start: {}",
+        std::fs::read_to_string(fx.private("etcd.log")).unwrap_or_default()
+    );
+}
+
+/// overlay: another network is another VNI and subnet (one network per VNI).
+fn other_vni(c: &mut Case, _: &Fx) {
+    c.conf["vni"] = json!(4243);
+    c.conf["subnet"] = json!("10.97.0.0/24");
 }
 
 fn no_caps(_: &Fx) -> Value {
@@ -278,6 +327,34 @@ pub fn profiles() -> Vec<Profile> {
             other_network: second_gateway,
         },
         Profile {
+            name: "overlay",
+            chain: false,
+            setup: setup_overlay,
+            baseline: |_| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "overlay", "vni": 4242,
+                    "subnet": "10.98.0.0/24", "vtepIP": "192.0.2.1",
+                    "etcd": {"endpoints": ["http://127.0.0.1:2379"]}})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |_, _| {} }),
+            fields: &[
+                ("vni", Ty::Int),
+                ("subnet", Ty::Str),
+                ("gateway", Ty::Str),
+                ("rangeStart", Ty::Str),
+                ("rangeEnd", Ty::Str),
+                ("mtu", Ty::Int),
+                ("vtepIP", Ty::Str),
+                ("node", Ty::Str),
+                ("etcd", Ty::Map),
+                ("leaseTTL", Ty::Int),
+                ("ipMasq", Ty::Bool),
+            ],
+            bookkeeping: &[],
+            other_network: other_vni,
+        },
+        Profile {
             name: "podman-chain",
             chain: true,
             setup: setup_forwarding,
@@ -313,12 +390,12 @@ pub fn profiles() -> Vec<Profile> {
 /// Plugins that keep state in a directory named after the network: a name
 /// longer than a file name (255 bytes) cannot work there.
 fn name_is_a_dir(p: &str) -> bool {
-    matches!(p, "host-local" | "bridge" | "macvlan" | "dns-sidecar")
+    matches!(p, "host-local" | "bridge" | "macvlan" | "dns-sidecar" | "overlay")
 }
 
 /// Plugins whose CNI_IFNAME is free (not tied to a prevResult or an existing link).
 fn ifname_is_free(p: &str) -> bool {
-    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan")
+    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "overlay")
 }
 
 fn long(c: char, n: usize) -> String {
@@ -580,6 +657,7 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(firewall());
     v.extend(tuning());
     v.extend(dns_sidecar());
+    v.extend(overlay());
     v.extend(podman_chain());
     // Each plugin's rows together (the order of docs/bad-input.md).
     v.sort_by_key(|r| profiles.iter().position(|p| p.name == r.profile));
@@ -1290,6 +1368,51 @@ fn dns_sidecar() -> Vec<Row> {
             .works(),
     );
     v.push(Row::new(n, Del, "domainName", "\"bad domain\"").set("domainName", json!("bad domain")).works());
+    v
+}
+
+fn overlay() -> Vec<Row> {
+    let n = "overlay";
+    let mut v = Vec::new();
+    for (field, input, value, msg) in [
+        ("vni", "0", json!(0), "vni 0 is out of range (1-16777215)"),
+        ("vni", "16777216", json!(16777216), "vni 16777216 is out of range"),
+        ("subnet", "\"10.98.0.0/31\"", json!("10.98.0.0/31"), "too small (at most /30)"),
+        ("subnet", "100,000 bytes", json!(long('1', 100_000)), "(100000 bytes)"),
+        ("gateway", "outside the subnet", json!("10.99.0.1"), "gateway 10.99.0.1 is not a usable address"),
+        ("mtu", "575", json!(575), "mtu 575 is out of range (576-65535)"),
+        ("mtu", "65536", json!(65536), "mtu 65536 is out of range"),
+        ("leaseTTL", "1", json!(1), "leaseTTL 1 is out of range"),
+        ("leaseTTL", "3601", json!(3601), "leaseTTL 3601 is out of range"),
+        ("vtepIP", "127.0.0.1", json!("127.0.0.1"), "vtepIP 127.0.0.1 cannot be a tunnel endpoint"),
+        ("node", "100,000 bytes, then `/`", json!(format!("{}/", long('n', 100_000))), "(100001 bytes)"),
+        ("etcd", "no endpoints", json!({"endpoints": []}), "at least one URL"),
+        (
+            "etcd",
+            "an endpoint without http://",
+            json!({"endpoints": ["127.0.0.1:2379"]}),
+            "is not an http:// or https:// URL",
+        ),
+        (
+            "etcd",
+            "timeoutMs 99",
+            json!({"endpoints": ["http://127.0.0.1:2379"], "timeoutMs": 99}),
+            "timeoutMs 99 is out of range",
+        ),
+    ] {
+        v.push(Row::new(n, Add, field, input).set(field, value).fails(7, &[msg]));
+    }
+    v.push(
+        Row::new(n, Add, "etcd", "nothing listening (a retry may work)")
+            .set("etcd", json!({"endpoints": ["http://127.0.0.1:1"], "timeoutMs": 500}))
+            .fails(11, &["127.0.0.1:1"]),
+    );
+    v.push(
+        Row::new(n, Add, "vni", "the neighbour network's, on another network")
+            .set("name", json!("net2"))
+            .set("subnet", json!("10.97.0.0/24"))
+            .fails(7, &["4242"]),
+    );
     v
 }
 

@@ -63,6 +63,18 @@ pub struct Fx {
     pub host: TestNs,
     pub ctr: TestNs,
     pub dir: TempDir,
+    /// Services the setup started (etcd): part of the world, ended with it.
+    pub services: Mutex<Vec<std::process::Child>>,
+}
+
+impl Drop for Fx {
+    fn drop(&mut self) {
+        for mut c in self.services.lock().unwrap().drain(..) {
+            // Our own children, by their handles.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Fx {
@@ -71,8 +83,9 @@ impl Fx {
             host: HostNs::with_lo().unwrap(),
             ctr: ContainerNs::new().unwrap(),
             dir: TempDir::new().unwrap(),
+            services: Mutex::new(Vec::new()),
         };
-        for d in ["state/hl", "state/tuning", "state/dns", "outside", "private/cache"] {
+        for d in ["state/hl", "state/tuning", "state/dns", "state/overlay", "outside", "private/cache"] {
             std::fs::create_dir_all(fx.dir.join(d)).unwrap();
         }
         std::fs::write(fx.outside("victim"), "not the plugin's: must stay as it is\n").unwrap();
@@ -157,6 +170,7 @@ impl Fx {
     fn extra_env(&self) -> Vec<(String, String)> {
         vec![
             ("DNS_SIDECAR_RUN_DIR".into(), self.state("dns")),
+            ("OVERLAY_RUN_DIR".into(), self.state("overlay")),
             ("DNS_SIDECAR_RESOLV_CONF".into(), self.private("resolv.conf").to_string_lossy().into_owned()),
             ("CNIRS_LOCK_WAIT".into(), "10".into()),
         ]
@@ -637,6 +651,8 @@ impl<'p> World<'p> {
                 problems.push(e);
             }
         }
+        let services: Vec<String> =
+            self.fx.services.lock().unwrap().iter().map(|c| format!(" process {} ", c.id())).collect();
         let procs: Vec<String> = FingerprintSpec::new()
             .netns("host", &self.fx.host)
             .netns("ctr", &self.fx.ctr)
@@ -644,6 +660,7 @@ impl<'p> World<'p> {
             .take()
             .lines
             .into_keys()
+            .filter(|l| !services.iter().any(|s| l.contains(s.as_str())))
             .collect();
         for p in &procs {
             // A process a plugin we ran left behind: ended by its pid.

@@ -103,14 +103,14 @@ impl Fx {
 
     /// Wait until the world stops changing by itself (addresses and routes
     /// of links that just came up).
-    fn settle(&self) {
+    fn settle(&self) -> Fingerprint {
         let spec = self.spec();
         let mut last = spec.take();
         for _ in 0..50 {
             std::thread::sleep(Duration::from_millis(20));
             let now = spec.take();
             if now == last {
-                return;
+                return now;
             }
             last = now;
         }
@@ -629,6 +629,9 @@ struct World<'p> {
     profile: &'p Profile,
     fx: Fx,
     neighbour: Option<Attached>,
+    /// Its fingerprint after the last row (which left it as it found it):
+    /// the next row's "before", one `ip` and `nft` per netns saved.
+    now: Mutex<Option<Fingerprint>>,
 }
 
 impl<'p> World<'p> {
@@ -639,8 +642,8 @@ impl<'p> World<'p> {
             Some(n) => Some(attach(profile, &fx, n.ifname, NEIGHBOUR, n.adjust, "neighbour attachment")?),
             None => None,
         };
-        fx.settle();
-        Ok(World { profile, fx, neighbour })
+        let now = fx.settle();
+        Ok(World { profile, fx, neighbour, now: Mutex::new(Some(now)) })
     }
 
     /// The neighbour leaves cleanly, and no process is left in the world.
@@ -653,15 +656,22 @@ impl<'p> World<'p> {
         }
         let services: Vec<String> =
             self.fx.services.lock().unwrap().iter().map(|c| format!(" process {} ", c.id())).collect();
-        let procs: Vec<String> = FingerprintSpec::new()
-            .netns("host", &self.fx.host)
-            .netns("ctr", &self.fx.ctr)
-            .processes_only()
-            .take()
-            .lines
-            .into_keys()
-            .filter(|l| !services.iter().any(|s| l.contains(s.as_str())))
-            .collect();
+        let spec =
+            FingerprintSpec::new().netns("host", &self.fx.host).netns("ctr", &self.fx.ctr).processes_only();
+        let mut procs = Vec::new();
+        for _ in 0..20 {
+            // (An exiting daemon may linger in /proc a moment.)
+            procs = spec
+                .take()
+                .lines
+                .into_keys()
+                .filter(|l| !services.iter().any(|s| l.contains(s.as_str())))
+                .collect();
+            if procs.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
         for p in &procs {
             // A process a plugin we ran left behind: ended by its pid.
             if let Some(pid) = p.split_whitespace().nth(2).and_then(|p| p.parse::<i32>().ok()) {
@@ -682,7 +692,11 @@ impl<'p> World<'p> {
 fn run_row(world: &World, row: &Row) -> Result<(), String> {
     let (profile, fx) = (world.profile, &world.fx);
     let mut own = None;
-    let res = run_row_in(profile, row, fx, &mut own);
+    let cached = world.now.lock().unwrap().take();
+    let res = run_row_in(profile, row, fx, &mut own, cached);
+    if let (Ok(after), None) = (&res, &own) {
+        *world.now.lock().unwrap() = Some(after.clone());
+    }
     // The row's own attachment (DEL/CHECK/GC rows) leaves cleanly.
     let mut problems: Vec<String> = res.err().into_iter().collect();
     if let Some(a) = &own {
@@ -697,7 +711,15 @@ fn run_row(world: &World, row: &Row) -> Result<(), String> {
     }
 }
 
-fn run_row_in(profile: &Profile, row: &Row, fx: &Fx, own: &mut Option<Attached>) -> Result<(), String> {
+/// The row; the world's fingerprint afterwards. `cached` is the world's
+/// fingerprint as the last row left it, if known.
+fn run_row_in(
+    profile: &Profile,
+    row: &Row,
+    fx: &Fx,
+    own: &mut Option<Attached>,
+    cached: Option<Fingerprint>,
+) -> Result<Fingerprint, String> {
     let spec = fx.spec();
     // A DEL that works takes the row's own attachment away: compare with the world before it.
     let own_attachment = matches!(row.verb, Verb::Del | Verb::Check | Verb::Gc)
@@ -721,7 +743,9 @@ fn run_row_in(profile: &Profile, row: &Row, fx: &Fx, own: &mut Option<Attached>)
         case.conf.as_object_mut().unwrap().remove("prevResult");
     }
     (row.mutate)(&mut case, fx);
-    let before = before_own.unwrap_or_else(|| spec.take());
+    // A row that prepared something, or made its own attachment, changed the world.
+    let cached = cached.filter(|_| !row.prepares && !own_attachment);
+    let before = before_own.or(cached).unwrap_or_else(|| spec.take());
     let step = run_case(profile, fx, row.verb, &case);
     match &row.expect {
         Expect::Fails { code, msg, by } => {
@@ -762,11 +786,19 @@ fn run_row_in(profile: &Profile, row: &Row, fx: &Fx, own: &mut Option<Attached>)
             }
         }
     }
-    let left = significant(profile, fx, &case, before.diff(&spec.take()));
-    if !left.is_empty() {
-        return Err(format!("left behind / changed:\n      {}", left.join("\n      ")));
+    // Teardown may finish just after the plugin returns (a daemon told to
+    // stop is gone from /proc a moment after it let go of its lock): what
+    // is left must be gone within a few seconds, and stay gone.
+    let mut left = Vec::new();
+    for _ in 0..20 {
+        let after = spec.take();
+        left = significant(profile, fx, &case, before.diff(&after));
+        if left.is_empty() {
+            return Ok(after);
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    Ok(())
+    Err(format!("left behind / changed:\n      {}", left.join("\n      ")))
 }
 
 /// Run every row (in parallel, each in its own namespaces); panic listing

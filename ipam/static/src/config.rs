@@ -183,12 +183,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn conf(v: Value) -> NetConf {
-        NetConf::parse(v.to_string().as_bytes()).unwrap()
-    }
-
     fn load_with(v: Value, cni_args: &str) -> Result<Config> {
-        load(&conf(v), &CniArgs::parse(cni_args).unwrap())
+        // (An `ipam` that is no object is refused as the config is parsed.)
+        let conf = NetConf::parse(v.to_string().as_bytes())?;
+        load(&conf, &CniArgs::parse(cni_args).unwrap())
     }
 
     fn addrs(c: &Config) -> Vec<String> {

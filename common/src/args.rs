@@ -2,9 +2,8 @@
 
 use crate::error::{shown, CniError, Result};
 
-/// The `known_args` of a plugin that may read any key (dhcp's `provide`
-/// takes values from keys named in its config), as the reference plugins
-/// that never call `LoadArgs` accept every key.
+/// The `known_args` of a plugin that accepts every key (the default), as
+/// the reference plugins that never call libcni's `LoadArgs` do.
 pub const ANY: &[&str] = &["*"];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

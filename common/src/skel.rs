@@ -82,9 +82,13 @@ pub fn parse_unicast_mac(text: &str) -> Result<[u8; 6]> {
 pub trait Plugin {
     /// One line for humans who run the binary without CNI_COMMAND.
     fn about(&self) -> String;
-    /// `CNI_ARGS` keys this plugin reads (others need `IgnoreUnknown`).
+    /// `CNI_ARGS` keys this plugin reads. The default, [`crate::args::ANY`],
+    /// accepts every key, as the reference plugins that never call libcni's
+    /// `LoadArgs` do. A plugin whose reference loads CNI_ARGS into a struct
+    /// lists that struct's keys: ADD and CHECK then refuse any other key
+    /// unless `IgnoreUnknown` is set (DEL never fails over a key).
     fn known_args(&self) -> &'static [&'static str] {
-        &[]
+        crate::args::ANY
     }
     fn add(&self, args: &CmdArgs) -> Result<CniResult>;
     fn del(&self, args: &CmdArgs) -> Result<()>;
@@ -272,7 +276,9 @@ fn prepare<P: Plugin>(
         validate_ifname(&ifname)?;
     }
     let args = CniArgs::parse(&get("CNI_ARGS"))?;
-    args.check_known(plugin.known_args())?;
+    if matches!(cmd, Add | Check) {
+        args.check_known(plugin.known_args())?;
+    }
 
     let conf = NetConf::parse(&input)?;
     if !version::supported(&conf.cni_version) {
@@ -505,6 +511,58 @@ mod tests {
         let (out, v) = run_with(&env, CONF);
         assert_eq!(out.exit, 0);
         assert_eq!(v["ips"][0]["address"], "10.9.9.9/24");
+    }
+
+    /// A plugin that reads no CNI_ARGS keys (the default), as the reference
+    /// plugins that never call libcni's `LoadArgs` (portmap, firewall, …).
+    struct Lenient;
+    impl Plugin for Lenient {
+        fn about(&self) -> String {
+            "lenient CNI plugin".into()
+        }
+        fn add(&self, a: &CmdArgs) -> Result<CniResult> {
+            Fake.add(a)
+        }
+        fn del(&self, _: &CmdArgs) -> Result<()> {
+            Ok(())
+        }
+        fn check(&self, _: &CmdArgs) -> Result<()> {
+            Ok(())
+        }
+        fn status(&self, _: &CmdArgs) -> Result<()> {
+            Ok(())
+        }
+        fn gc(&self, _: &CmdArgs) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn unknown_cni_args_keys_are_refused_only_by_plugins_that_list_theirs() {
+        fn run(plugin: &impl Plugin, cmd: &'static str, cni_args: &str) -> (i32, serde_json::Value) {
+            let mut env = full_env(cmd);
+            env.push(("CNI_ARGS", cni_args));
+            let map: HashMap<String, String> =
+                env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let out = dispatch(plugin, &|k| map.get(k).cloned(), &mut CONF.as_bytes());
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+            (out.exit, v)
+        }
+        // cnitool passes CNI_ARGS as the user typed them, without IgnoreUnknown.
+        for cmd in ["ADD", "DEL", "CHECK"] {
+            assert_eq!(run(&Lenient, cmd, "K8S_POD_NAME=x").0, 0, "{cmd}");
+        }
+        // Fake lists its key (as the reference's LoadArgs structs): ADD and
+        // CHECK refuse others; DEL never fails over them.
+        for cmd in ["ADD", "CHECK"] {
+            let (exit, v) = run(&Fake, cmd, "K8S_POD_NAME=x");
+            assert_eq!((exit, v["code"].as_u64()), (1, Some(4)), "{cmd}: {v}");
+            assert!(v["msg"].as_str().unwrap().contains("unknown key \"K8S_POD_NAME\""), "{v}");
+        }
+        assert_eq!(run(&Fake, "DEL", "K8S_POD_NAME=x").0, 0);
+        assert_eq!(run(&Fake, "ADD", "IgnoreUnknown=1;K8S_POD_NAME=x").0, 0);
+        // A pair without `=` is no key at all: refused by every plugin.
+        assert_eq!(run(&Lenient, "ADD", "K8S_POD_NAME").1["code"], 4);
     }
 
     #[test]

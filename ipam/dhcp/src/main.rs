@@ -29,11 +29,6 @@ impl Plugin for Dhcp {
         format!("CNI dhcp IPAM plugin {} (run `dhcp daemon -h` for the daemon)", env!("CARGO_PKG_VERSION"))
     }
 
-    /// `provide[].fromArg` may name any key, so every key is accepted.
-    fn known_args(&self) -> &'static [&'static str] {
-        common::args::ANY
-    }
-
     fn add(&self, a: &CmdArgs) -> Result<CniResult> {
         let cfg = config::load(&a.conf, &a.args)?;
         let mut req = request(a, "ADD");

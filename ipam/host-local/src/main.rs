@@ -26,6 +26,7 @@ impl Plugin for HostLocal {
         format!("CNI host-local IPAM plugin {}", env!("CARGO_PKG_VERSION"))
     }
 
+    /// The reference loads CNI_ARGS into `IPAMEnvArgs{IP}`: other keys need IgnoreUnknown.
     fn known_args(&self) -> &'static [&'static str] {
         &["IP"]
     }

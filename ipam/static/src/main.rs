@@ -19,6 +19,7 @@ impl Plugin for Static {
         format!("CNI static IPAM plugin {}", env!("CARGO_PKG_VERSION"))
     }
 
+    /// The reference loads CNI_ARGS into `IPAMEnvArgs{IP, GATEWAY}`: other keys need IgnoreUnknown.
     fn known_args(&self) -> &'static [&'static str] {
         &["IP", "GATEWAY"]
     }

@@ -36,6 +36,7 @@ impl Plugin for Bridge {
         format!("CNI bridge plugin v{}", env!("CARGO_PKG_VERSION"))
     }
 
+    /// The reference loads CNI_ARGS into `MacEnvArgs{MAC}`: other keys need IgnoreUnknown.
     fn known_args(&self) -> &'static [&'static str] {
         &["MAC"]
     }

@@ -43,6 +43,8 @@ impl Plugin for DnsSidecar {
         "dns-sidecar: container names on CNI networks (dnsname-compatible)".into()
     }
 
+    /// dnsname loads CNI_ARGS into `{K8S_POD_NAME}` (other keys need IgnoreUnknown);
+    /// the rest of Kubernetes' keys are accepted too.
     fn known_args(&self) -> &'static [&'static str] {
         &["K8S_POD_NAME", "K8S_POD_NAMESPACE", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"]
     }

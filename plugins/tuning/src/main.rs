@@ -194,6 +194,7 @@ impl Plugin for Tuning {
         format!("CNI tuning plugin v{}", env!("CARGO_PKG_VERSION"))
     }
 
+    /// The reference loads CNI_ARGS into `MacEnvArgs{MAC}`: other keys need IgnoreUnknown.
     fn known_args(&self) -> &'static [&'static str] {
         &["MAC"]
     }

@@ -471,6 +471,49 @@ fn a_busy_bridge_lock_is_code_11_and_the_add_leaves_nothing() {
     assert_eq!(out.exit_code, Some(0), "{}", out.stdout);
 }
 
+/// CNI_ARGS as cnitool passes them, without `IgnoreUnknown`: a key the
+/// plugin does not read is refused (code 4, naming it) exactly by the
+/// plugins whose reference loads CNI_ARGS into a struct, and accepted by
+/// every other, as the reference plugins never look. The reference binaries
+/// (Debian's in /usr/lib/cni) are run beside ours where installed.
+#[test]
+fn cnitool_style_cni_args_are_refused_where_the_reference_refuses_them() {
+    require_root!();
+    let reference = std::path::Path::new("/usr/lib/cni");
+    // dns-sidecar and overlay read K8S_POD_NAME (as dnsname does).
+    let reads = |p: &str, key: &str| key == "K8S_POD_NAME" && matches!(p, "dns-sidecar" | "overlay");
+    let profiles = rows::profiles();
+    for p in profiles.iter().filter(|p| !p.chain) {
+        // The reference's dhcp would talk to the host's daemon: not run.
+        let theirs = reference.join(p.name);
+        let compare = if !theirs.is_file() || p.name == "dhcp" {
+            eprintln!("SKIP: no reference {} to compare with", p.name);
+            false
+        } else if let Err(e) = table::baseline_add(p, reference, "") {
+            eprintln!("SKIP: the reference {} fails the baseline here: {e:?}", p.name);
+            false
+        } else {
+            true
+        };
+        for key in ["K8S_POD_NAME", "FROB"] {
+            let cni_args = format!("{key}=x");
+            let refused = rows::strict_cni_args(p.name) && !reads(p.name, key);
+            match table::baseline_add(p, &target_bin_dir(), &cni_args) {
+                Ok(()) => assert!(!refused, "{} accepted {cni_args}", p.name),
+                Err((code, msg)) => {
+                    assert!(refused, "{} refused {cni_args}: {code} {msg}", p.name);
+                    assert_eq!(code, 4, "{}: {msg}", p.name);
+                    assert!(msg.contains(&format!("unknown key \"{key}\"")), "{}: {msg}", p.name);
+                }
+            }
+            if compare {
+                let theirs = table::baseline_add(p, reference, &cni_args);
+                assert_eq!(theirs.is_err(), refused, "the reference {} with {cni_args}: {theirs:?}", p.name);
+            }
+        }
+    }
+}
+
 // ---- the table: every plugin, every kind of hostile input -------------------
 
 #[test]

@@ -398,6 +398,43 @@ fn ifname_is_free(p: &str) -> bool {
     matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "overlay")
 }
 
+/// Plugins whose reference loads CNI_ARGS into a struct (libcni's
+/// `LoadArgs`): a key outside it needs `IgnoreUnknown`. Every other
+/// reference plugin never looks at CNI_ARGS, so any key goes.
+pub fn strict_cni_args(p: &str) -> bool {
+    matches!(p, "host-local" | "bridge" | "macvlan" | "tuning" | "static" | "dns-sidecar" | "overlay")
+}
+
+/// An unknown CNI_ARGS key, as cnitool passes it (no IgnoreUnknown).
+fn unknown_cni_args_rows(p: &Profile) -> Vec<Row> {
+    let n = p.name;
+    let mut v = Vec::new();
+    let unknown = Row::new(n, Add, "CNI_ARGS", "\"FROB=1\" (unknown key)").env("CNI_ARGS", "FROB=1");
+    if strict_cni_args(n) {
+        v.push(unknown.fails(4, &["unknown key \"FROB\"", "IgnoreUnknown"]));
+        v.push(
+            Row::new(n, Add, "CNI_ARGS", "\"IgnoreUnknown=1;FROB=1\"")
+                .env("CNI_ARGS", "IgnoreUnknown=1;FROB=1")
+                .works(),
+        );
+        if p.neighbour.is_some() {
+            v.push(
+                Row::new(n, Del, "CNI_ARGS", "\"FROB=1\" (DEL never fails over a key)")
+                    .env("CNI_ARGS", "FROB=1")
+                    .works(),
+            );
+        }
+    } else {
+        v.push(unknown.works());
+        v.push(
+            Row::new(n, Add, "CNI_ARGS", "\"K8S_POD_NAME=x\" (cnitool style)")
+                .env("CNI_ARGS", "K8S_POD_NAME=x")
+                .works(),
+        );
+    }
+    v
+}
+
 fn long(c: char, n: usize) -> String {
     std::iter::repeat_n(c, n).collect()
 }
@@ -477,11 +514,7 @@ fn generic(p: &Profile) -> Vec<Row> {
             .env("CNI_ARGS", "IP")
             .fails(4, &["invalid CNI_ARGS pair \"IP\""]),
     );
-    v.push(
-        Row::new(n, Add, "CNI_ARGS", "\"FROB=1\" (unknown key)")
-            .env("CNI_ARGS", "FROB=1")
-            .fails(4, &["unknown key \"FROB\""]),
-    );
+    v.extend(unknown_cni_args_rows(p));
     v.push(
         Row::new(n, Add, "CNI_ARGS", "100,000 bytes without `=`")
             .env("CNI_ARGS", long('a', 100_000))

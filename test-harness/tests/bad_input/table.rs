@@ -426,8 +426,13 @@ fn run_case(profile: &Profile, fx: &Fx, verb: Verb, case: &Case) -> Step {
     if profile.chain {
         return run_chain(fx, verb, case);
     }
+    run_binary(&target_bin_dir(), profile, fx, verb, case)
+}
+
+/// The profile's plugin from `dir` (ours, or the reference's).
+fn run_binary(dir: &std::path::Path, profile: &Profile, fx: &Fx, verb: Verb, case: &Case) -> Step {
     let env: Vec<(&str, &str)> = case.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let bin = target_bin_dir().join(profile.name);
+    let bin = dir.join(profile.name);
     assert!(bin.is_file(), "build the plugins first (cargo build --workspace --bins): {}", bin.display());
     let out = run_plugin_within(&bin, Some(fx.host.path()), &env, &case.stdin(), HANG)
         .unwrap_or_else(|e| panic!("{} {}: {e}", profile.name, verb.as_str()));
@@ -525,6 +530,35 @@ fn detach(profile: &Profile, fx: &Fx, a: &Attached) -> Result<(), String> {
     } else {
         Err(format!("DEL of the {} failed afterwards: {} {}", a.what, step.stdout, step.stderr))
     }
+}
+
+/// The baseline ADD of a (single-plugin) profile by the plugin binary in
+/// `dir` (CNI_PATH too), with `cni_args`, in a world of its own; a DEL
+/// without them follows a success. The error object's code and message
+/// when ADD fails.
+pub fn baseline_add(profile: &Profile, dir: &std::path::Path, cni_args: &str) -> Result<(), (u64, String)> {
+    let fx = Fx::new();
+    (profile.setup)(&fx);
+    let mut case = baseline_case(profile, &fx, Verb::Add, profile.ifname, CID);
+    case.env.insert("CNI_PATH".into(), dir.to_string_lossy().into_owned());
+    case.env.insert("CNI_ARGS".into(), cni_args.into());
+    // (The reference runs iptables and nft.)
+    case.env.insert("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let step = run_binary(dir, profile, &fx, Verb::Add, &case);
+    if !step.ok {
+        let v: Value = serde_json::from_str(&step.stdout).unwrap_or_default();
+        let msg = v["msg"].as_str().map_or_else(|| cut(&step.stdout), str::to_string);
+        return Err((v["code"].as_u64().unwrap_or(0), msg));
+    }
+    let mut del = case.clone();
+    del.env.insert("CNI_COMMAND".into(), "DEL".into());
+    del.env.remove("CNI_ARGS");
+    if let Some(r) = step.result {
+        del.conf["prevResult"] = r;
+    }
+    let s = run_binary(dir, profile, &fx, Verb::Del, &del);
+    assert!(s.ok, "{} DEL after the ADD: {} {}", dir.join(profile.name).display(), s.stdout, s.stderr);
+    Ok(())
 }
 
 fn no_adjust(_: &mut Case, _: &Fx) {}

@@ -5,21 +5,32 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 
-use crate::error::{CniError, Result};
+use crate::error::{shown, CniError, Result};
 use crate::net::NetStack;
 use crate::skel::{CmdArgs, Command};
 use crate::spec::CniResult;
 use crate::undo::Undo;
 
 /// The delegate's binary: `name` in the first `CNI_PATH` directory holding it.
+/// None there is code 7 (the reference says the same with 999): the config
+/// names a plugin this node lacks, a typo or a plugin not installed.
 pub fn find_plugin(name: &str, path: &[PathBuf]) -> Result<PathBuf> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(CniError::invalid_config(format!("invalid plugin type {name:?}")));
+        return Err(CniError::invalid_config(format!("invalid plugin type {}", shown(name))));
     }
     path.iter().map(|dir| dir.join(name)).find(|p| p.is_file()).ok_or_else(|| {
         let dirs: Vec<String> = path.iter().map(|p| p.display().to_string()).collect();
-        CniError::internal(format!("failed to find plugin {name:?} in path [{}]", dirs.join(" ")))
+        let dirs = dirs.join(" ");
+        CniError::invalid_config(format!("failed to find plugin {} in path [{}]", shown(name), cut(&dirs)))
     })
+}
+
+/// `s` itself, or its first 200 characters and its length when longer.
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
 }
 
 /// Run `plugin` for `verb` with the caller's stdin and environment.
@@ -69,10 +80,10 @@ fn delegate_error(plugin: &str, verb: Command, stdout: &[u8], status: Option<i32
             CniError::new(code as u32, format!("{plugin} {}: {msg}", verb.as_str())).with_details(details)
         }
         None => CniError::internal(format!(
-            "{plugin} {} failed (exit {}): {}",
+            "{plugin} {} failed (exit {}) and printed no CNI error: {}",
             verb.as_str(),
             status.map_or("signal".to_string(), |c| c.to_string()),
-            String::from_utf8_lossy(stdout).trim()
+            shown(String::from_utf8_lossy(stdout).trim())
         )),
     }
 }
@@ -150,9 +161,14 @@ mod tests {
         for bad in ["", "../x", "a/b", ".."] {
             assert_eq!(find_plugin(bad, &[PathBuf::from("/bin")]).unwrap_err().code, 7, "{bad}");
         }
+        // The config names a plugin CNI_PATH does not hold: a person's mistake (a
+        // typo in the type, or a plugin not installed), code 7 naming both.
         let e =
             find_plugin("no-such-plugin", &[PathBuf::from("/bin"), PathBuf::from("/usr/bin")]).unwrap_err();
+        assert_eq!(e.code, 7);
         assert_eq!(e.msg, "failed to find plugin \"no-such-plugin\" in path [/bin /usr/bin]");
+        let e = find_plugin(&"x".repeat(100_000), &[PathBuf::from("/bin")]).unwrap_err();
+        assert!(e.msg.contains("(100000 bytes)") && e.msg.len() < 200, "{}", e.msg.len());
         assert_eq!(
             find_plugin("sh", &[PathBuf::from("/nonexistent"), PathBuf::from("/bin")]).unwrap(),
             PathBuf::from("/bin/sh")
@@ -167,5 +183,9 @@ mod tests {
         let e = delegate_error("host-local", Command::Del, b"garbage", Some(2));
         assert_eq!(e.code, 999);
         assert!(e.msg.contains("exit 2") && e.msg.contains("garbage"));
+        // Whatever it printed is shown cut, as every value in a message.
+        let e = delegate_error("host-local", Command::Add, "g".repeat(100_000).as_bytes(), Some(1));
+        assert!(e.msg.contains("\"ggg") && e.msg.ends_with("(100000 bytes)"), "{}", e.msg.len());
+        assert!(e.msg.len() < 200, "{}", e.msg.len());
     }
 }

@@ -84,8 +84,10 @@ fn allocate_one(
             )));
         }
         if !store.reserve(ip, id, ifname, i)? {
+            // 999 as in the reference: the request is valid, someone else holds the address.
+            let to = store.holder(ip).map(|l| format!(" to {}", l.owner())).unwrap_or_default();
             return Err(CniError::internal(format!(
-                "requested IP address {ip} is not available in range set {set}: it is already allocated"
+                "requested IP address {ip} is not available in range set {set}: it is already allocated{to}"
             )));
         }
         return Ok(ip_config(ip, range));
@@ -324,8 +326,10 @@ mod tests {
         let e = err(&mut s, &["10.0.0.5"]);
         assert_eq!(
             e.msg,
-            "requested IP address 10.0.0.5 is not available in range set 10.0.0.0/29 (10.0.0.1-10.0.0.6): it is already allocated"
+            "requested IP address 10.0.0.5 is not available in range set 10.0.0.0/29 (10.0.0.1-10.0.0.6): it is already allocated to container c1 (eth0)"
         );
+        // Kept at 999 as the reference: nothing is wrong with the request itself.
+        assert_eq!(e.code, 999);
         let e = err(&mut s, &["10.0.0.1"]);
         assert_eq!(
             (e.code, e.msg.as_str()),
@@ -342,6 +346,11 @@ mod tests {
         let e = err(&mut s, &["10.0.1.15"]);
         assert!(e.msg.contains("10.0.1.15 is not available"), "{}", e.msg);
         assert_eq!(s.files.len(), before);
+        // A long container ID is shortened as `docker ps` shows it.
+        let long = "0123456789abcdef".repeat(4);
+        allocate(&mut s, &sets, &[ip("10.0.0.3")], &long, "net1").unwrap();
+        let e = err(&mut s, &["10.0.0.3"]);
+        assert!(e.msg.ends_with("already allocated to container 0123456789ab… (net1)"), "{}", e.msg);
     }
 
     #[test]

@@ -272,6 +272,10 @@ impl Store for DiskStore {
         Ok(true)
     }
 
+    fn holder(&self, ip: IpAddr) -> Option<Lease> {
+        self.read_lease(ip)
+    }
+
     fn leases_of(&self, id: &str, ifname: &str) -> Result<Vec<Lease>> {
         let known =
             self.read_index().map(|index| self.verified(index.leases, id, ifname)).unwrap_or_default();

@@ -33,6 +33,19 @@ impl Lease {
         self.container_id == id.trim() && self.ifname.as_deref() == Some(ifname)
     }
 
+    /// Whose it is, for a message: the container (its ID shortened to 12
+    /// characters, as `docker ps` shows it) and the interface.
+    pub fn owner(&self) -> String {
+        let id = match self.container_id.char_indices().nth(12) {
+            Some((i, _)) => format!("{}…", &self.container_id[..i]),
+            None => self.container_id.clone(),
+        };
+        match &self.ifname {
+            Some(ifname) => format!("container {id} ({ifname})"),
+            None => format!("container {id}"),
+        }
+    }
+
     /// An old lease of this container (no interface recorded).
     pub fn is_legacy_of(&self, id: &str) -> bool {
         self.ifname.is_none() && self.container_id == id.trim()
@@ -54,6 +67,10 @@ pub trait Store {
     /// robin then restarts at the beginning, as in the reference).
     fn last_reserved(&self, set: usize) -> Option<IpAddr>;
     fn leases(&self) -> Result<Vec<Lease>>;
+    /// Who holds `ip`, for a message; None when no lease of it can be read.
+    fn holder(&self, ip: IpAddr) -> Option<Lease> {
+        self.leases().ok()?.into_iter().find(|l| l.ip == ip)
+    }
     /// The leases of (id, ifname), including old ones naming only the
     /// container: exactly, whoever wrote them (DEL, CHECK).
     fn leases_of(&self, id: &str, ifname: &str) -> Result<Vec<Lease>> {

@@ -831,11 +831,13 @@ fn host_local() -> Vec<Row> {
             .env("CNI_ARGS", "IP=10.98.0.5")
             .fails(7, &["10.98.0.5"]),
     );
-    v.push(
-        Row::new(n, Add, "CNI_ARGS IP", "the neighbour's address")
-            .env("CNI_ARGS", "IP=10.99.0.2")
-            .fails(999, &["requested IP address 10.99.0.2 is not available", "already allocated"]),
-    );
+    v.push(Row::new(n, Add, "CNI_ARGS IP", "the neighbour's address").env("CNI_ARGS", "IP=10.99.0.2").fails(
+        999,
+        &[
+            "requested IP address 10.99.0.2 is not available",
+            "already allocated to container 0e1ghb0a0e1g… (eth1)",
+        ],
+    ));
     v.push(
         Row::new(n, Add, "runtimeConfig.ips", "[\"bogus\"]")
             .set("runtimeConfig.ips", json!(["bogus"]))
@@ -963,14 +965,14 @@ fn bridge() -> Vec<Row> {
     v.push(
         Row::new(n, Add, "ipam.type", "not on CNI_PATH")
             .set("ipam.type", json!("no-such-ipam"))
-            .fails(999, &["failed to find plugin \"no-such-ipam\""]),
+            .fails(7, &["failed to find plugin \"no-such-ipam\" in path ["]),
     );
     v.push(
         Row::new(n, Add, "CNI_PATH", "a directory without the ipam plugin")
             .with(|c, fx| {
                 c.env.insert("CNI_PATH".into(), fx.private("cache").to_string_lossy().into_owned());
             })
-            .fails(999, &["failed to find plugin \"host-local\""]),
+            .fails(7, &["failed to find plugin \"host-local\" in path ["]),
     );
     v.push(
         Row::new(n, Add, "CNI_PATH", "an ipam plugin that prints garbage")
@@ -987,6 +989,19 @@ fn bridge() -> Vec<Row> {
                 c.env.insert("CNI_PATH".into(), dir.to_string_lossy().into_owned());
             })
             .fails(6, &["failed to parse host-local result"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_PATH", "an ipam plugin that fails printing 100,000 bytes of garbage")
+            .prepare(|c, fx| {
+                let dir = fx.private("garbage-bin");
+                std::fs::create_dir_all(&dir).unwrap();
+                let p = dir.join("host-local");
+                let script = "#!/bin/sh\nhead -c 100000 /dev/zero | tr '\\0' g\nexit 3\n";
+                std::fs::write(&p, script).unwrap();
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+                c.env.insert("CNI_PATH".into(), dir.to_string_lossy().into_owned());
+            })
+            .fails(999, &["host-local ADD failed (exit 3) and printed no CNI error", "(100000 bytes)"]),
     );
     v.push(
         Row::new(n, Add, "CNI_IFNAME", "already exists in the container")

@@ -33,6 +33,26 @@ pub fn create_for_container(
     Err(CniError::try_again("could not find a free name for the host veth"))
 }
 
+/// A pair with both ends in `net`: one called `name` (with `mtu`), the other
+/// `veth` + 8 hex digits, which is returned; both down. A taken `name` is
+/// an error saying so.
+pub fn create_local(net: &mut impl NetStack, name: &str, mtu: Option<u32>) -> Result<String> {
+    for _ in 0..4 {
+        let peer = format!("veth{:08x}", crate::random_u32());
+        let kind = LinkKind::Veth { peer: peer.clone(), peer_netns_fd: None };
+        match net.add_link(&NewLink { mtu, ..NewLink::new(name, kind) }) {
+            Ok(()) => return Ok(peer),
+            // Either `name` is taken or the random name collided.
+            Err(e) if e.is(libc::EEXIST) && net.link_by_name(name).is_ok() => {
+                return Err(CniError::internal(format!("an interface named {name:?} already exists")))
+            }
+            Err(e) if e.is(libc::EEXIST) => {}
+            Err(e) => return Err(link_error(&format!("creating the veth pair {name:?}"), e)),
+        }
+    }
+    Err(CniError::try_again("could not find a free name for a veth"))
+}
+
 /// Wait until a link is operationally up: carrier and bridge port state come
 /// up asynchronously after both ends are set up, and until then the
 /// container's first packets are dropped. Back-off as the reference plugin:
@@ -79,6 +99,18 @@ mod tests {
         k.fail_on("add_link", libc::EEXIST);
         create_for_container(&mut ctr, &mut host, "eth1", None, None).unwrap();
         assert_eq!(names(&mut ctr), ["eth0", "eth1", "lo"]);
+    }
+
+    #[test]
+    fn a_local_pair_has_both_ends_here() {
+        let k = FakeKernel::new();
+        let mut host = k.host();
+        let peer = create_local(&mut host, "br0.10", Some(1400)).unwrap();
+        let (a, b) = (host.link_by_name("br0.10").unwrap(), host.link_by_name(&peer).unwrap());
+        assert!(peer.starts_with("veth") && peer.len() == 12, "{peer}");
+        assert_eq!((a.link, b.link, a.mtu, b.mtu), (Some(b.index), Some(a.index), 1400, 1400));
+        let e = create_local(&mut host, "br0.10", None).unwrap_err();
+        assert_eq!(e.msg, "an interface named \"br0.10\" already exists");
     }
 
     #[test]

@@ -65,6 +65,16 @@ impl Config {
             )));
         }
         c.trunk_vlans()?;
+        if c.is_gateway && c.vlan > 0 && args.conf.ipam_type().is_some() {
+            let gw = crate::links::vlan_gateway_name(&c.bridge, c.vlan);
+            common::skel::validate_ifname(&gw).map_err(|_| {
+                CniError::invalid_config(format!(
+                    "the gateway of VLAN {} would be the interface {}, longer than 15 bytes: use a shorter bridge name",
+                    c.vlan,
+                    shown(&gw)
+                ))
+            })?;
+        }
         if let Some(b) = &c.ip_masq_backend {
             if !matches!(b.as_str(), "" | "iptables" | "nftables") {
                 return Err(CniError::invalid_config(format!(

@@ -117,13 +117,24 @@ pub fn attach_port(nl: &mut impl NetStack, conf: &Config, bridge: &Link, host_ve
         nl.set_bridge_port(port.index, &opts).map_err(|e| link_error("setting bridge port flags", e))?;
     }
     if conf.uses_vlans() {
-        configure_vlans(nl, conf, port.index)?;
+        let access = (conf.vlan > 0).then_some(conf.vlan as u16);
+        set_port_vlans(nl, port.index, access, &conf.trunk_vlans()?, conf.preserve_default_vlan)?;
     }
     nl.set_up(port.index).map_err(|e| link_error("setting the host veth up", e))?;
     nl.link_by_index(port.index).map_err(|e| link_error("host veth", e))
 }
 
-fn configure_vlans(nl: &mut impl NetStack, conf: &Config, port: u32) -> Result<()> {
+/// A port's VLANs, as the reference (v1.8.0 and later) sets them: the VLANs
+/// the kernel gave it go unless `preserve_default`; the trunk VLANs are
+/// tagged; the access VLAN, or else VLAN 1 on a trunk, is the untagged
+/// native one (PVID).
+fn set_port_vlans(
+    nl: &mut impl NetStack,
+    port: u32,
+    access: Option<u16>,
+    trunk: &[u16],
+    preserve_default: bool,
+) -> Result<()> {
     let unsupported = |e: NlError| {
         if e.is(libc::EOPNOTSUPP) {
             CniError::unsupported_field("vlan/vlanTrunk: this kernel has no bridge VLAN filtering")
@@ -131,31 +142,168 @@ fn configure_vlans(nl: &mut impl NetStack, conf: &Config, port: u32) -> Result<(
             link_error("configuring bridge port VLANs", e)
         }
     };
-    if !conf.preserve_default_vlan {
-        match nl.bridge_vlan_del(port, 1, false) {
-            Ok(()) => {}
-            Err(e) if e.not_found() || e.is(libc::EINVAL) => {}
-            Err(e) => return Err(unsupported(e)),
+    if !preserve_default {
+        for v in nl.bridge_vlans(port).map_err(unsupported)? {
+            match nl.bridge_vlan_del(port, v.vid, false) {
+                Ok(()) => {}
+                Err(e) if e.not_found() || e.is(libc::EINVAL) => {}
+                Err(e) => return Err(unsupported(e)),
+            }
         }
     }
-    for vid in conf.trunk_vlans()? {
+    for &vid in trunk {
         nl.bridge_vlan_add(port, BridgeVlan { vid, pvid: false, untagged: false }, false)
             .map_err(unsupported)?;
     }
-    if conf.vlan > 0 {
-        let vid = conf.vlan as u16;
+    let native = access.or((!trunk.is_empty()).then_some(1));
+    if let Some(vid) = native {
         nl.bridge_vlan_add(port, BridgeVlan { vid, pvid: true, untagged: true }, false)
             .map_err(unsupported)?;
     }
     Ok(())
 }
 
-/// Put the gateway address on the bridge (once per subnet), as the reference
-/// does: IPv4 allows one address unless `forceAddress` replaces it; IPv6 allows
-/// one per non-overlapping subnet.
-pub fn ensure_gateway_addr(nl: &mut impl NetStack, conf: &Config, bridge: &Link, gw: &IpNet) -> Result<()> {
+/// The link that carries the gateway of VLAN `vid` on `bridge`.
+pub fn vlan_gateway_name(bridge: &str, vid: i64) -> String {
+    format!("{bridge}.{vid}")
+}
+
+/// `vlan` + `isGateway`: the bridge's own port is in VLAN 1, out of reach of
+/// the containers of another VLAN, so, as in the reference, the gateway goes
+/// on `<bridge>.<vid>`: one end of a veth pair whose other end is a port of
+/// the bridge in that VLAN (untagged, PVID). An existing link of that name is
+/// used as it is. Returns it and whether this call made it. Call under
+/// [`bridge_lock`].
+pub fn ensure_vlan_gateway(nl: &mut impl NetStack, conf: &Config, bridge: &Link) -> Result<(Link, bool)> {
+    let name = vlan_gateway_name(&conf.bridge, conf.vlan);
+    match nl.link_by_name(&name) {
+        Ok(l) => return Ok((l, false)),
+        Err(e) if e.not_found() => {}
+        Err(e) => return Err(link_error(&name, e)),
+    }
+    let peer = common::veth::create_local(nl, &name, Some(bridge.mtu))?;
+    let mut plug = || -> Result<Link> {
+        let port = nl.link_by_name(&peer).map_err(|e| link_error("VLAN gateway port", e))?;
+        nl.set_master(port.index, bridge.index)
+            .map_err(|e| link_error(&format!("attaching {name:?} to the bridge"), e))?;
+        set_port_vlans(nl, port.index, Some(conf.vlan as u16), &[], conf.preserve_default_vlan)?;
+        nl.set_up(port.index).map_err(|e| link_error("setting the VLAN gateway port up", e))?;
+        let gw = nl.link_by_name(&name).map_err(|e| link_error(&name, e))?;
+        nl.set_up(gw.index).map_err(|e| link_error(&format!("setting {name:?} up"), e))?;
+        nl.link_by_index(gw.index).map_err(|e| link_error(&name, e))
+    };
+    match plug() {
+        Ok(gw) => Ok((gw, true)),
+        Err(e) => {
+            let _ = nl.del_link_by_name(&name);
+            Err(e)
+        }
+    }
+}
+
+/// Take back a VLAN gateway a failed ADD made, unless a port of another
+/// container (not `own_port`) is in its VLAN: another ADD may use it already.
+/// Call under [`bridge_lock`].
+pub fn remove_vlan_gateway_if_unused(
+    nl: &mut impl NetStack,
+    gw_name: &str,
+    vid: u16,
+    own_port: &str,
+) -> Result<()> {
+    let gw = match nl.link_by_name(gw_name) {
+        Ok(l) => l,
+        Err(e) if e.not_found() => return Ok(()),
+        Err(e) => return Err(link_error(gw_name, e)),
+    };
+    let Some(bridge) = gw.link.and_then(|peer| nl.link_by_index(peer).ok()).and_then(|p| p.master) else {
+        return Ok(());
+    };
+    let others: Vec<Link> = nl
+        .links()?
+        .into_iter()
+        .filter(|l| l.master == Some(bridge) && Some(l.index) != gw.link && l.name != own_port)
+        .collect();
+    for port in others {
+        if nl.bridge_vlans(port.index).unwrap_or_default().iter().any(|v| v.vid == vid) {
+            return Ok(());
+        }
+    }
+    match nl.del_link(gw.index) {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(link_error(&format!("removing {gw_name:?}"), e)),
+    }
+}
+
+/// CHECK of a port's VLANs: the native VLAN (PVID) and every trunk VLAN
+/// are there as ADD set them.
+pub fn check_port_vlans(nl: &mut impl NetStack, conf: &Config, port: &Link) -> Result<()> {
+    let vlans = nl.bridge_vlans(port.index).map_err(|e| link_error("reading the port's VLANs", e))?;
+    let trunk = conf.trunk_vlans()?;
+    let native = if conf.vlan > 0 { conf.vlan as u16 } else { 1 };
+    let pvid = vlans.iter().find(|v| v.pvid).map(|v| v.vid);
+    if pvid != Some(native) {
+        let now = pvid.map_or("none".to_string(), |v| v.to_string());
+        return Err(CniError::internal(format!(
+            "the native VLAN (PVID) of {:?} is {now}, the config says {native}",
+            port.name
+        )));
+    }
+    if let Some(vid) = trunk.iter().find(|t| !vlans.iter().any(|v| v.vid == **t)) {
+        return Err(CniError::internal(format!("trunk VLAN {vid} is missing on {:?}", port.name)));
+    }
+    Ok(())
+}
+
+/// CHECK of a VLAN's gateway link: there, up, holding `gateways`, and (when
+/// it is a veth, as ADD makes it) its peer a port of `bridge` in that VLAN.
+pub fn check_vlan_gateway(
+    nl: &mut impl NetStack,
+    conf: &Config,
+    bridge: &Link,
+    gateways: &[IpNet],
+) -> Result<()> {
+    let name = vlan_gateway_name(&conf.bridge, conf.vlan);
+    let gw = nl
+        .link_by_name(&name)
+        .map_err(|_| CniError::internal(format!("the VLAN gateway {name:?} is missing")))?;
+    if !gw.is_up() {
+        return Err(CniError::internal(format!("the VLAN gateway {name:?} is down")));
+    }
+    for want in gateways {
+        let held = nl.addrs(Some(gw.index), Family::of(&want.addr))?;
+        if !held.iter().any(|a| a.addr == want.addr && a.prefix == want.prefix) {
+            return Err(CniError::internal(format!(
+                "the VLAN gateway {name:?} lacks the gateway address {want}"
+            )));
+        }
+    }
+    if gw.kind.as_deref() == Some("veth") {
+        let port = gw.link.and_then(|p| nl.link_by_index(p).ok()).filter(|p| p.master == Some(bridge.index));
+        let port = port.ok_or_else(|| {
+            CniError::internal(format!(
+                "the peer of the VLAN gateway {name:?} is not a port of {:?}",
+                conf.bridge
+            ))
+        })?;
+        let pvid =
+            nl.bridge_vlans(port.index).unwrap_or_default().into_iter().find(|v| v.pvid).map(|v| v.vid);
+        if pvid != Some(conf.vlan as u16) {
+            return Err(CniError::internal(format!(
+                "the peer of the VLAN gateway {name:?} is not in VLAN {}",
+                conf.vlan
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Put the gateway address on the bridge or a VLAN's gateway link (once per
+/// subnet), as the reference does: IPv4 allows one address unless
+/// `forceAddress` replaces it; IPv6 allows one per non-overlapping subnet.
+pub fn ensure_gateway_addr(nl: &mut impl NetStack, conf: &Config, link: &Link, gw: &IpNet) -> Result<()> {
     let family = Family::of(&gw.addr);
-    for a in nl.addrs(Some(bridge.index), family)? {
+    for a in nl.addrs(Some(link.index), family)? {
         if a.addr == gw.addr && a.prefix == gw.prefix {
             return Ok(());
         }
@@ -167,18 +315,18 @@ pub fn ensure_gateway_addr(nl: &mut impl NetStack, conf: &Config, bridge: &Link,
             if !conf.force_address {
                 return Err(CniError::internal(format!(
                     "{:?} already has an IP address different from {gw}",
-                    conf.bridge
+                    link.name
                 )));
             }
-            nl.del_addr(bridge.index, a.addr, a.prefix)
-                .map_err(|e| link_error("removing the old bridge address", e))?;
+            nl.del_addr(link.index, a.addr, a.prefix)
+                .map_err(|e| link_error("removing the old gateway address", e))?;
         }
     }
     // No DAD on the gateway: containers must reach it at once.
     let opts = AddrOpts { nodad: gw.addr.is_ipv6(), ..Default::default() };
-    match nl.add_addr(bridge.index, gw.addr, gw.prefix, &opts) {
+    match nl.add_addr(link.index, gw.addr, gw.prefix, &opts) {
         Ok(()) => Ok(()),
         Err(e) if e.is(libc::EEXIST) => Ok(()),
-        Err(e) => Err(link_error(&format!("adding {gw} to {:?}", conf.bridge), e)),
+        Err(e) => Err(link_error(&format!("adding {gw} to {:?}", link.name), e)),
     }
 }

@@ -17,7 +17,7 @@ use common::ipnet::IpNet;
 use common::links::link_error;
 use common::masq::Masquerade;
 use common::net::NetStack;
-use common::netlink::rtnl::Rtnl;
+use common::netlink::rtnl::{Link, Rtnl};
 use common::netns::Netns;
 use common::skel::{CmdArgs, Plugin};
 use common::spec::{CniResult, Interface, Route};
@@ -98,6 +98,16 @@ impl Plugin for Bridge {
                     host_end.name, conf.bridge
                 )));
             }
+            if conf.uses_vlans() {
+                links::check_port_vlans(&mut host, &conf, &host_end)?;
+            }
+        }
+        if conf.is_gateway && conf.vlan > 0 && !ips.is_empty() {
+            let gateways: Vec<IpNet> = ips
+                .iter()
+                .filter_map(|ip| Some(IpNet { addr: ip.gateway?, prefix: ip.address.prefix }))
+                .collect();
+            links::check_vlan_gateway(&mut host, &conf, &bridge, &gateways)?;
         }
         if conf.ip_masq {
             let nets: Vec<IpNet> = ips.iter().map(|ip| ip.address).collect();
@@ -206,11 +216,20 @@ fn add_attachment<'a, N: NetStack>(
         ifconfig::configure(ctr, &args.ifname, &res.ips, &res.routes, conf.enable_dad)?
     };
 
-    // 5. The gateway on the bridge, forwarding, masquerade.
+    // 5. The gateway on the bridge (in a VLAN: on `<bridge>.<vid>`),
+    //    forwarding, masquerade.
+    let mut vlan_gateway = None;
     if conf.is_gateway {
+        let gw_link = if conf.vlan > 0 {
+            let l = ensure_vlan_gateway(conf, host, &bridge, &host_veth.name, undo)?;
+            vlan_gateway = Some(l.clone());
+            l
+        } else {
+            bridge.clone()
+        };
         for ip in res.ips.iter().filter(|ip| ip.gateway.is_some()) {
             let gw = IpNet { addr: ip.gateway.unwrap(), prefix: ip.address.prefix };
-            links::ensure_gateway_addr(host, conf, &bridge, &gw)?;
+            links::ensure_gateway_addr(host, conf, &gw_link, &gw)?;
         }
         let v4 = res.ips.iter().any(|ip| ip.address.is_ipv4());
         let v6 = res.ips.iter().any(|ip| !ip.address.is_ipv4());
@@ -246,6 +265,9 @@ fn add_attachment<'a, N: NetStack>(
             ..Default::default()
         },
     ];
+    if let Some(gw) = vlan_gateway {
+        res.interfaces.push(Interface { name: gw.name.clone(), mac: gw.mac_string(), ..Default::default() });
+    }
     for ip in &mut res.ips {
         ip.interface = Some(2);
     }
@@ -253,6 +275,29 @@ fn add_attachment<'a, N: NetStack>(
         res.dns = dns.clone();
     }
     Ok(res)
+}
+
+/// The gateway link of the VLAN, made under the bridge lock; one this ADD
+/// made goes again when the ADD fails, unless another container's port is
+/// in that VLAN by then.
+fn ensure_vlan_gateway<N: NetStack>(
+    conf: &Config,
+    host: &mut N,
+    bridge: &Link,
+    own_port: &str,
+    undo: &mut Undo<'_, N>,
+) -> Result<Link> {
+    let _lock = links::bridge_lock(host, &conf.bridge)?;
+    let (gw, created) = links::ensure_vlan_gateway(host, conf, bridge)?;
+    if created {
+        let (bridge, name, vid, own) =
+            (conf.bridge.clone(), gw.name.clone(), conf.vlan as u16, own_port.to_string());
+        undo.push("remove the VLAN gateway if unused", move |host, _| {
+            let _lock = links::bridge_lock(host, &bridge)?;
+            links::remove_vlan_gateway_if_unused(host, &name, vid, &own)
+        });
+    }
+    Ok(gw)
 }
 
 /// DEL: the container end takes the host end with it; tagged state is found

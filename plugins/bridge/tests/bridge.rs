@@ -778,7 +778,9 @@ fn port_vlans(ns: &TestNs, port: &str) -> Vec<(u64, Vec<String>)> {
 /// On kernels with bridge VLAN filtering (Debian 12's 6.1 has it: run by
 /// `scripts/vm-test --ci`): `vlan` makes the port an access port of that VLAN,
 /// so containers reach those of their own VLAN and not those of another on
-/// the same bridge and subnet; `vlanTrunk` adds tagged VLANs.
+/// the same bridge and subnet; `vlanTrunk` adds tagged VLANs, and without
+/// `vlan` the native VLAN stays 1 (as the reference since v1.8.0), so the
+/// trunk container's own untagged traffic reaches the plain ports.
 #[test]
 fn vlan_access_ports_isolate_vlans_and_trunks_carry_tagged_vids() {
     require_root!();
@@ -805,35 +807,111 @@ fn vlan_access_ports_isolate_vlans_and_trunks_carry_tagged_vids() {
         "10.77.41.39",
         json!({"vlanTrunk": [{"id": 30}, {"minID": 40, "maxID": 42}]}),
     );
-    let (a, b, c, t) = (ctr(), ctr(), ctr(), ctr());
+    let plain = net("plain", "10.77.41.40", "10.77.41.49", json!({}));
+    let (a, b, c, t, p) = (ctr(), ctr(), ctr(), ctr(), ctr());
     let ra = w.add(&v10, "ctr-a", &a);
     let rb = w.add(&v10, "ctr-b", &b);
     let rc = w.add(&v20, "ctr-c", &c);
     let rt = w.add(&trunk, "ctr-t", &t);
+    let rp = w.add(&plain, "ctr-p", &p);
 
     let br = link(&w.host, BR).expect("bridge");
     assert_eq!(br["linkinfo"]["info_data"]["vlan_filtering"], 1, "{br}");
     let access = |vid| vec![(vid, vec!["PVID".to_string(), "Egress Untagged".to_string()])];
     assert_eq!(port_vlans(&w.host, &host_veth(&ra)), access(10), "the default VLAN 1 is removed");
     assert_eq!(port_vlans(&w.host, &host_veth(&rc)), access(20));
-    let tagged: Vec<u64> = port_vlans(&w.host, &host_veth(&rt))
-        .into_iter()
-        .map(|(vid, flags)| {
-            assert!(flags.is_empty(), "trunk VLAN {vid} is tagged, no PVID: {flags:?}");
-            vid
-        })
-        .collect();
+    let trunk_vlans = port_vlans(&w.host, &host_veth(&rt));
+    let tagged: Vec<u64> = trunk_vlans.iter().filter(|(vid, _)| *vid != 1).map(|(vid, _)| *vid).collect();
     assert_eq!(tagged, [30, 40, 41, 42]);
+    for (vid, flags) in &trunk_vlans {
+        let native = *vid == 1;
+        assert_eq!(flags.contains(&"PVID".to_string()), native, "VLAN {vid}: {flags:?}");
+        assert_eq!(flags.contains(&"Egress Untagged".to_string()), native, "VLAN {vid}: {flags:?}");
+    }
+    assert_eq!(trunk_vlans.len(), 5, "VLAN 1 is the trunk's native VLAN: {trunk_vlans:?}");
 
     assert!(pings_soon(&a, &ip_of(&rb, true)), "same VLAN: a -> b");
     assert!(never_pings(&a, &ip_of(&rc, true), 2), "VLAN 10 must not reach VLAN 20");
     assert!(never_pings(&c, &ip_of(&rb, true), 2), "VLAN 20 must not reach VLAN 10");
+    assert!(pings_soon(&t, &ip_of(&rp, true)), "native VLAN 1: the trunk container -> a plain port");
 
     w.del(&v10, "ctr-a", &a.path_str());
     w.del(&v10, "ctr-b", &b.path_str());
     w.del(&v20, "ctr-c", &c.path_str());
     w.del(&trunk, "ctr-t", &t.path_str());
+    w.del(&plain, "ctr-p", &p.path_str());
     assert!(w.ports().is_empty(), "no port left: {:?}", w.ports());
+}
+
+/// The IPv4 addresses of `ifname` in `ns`.
+fn ipv4_addrs(ns: &TestNs, ifname: &str) -> Vec<String> {
+    addrs(ns, ifname).into_iter().filter(|a| !a.contains(':')).collect()
+}
+
+/// The result's interface names, host veths (random names) as "veth*".
+fn shape(res: &CniResult) -> Vec<String> {
+    let veth = |n: &str| n.starts_with("veth") && n.len() == 12;
+    res.interfaces.iter().map(|i| if veth(&i.name) { "veth*".into() } else { i.name.clone() }).collect()
+}
+
+/// `vlan` + `isGateway` (bridge VLAN filtering: run in the VM): the bridge's
+/// own port is in VLAN 1, so the gateway of VLAN 10 goes on `<bridge>.10`, a
+/// veth whose peer is a port in VLAN 10, as the reference makes it (its
+/// binary is run beside ours when installed). Its containers reach the
+/// gateway; CHECK notices it lose its address; it stays after DEL, as the
+/// bridge does.
+#[test]
+fn vlan_gateway_is_a_veth_in_the_vlan_as_the_reference_makes_it() {
+    require_root!();
+    if !kernel_has_vlan_filtering() {
+        eprintln!("SKIP: this kernel has no bridge VLAN filtering");
+        return;
+    }
+    let w = World::new();
+    let list =
+        w.list("1.0.0", json!({"vlan": 10, "isDefaultGateway": true, "ipam": w.ipam(&["10.77.42.0/24"])}));
+    let gw = format!("{BR}.10");
+    let (a, b) = (ctr(), ctr());
+    let ra = w.add(&list, "ctr-a", &a);
+    let rb = w.add(&list, "ctr-b", &b);
+    assert_eq!(shape(&ra), [BR, "veth*", "eth0", gw.as_str()]);
+    assert_eq!(ra.interfaces[3].mac, kernel_mac(&w.host, &gw));
+    assert!(ra.ips.iter().all(|ip| ip.interface == Some(2)), "{:?}", ra.ips);
+    assert_eq!(link(&w.host, &gw).unwrap()["linkinfo"]["info_kind"], "veth");
+    assert_eq!(ipv4_addrs(&w.host, &gw), ["10.77.42.1/24"]);
+    assert_eq!(ipv4_addrs(&w.host, BR), Vec::<String>::new(), "the bridge is in VLAN 1: no gateway there");
+    let mut ports = w.ports();
+    ports.retain(|p| *p != host_veth(&ra) && *p != host_veth(&rb));
+    assert_eq!(ports.len(), 1, "one port for the gateway: {ports:?}");
+    let access = vec![(10, vec!["PVID".to_string(), "Egress Untagged".to_string()])];
+    assert_eq!(port_vlans(&w.host, &ports[0]), access);
+    assert!(pings_soon(&a, "10.77.42.1"), "VLAN 10 reaches its gateway");
+    assert!(pings_soon(&b, &ip_of(&ra, true)));
+
+    w.check(&list, "ctr-a", &a).unwrap();
+    w.host.ip(&["addr", "del", "10.77.42.1/24", "dev", &gw]).unwrap();
+    let e = w.check(&list, "ctr-a", &a).unwrap_err();
+    assert!(e.msg().contains("lacks the gateway address 10.77.42.1/24"), "{e}");
+    w.del(&list, "ctr-a", &a.path_str());
+    w.del(&list, "ctr-b", &b.path_str());
+    assert!(link_exists(&w.host, &gw), "the VLAN gateway stays, as the bridge does");
+
+    let reference = std::path::Path::new("/usr/lib/cni/bridge");
+    if !reference.is_file() {
+        eprintln!("SKIP: no reference bridge to compare with");
+        return;
+    }
+    let host = HostNs::with_lo().expect("host netns");
+    let cache = TempDir::new().unwrap();
+    let rt = Runtime::new(vec!["/usr/lib/cni".into()], Some(host.path().to_path_buf()), cache.path());
+    let c = ctr();
+    let theirs = rt.add(&list, "ctr-ref", c.path(), "eth0", "", json!({})).expect("the reference's ADD");
+    assert_eq!(shape(&theirs), shape(&ra), "the reference's interfaces");
+    assert_eq!(link(&host, &gw).unwrap()["linkinfo"]["info_kind"], "veth");
+    assert_eq!(ipv4_addrs(&host, &gw), ["10.77.42.1/24"]);
+    assert!(pings_soon(&c, "10.77.42.1"));
+    rt.del(&list, "ctr-ref", c.path(), "eth0", "", json!({})).expect("the reference's DEL");
+    assert!(link_exists(&host, &gw), "the reference leaves it too");
 }
 
 // ----- 4. failed ADDs leave nothing --------------------------------------------

@@ -685,6 +685,7 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(loopback());
     v.extend(host_local());
     v.extend(bridge());
+    v.extend(bridge_vlan());
     v.extend(macvlan());
     v.extend(portmap());
     v.extend(firewall());
@@ -1034,6 +1035,16 @@ fn bridge() -> Vec<Row> {
             .fails(7, &["invalid \"dns\""]),
     );
     v
+}
+
+/// bridge's VLAN fields (rows that fail before the kernel is asked, so they
+/// run on kernels without bridge VLAN filtering too).
+fn bridge_vlan() -> Vec<Row> {
+    let n = "bridge";
+    vec![Row::new(n, Add, "vlan + isGateway", "bridge of 15 bytes: its VLAN gateway's name would be 18")
+        .set("bridge", json!("cnibridge123456"))
+        .set("vlan", json!(10))
+        .fails(7, &["gateway of VLAN 10", "\"cnibridge123456.10\"", "longer than 15 bytes"])]
 }
 
 fn macvlan() -> Vec<Row> {

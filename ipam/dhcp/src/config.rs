@@ -8,6 +8,7 @@
 //! | `priority` | metric of the result's routes |
 
 use common::args::CniArgs;
+use common::error::shown;
 use common::spec::{fold_keys, NetConf};
 use common::{CniError, Result};
 use serde::Deserialize;
@@ -87,21 +88,33 @@ fn raw_ipam(conf: &NetConf) -> Result<RawIpam> {
             items.iter_mut().for_each(|i| fold_keys(i, names));
         }
     }
-    serde_json::from_value(ipam).map_err(|e| bad(format!("invalid dhcp ipam config: {e}")))
+    common::spec::from_fields(&ipam).map_err(|e| bad(format!("invalid dhcp ipam config: {e}")))
 }
 
 /// Only the socket: what DEL, GC and STATUS need, so they work even when the
 /// options can no longer be resolved.
 pub fn socket_path(conf: &NetConf) -> Result<String> {
-    let ipam = raw_ipam(conf)?;
-    Ok(ipam.daemon_socket_path.filter(|p| !p.is_empty()).unwrap_or_else(|| DEFAULT_SOCKET_PATH.into()))
+    checked_socket_path(raw_ipam(conf)?.daemon_socket_path)
+}
+
+/// The longest path the kernel takes (PATH_MAX less its NUL).
+const MAX_PATH: usize = 4095;
+
+fn checked_socket_path(path: Option<String>) -> Result<String> {
+    let path = path.filter(|p| !p.is_empty()).unwrap_or_else(|| DEFAULT_SOCKET_PATH.into());
+    if path.len() > MAX_PATH {
+        return Err(bad(format!(
+            "invalid daemonSocketPath {}: longer than a path can be ({MAX_PATH} bytes)",
+            shown(&path)
+        )));
+    }
+    Ok(path)
 }
 
 /// The whole configuration, with `fromArg` values taken from `CNI_ARGS`.
 pub fn load(conf: &NetConf, args: &CniArgs) -> Result<Config> {
     let ipam = raw_ipam(conf)?;
-    let socket_path =
-        ipam.daemon_socket_path.filter(|p| !p.is_empty()).unwrap_or_else(|| DEFAULT_SOCKET_PATH.into());
+    let socket_path = checked_socket_path(ipam.daemon_socket_path)?;
 
     // Provided options, in order; a later one with the same code wins, as
     // in the reference (value first, then fromArg when that argument is set).
@@ -113,8 +126,8 @@ pub fn load(conf: &NetConf, args: &CniArgs) -> Result<Config> {
         let mut set = |value: &str, source: &str| -> Result<()> {
             if value.len() > 255 {
                 return Err(bad(format!(
-                    "value too long for option {:?} ({source}): {} bytes, at most 255",
-                    p.option,
+                    "invalid ipam.provide: value too long for option {} ({source}): {} bytes, at most 255",
+                    shown(&p.option),
                     value.len()
                 )));
             }

@@ -53,7 +53,10 @@ pub fn parse(option: &str) -> Result<u8, String> {
         return Ok(*code);
     }
     s.parse::<u8>().map_err(|_| {
-        format!("Can not parse option {option:?}: not a dhcp-options(5) name this plugin knows nor a number 0-255")
+        format!(
+            "Can not parse option {}: not a dhcp-options(5) name this plugin knows nor a number 0-255",
+            common::error::shown(option)
+        )
     })
 }
 

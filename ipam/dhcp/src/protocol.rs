@@ -21,8 +21,9 @@ use common::spec::CniResult;
 use serde::{Deserialize, Serialize};
 
 pub const VERSION: u32 = 1;
-/// Requests carry names and a few options: far below this.
-pub const MAX_REQUEST: usize = 64 * 1024;
+/// Requests carry names and a few options: a container ID up to the 128 KiB
+/// the kernel allows an environment string, a network name, a netns path.
+pub const MAX_REQUEST: usize = 1024 * 1024;
 /// A reply holds one result; DHCP options are small.
 pub const MAX_REPLY: usize = 1024 * 1024;
 

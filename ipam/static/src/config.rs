@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use common::args::CniArgs;
+use common::error::shown;
 use common::ipnet::IpNet;
 use common::spec::{fold_keys, version, Dns, NetConf, Route};
 use common::{CniError, Result};
@@ -77,7 +78,7 @@ fn raw_ipam(conf: &NetConf) -> Result<RawIpam> {
             _ => {}
         }
     }
-    serde_json::from_value(ipam).map_err(|e| bad(format!("invalid static ipam config: {e}")))
+    common::spec::from_fields(&ipam).map_err(|e| bad(format!("invalid static ipam config: {e}")))
 }
 
 /// `10.1.2.3/24` as Go's `net.ParseCIDR` reads it: the address keeps its
@@ -106,13 +107,19 @@ fn ips_list(v: Option<&Value>, src: &str) -> Result<Option<Vec<Address>>> {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(items)) if items.is_empty() => return Ok(None),
         Some(Value::Array(items)) => items,
-        Some(other) => return Err(bad(format!("invalid {src}: {other} is not a list of strings"))),
+        Some(other) => {
+            // A string is shown as itself, so a huge one is cut where it is long.
+            let shown = other.as_str().map_or_else(|| shown(&other.to_string()), shown);
+            return Err(bad(format!("invalid {src}: {shown} is not a list of strings")));
+        }
     };
     let mut out = Vec::new();
     for item in items {
-        let s = item.as_str().ok_or_else(|| bad(format!("invalid {src}: {item} is not a string")))?;
+        let s = item
+            .as_str()
+            .ok_or_else(|| bad(format!("invalid {src}: {} is not a string", shown(&item.to_string()))))?;
         let address = parse_cidr(s).ok_or_else(|| {
-            bad(format!("an entry in the 'ips' field ({src}) is NOT in CIDR notation, got: {s:?}"))
+            bad(format!("an entry in the 'ips' field ({src}) is NOT in CIDR notation, got: {}", shown(s)))
         })?;
         out.push(Address { address, gateway: None });
     }
@@ -126,16 +133,15 @@ pub fn load(conf: &NetConf, args: &CniArgs) -> Result<Config> {
     for (i, raw) in addresses.unwrap_or_default().iter().enumerate() {
         let address = parse_cidr(&raw.address).ok_or_else(|| {
             bad(format!(
-                "invalid address {i}: the 'address' field is expected to be in CIDR notation, got: {:?}",
-                raw.address
+                "invalid address {i}: the 'address' field is expected to be in CIDR notation, got: {}",
+                shown(&raw.address)
             ))
         })?;
         let gateway = match raw.gateway.as_deref().filter(|g| !g.is_empty()) {
             None => None,
-            Some(g) => Some(
-                parse_ip(g)
-                    .ok_or_else(|| bad(format!("invalid address {i}: gateway {g:?} is not an IP address")))?,
-            ),
+            Some(g) => Some(parse_ip(g).ok_or_else(|| {
+                bad(format!("invalid address {i}: gateway {} is not an IP address", shown(g)))
+            })?),
         };
         list.push(Address { address, gateway });
     }
@@ -145,7 +151,10 @@ pub fn load(conf: &NetConf, args: &CniArgs) -> Result<Config> {
     if let Some(ips) = args.get("IP").filter(|v| !v.is_empty()) {
         for item in ips.split(',').map(str::trim) {
             let address = parse_cidr(item).ok_or_else(|| {
-                bad(format!("the 'ip' field (CNI_ARGS IP) is expected to be in CIDR notation, got: {item:?}"))
+                bad(format!(
+                    "the 'ip' field (CNI_ARGS IP) is expected to be in CIDR notation, got: {}",
+                    shown(item)
+                ))
             })?;
             list.push(Address { address, gateway: None });
         }
@@ -153,7 +162,7 @@ pub fn load(conf: &NetConf, args: &CniArgs) -> Result<Config> {
     if let Some(gws) = args.get("GATEWAY").filter(|v| !v.is_empty()) {
         for item in gws.split(',').map(str::trim) {
             let gw = parse_ip(item)
-                .ok_or_else(|| bad(format!("invalid gateway address (CNI_ARGS GATEWAY): {item:?}")))?;
+                .ok_or_else(|| bad(format!("invalid gateway address (CNI_ARGS GATEWAY): {}", shown(item))))?;
             for a in list[first_from_env..].iter_mut().filter(|a| a.address.network().contains(&gw)) {
                 a.gateway = Some(gw);
             }

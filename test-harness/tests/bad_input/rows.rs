@@ -12,7 +12,7 @@
 
 use serde_json::{json, Value};
 
-use super::table::{Case, Fx, Neighbour, Profile, Row, Ty, Verb};
+use super::table::{Case, Expect, Fx, Neighbour, Profile, Row, Ty, Verb};
 use test_harness::{veth, wait_until};
 use Verb::*;
 
@@ -131,7 +131,7 @@ fn no_caps(_: &Fx) -> Value {
 }
 
 pub fn profiles() -> Vec<Profile> {
-    vec![
+    let mut v = vec![
         Profile {
             name: "loopback",
             chain: false,
@@ -384,6 +384,149 @@ pub fn profiles() -> Vec<Profile> {
             bookkeeping: HL_BOOKKEEPING,
             other_network: same_network_setup,
         },
+    ];
+    v.extend(static_dhcp_bandwidth_profiles());
+    v
+}
+
+/// The container's `eth0` and `eth1` as veths whose host ends (`vh0`,
+/// `vh1`) are ports of the bridge `lan0` (10.99.0.1/24), where dnsmasq
+/// serves 10.99.0.100-150; the dhcp daemon listens on private/dhcp.sock.
+/// Both are the world's services, with their files in private/.
+fn setup_dhcp(fx: &Fx) {
+    fx.host.ip(&["link", "add", "lan0", "type", "bridge"]).unwrap();
+    fx.host.ip(&["addr", "add", "10.99.0.1/24", "dev", "lan0"]).unwrap();
+    fx.host.ip(&["link", "set", "lan0", "up"]).unwrap();
+    for (c, h) in [("eth0", "vh0"), ("eth1", "vh1")] {
+        veth(&fx.ctr, c, &fx.host, h).unwrap();
+        fx.host.ip(&["link", "set", h, "master", "lan0"]).unwrap();
+    }
+    let quiet = || std::process::Stdio::null();
+    let (mut cmd, _guard) = fx.host.command("dnsmasq").unwrap();
+    cmd.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--port=0",
+        "--user=root",
+        "--interface=lan0",
+        "--bind-interfaces",
+        "--no-ping",
+        "--dhcp-authoritative",
+        "--dhcp-range=10.99.0.100,10.99.0.150,255.255.255.0,2m",
+    ])
+    .arg(format!("--dhcp-leasefile={}", fx.private("dnsmasq.leases").display()))
+    .arg(format!("--log-facility={}", fx.private("dnsmasq.log").display()))
+    .arg(format!("--pid-file={}", fx.private("dnsmasq.pid").display()))
+    .stdin(quiet())
+    .stdout(quiet())
+    .stderr(quiet());
+    let child = cmd.spawn().expect("dnsmasq (scripts/deps installs dnsmasq-base)");
+    fx.services.lock().unwrap().push(child);
+    let log = || std::fs::read_to_string(fx.private("dnsmasq.log")).unwrap_or_default();
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || log().contains("DHCP, sockets bound")),
+        "{}",
+        log()
+    );
+    let daemon_log = std::fs::File::create(fx.private("daemon.log")).unwrap();
+    let (mut cmd, _guard) = fx.host.command(test_harness::target_bin_dir().join("dhcp")).unwrap();
+    cmd.arg("daemon")
+        .arg("-socketpath")
+        .arg(fx.private("dhcp.sock"))
+        .arg("-pidfile")
+        .arg(fx.private("dhcp.pid"))
+        .args(["-timeout", "2s"])
+        .stdin(quiet())
+        .stdout(quiet())
+        .stderr(daemon_log);
+    let child = cmd.spawn().expect("dhcp daemon (cargo build --workspace --bins)");
+    fx.services.lock().unwrap().push(child);
+    let sock = fx.private("dhcp.sock");
+    let up = wait_until(std::time::Duration::from_secs(30), || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    assert!(up, "{}", std::fs::read_to_string(fx.private("daemon.log")).unwrap_or_default());
+}
+
+/// bandwidth's prevResult: the container's `ifname` and its veth's host end.
+fn bw_prev(fx: &Fx, ifname: &str, host_end: &str) -> Value {
+    json!({"cniVersion": "1.0.0",
+        "interfaces": [{"name": host_end}, {"name": ifname, "sandbox": fx.ctr.path_str()}],
+        "ips": [{"address": "10.99.0.3/24", "gateway": "10.99.0.1", "interface": 1}]})
+}
+
+fn static_dhcp_bandwidth_profiles() -> Vec<Profile> {
+    vec![
+        Profile {
+            name: "static",
+            chain: false,
+            setup: setup_none,
+            baseline: |_| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "macvlan", "ipam": {"type": "static",
+                    "addresses": [{"address": "10.99.0.5/24", "gateway": "10.99.0.1"}],
+                    "routes": [{"dst": "0.0.0.0/0"}], "dns": {"nameservers": ["10.99.0.1"]}}})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            // No state: a neighbour would have nothing to lose.
+            neighbour: None,
+            fields: &[
+                ("ipam", Ty::Map),
+                ("ipam.addresses", Ty::List),
+                ("ipam.routes", Ty::List),
+                ("ipam.dns", Ty::Map),
+            ],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "dhcp",
+            chain: false,
+            setup: setup_dhcp,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "macvlan",
+                    "ipam": {"type": "dhcp", "daemonSocketPath": fx.private("dhcp.sock")}})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |_, _| {} }),
+            fields: &[
+                ("ipam", Ty::Map),
+                ("ipam.daemonSocketPath", Ty::Str),
+                ("ipam.request", Ty::List),
+                ("ipam.provide", Ty::List),
+                ("ipam.priority", Ty::Int),
+            ],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "bandwidth",
+            chain: false,
+            setup: setup_chained,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "bandwidth",
+                    "ingressRate": 8_000_000, "ingressBurst": 256_000,
+                    "egressRate": 8_000_000, "egressBurst": 256_000,
+                    "prevResult": bw_prev(fx, "eth0", "vh0")})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, fx| c.conf["prevResult"] = bw_prev(fx, "eth1", "vh1"),
+            }),
+            fields: &[
+                ("ingressRate", Ty::Int),
+                ("ingressBurst", Ty::Int),
+                ("egressRate", Ty::Int),
+                ("egressBurst", Ty::Int),
+            ],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
     ]
 }
 
@@ -395,7 +538,7 @@ fn name_is_a_dir(p: &str) -> bool {
 
 /// Plugins whose CNI_IFNAME is free (not tied to a prevResult or an existing link).
 fn ifname_is_free(p: &str) -> bool {
-    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "overlay")
+    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "overlay" | "static")
 }
 
 /// Plugins whose reference loads CNI_ARGS into a struct (libcni's
@@ -686,6 +829,9 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(host_local());
     v.extend(bridge());
     v.extend(bridge_vlan());
+    v.extend(static_ipam());
+    v.extend(dhcp());
+    v.extend(bandwidth());
     v.extend(macvlan());
     v.extend(portmap());
     v.extend(firewall());
@@ -693,6 +839,14 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(dns_sidecar());
     v.extend(overlay());
     v.extend(podman_chain());
+    // bandwidth's buckets stay on the host veth after DEL (they go with the
+    // veth, as in the reference) and the world's veths stay: after a row
+    // that added (one that worked, or a DEL/CHECK/GC row's own attachment),
+    // the next row gets a fresh world.
+    let adds = |r: &Row| matches!(r.expect, Expect::Works) || (r.verb != Add && !r.never_added);
+    for r in v.iter_mut().filter(|r| r.profile == "bandwidth" && adds(r)) {
+        r.prepares = true;
+    }
     // Each plugin's rows together (the order of docs/bad-input.md).
     v.sort_by_key(|r| profiles.iter().position(|p| p.name == r.profile));
     v
@@ -1519,4 +1673,267 @@ fn podman_chain() -> Vec<Row> {
             })
             .fails_in("bridge", 7, &["invalid MAC address \"zz\""]),
     ]
+}
+
+fn static_ipam() -> Vec<Row> {
+    let n = "static";
+    let addr = |a: Value| move |c: &mut Case, _: &Fx| c.set("ipam.addresses", json!([a.clone()]));
+    let mut v = Vec::new();
+    for (input, a, msg) in [
+        ("\"10.99.0.5\" (no prefix)", json!({"address": "10.99.0.5"}), "\"10.99.0.5\""),
+        ("\"10.99.0.5/33\"", json!({"address": "10.99.0.5/33"}), "\"10.99.0.5/33\""),
+        ("missing", json!({"gateway": "10.99.0.1"}), "CIDR notation"),
+        ("100,000 bytes", json!({"address": long('1', 100_000)}), "(100000 bytes)"),
+    ] {
+        v.push(Row::new(n, Add, "addresses[].address", input).with(addr(a)).fails(7, &["address", msg]));
+    }
+    for (input, a, msg) in [
+        ("\"x\"", json!({"address": "10.99.0.5/24", "gateway": "x"}), "gateway \"x\" is not an IP address"),
+        (
+            "100,000 bytes",
+            json!({"address": "10.99.0.5/24", "gateway": long('1', 100_000)}),
+            "(100000 bytes)",
+        ),
+    ] {
+        v.push(Row::new(n, Add, "addresses[].gateway", input).with(addr(a)).fails(7, &[msg]));
+    }
+    v.push(
+        Row::new(n, Add, "addresses", "an entry that is no object")
+            .set("ipam.addresses", json!([5]))
+            .fails(7, &["word:addresses"]),
+    );
+    v.push(Row::new(n, Add, "addresses", "none").set("ipam.addresses", json!([])).works());
+    v.push(
+        Row::new(n, Add, "addresses", "two IPv4 in a 0.2.0 config")
+            .set("cniVersion", json!("0.2.0"))
+            .set("ipam.addresses", json!([{"address": "10.99.0.5/24"}, {"address": "10.99.0.6/24"}]))
+            .fails(7, &["more than 1 address per family"]),
+    );
+    v.push(
+        Row::new(n, Add, "addresses", "10,000 addresses")
+            .raw("ipam.addresses", || {
+                let a: Vec<String> = (0..10_000u32)
+                    .map(|i| {
+                        format!(r#"{{"address":"10.{}.{}.{}/8"}}"#, 100 + i / 65536, (i / 256) % 256, i % 256)
+                    })
+                    .collect();
+                format!("[{}]", a.join(","))
+            })
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "routes", "a route to \"bogus\"")
+            .set("ipam.routes", json!([{"dst": "bogus"}]))
+            .fails(7, &["word:routes", "bogus"]),
+    );
+    v.push(
+        Row::new(n, Add, "dns", "nameservers \"x\" (not a list)")
+            .set("ipam.dns", json!({"nameservers": "x"}))
+            .fails(7, &["word:dns"]),
+    );
+    for (input, args, msg) in [
+        ("IP=10.99.0.300/24", "IP=10.99.0.300/24", "\"10.99.0.300/24\""),
+        ("IP of 100,000 bytes", "IP=@", "(100000 bytes)"),
+        ("GATEWAY=x", "IP=10.99.0.7/24;GATEWAY=x", "invalid gateway address (CNI_ARGS GATEWAY): \"x\""),
+    ] {
+        let args = args.replace('@', &long('1', 100_000));
+        v.push(Row::new(n, Add, "CNI_ARGS", input).env("CNI_ARGS", args).fails(7, &[msg]));
+    }
+    v.push(
+        Row::new(n, Add, "CNI_ARGS", "IP=10.99.0.7/24;GATEWAY=10.99.0.1")
+            .env("CNI_ARGS", "IP=10.99.0.7/24;GATEWAY=10.99.0.1")
+            .works(),
+    );
+    for (what, path) in [("args.cni.ips", "args.cni.ips"), ("runtimeConfig.ips", "runtimeConfig.ips")] {
+        v.push(
+            Row::new(n, Add, what, "[\"bogus\"]").set(path, json!(["bogus"])).fails(7, &[what, "\"bogus\""]),
+        );
+        v.push(Row::new(n, Add, what, "[5]").set(path, json!([5])).fails(7, &[what, "is not a string"]));
+        v.push(
+            Row::new(n, Add, what, "\"10.99.0.5/24\" (not a list)")
+                .set(path, json!("10.99.0.5/24"))
+                .fails(7, &[what, "not a list"]),
+        );
+        v.push(
+            Row::new(n, Add, what, "a string of 100,000 bytes (not a list)")
+                .set(path, json!(long('1', 100_000)))
+                .fails(7, &[what, "(100000 bytes)"]),
+        );
+    }
+    v.push(Row::new(n, Check, "prevResult", "missing").fails(7, &["prevResult"]));
+    v.push(
+        Row::new(n, Check, "prevResult", "without the configured address")
+            .set("prevResult", json!({"cniVersion": "1.0.0", "ips": [{"address": "10.99.0.6/24"}]}))
+            .fails(999, &["address 10.99.0.5/24 of interface eth0 is not in prevResult"]),
+    );
+    v.push(
+        Row::new(n, Del, "addresses", "[\"bogus\"] (DEL has nothing to release)")
+            .set("ipam.addresses", json!(["bogus"]))
+            .works(),
+    );
+    v
+}
+
+fn dhcp() -> Vec<Row> {
+    let n = "dhcp";
+    let mut v = Vec::new();
+    v.push(
+        Row::new(n, Add, "daemonSocketPath", "no daemon there (a retry may work)")
+            .with(|c, fx| c.set("ipam.daemonSocketPath", json!(fx.private("nobody.sock"))))
+            .fails(11, &["cannot reach the DHCP daemon", "nobody.sock"]),
+    );
+    v.push(
+        Row::new(n, Add, "daemonSocketPath", "an ordinary file")
+            .with(|c, fx| c.set("ipam.daemonSocketPath", json!(fx.outside("victim"))))
+            .fails(11, &["cannot reach the DHCP daemon", "victim"]),
+    );
+    v.push(
+        Row::new(n, Add, "daemonSocketPath", "100,000 bytes")
+            .set("ipam.daemonSocketPath", json!(format!("/{}", long('s', 100_000))))
+            .fails(7, &["daemonSocketPath", "(100001 bytes)"]),
+    );
+    v.push(
+        Row::new(
+            n,
+            Add,
+            "daemonSocketPath",
+            "the daemon's socket by a path longer than a socket address holds (107 bytes)",
+        )
+        .with(|c, fx| {
+            let long = format!("{}{}/dhcp.sock", fx.private("").display(), "/.".repeat(150));
+            c.set("ipam.daemonSocketPath", json!(long));
+        })
+        .works(),
+    );
+    v.push(
+        Row::new(n, Del, "daemonSocketPath", "no daemon there (nothing to release)")
+            .with(|c, fx| c.set("ipam.daemonSocketPath", json!(fx.private("nobody.sock"))))
+            .never_added()
+            .works(),
+    );
+    v.push(
+        Row::new(n, Status, "daemonSocketPath", "no daemon there")
+            .set("cniVersion", json!("1.1.0"))
+            .with(|c, fx| c.set("ipam.daemonSocketPath", json!(fx.private("nobody.sock"))))
+            .fails(50, &["cannot reach the DHCP daemon"]),
+    );
+    for (input, req, msg) in [
+        ("option \"bogus\"", json!([{"option": "bogus"}]), "\"bogus\""),
+        ("option 300", json!([{"option": "300"}]), "300"),
+        ("option of 100,000 bytes", json!([{"option": long('o', 100_000)}]), "(100000 bytes)"),
+    ] {
+        v.push(Row::new(n, Add, "request", input).set("ipam.request", req).fails(7, &["request", msg]));
+    }
+    for (input, p, msg) in [
+        ("option \"bogus\"", json!([{"option": "bogus", "value": "x"}]), "\"bogus\""),
+        (
+            "a value of 256 bytes",
+            json!([{"option": "host-name", "value": long('h', 256)}]),
+            "256 bytes, at most 255",
+        ),
+    ] {
+        v.push(Row::new(n, Add, "provide", input).set("ipam.provide", p).fails(7, &["provide", msg]));
+    }
+    v.push(
+        Row::new(n, Add, "provide", "host-name from CNI_ARGS K8S_POD_NAME")
+            .set("ipam.provide", json!([{"option": "host-name", "fromArg": "K8S_POD_NAME"}]))
+            .env("CNI_ARGS", "K8S_POD_NAME=web-1")
+            .works(),
+    );
+    v.push(Row::new(n, Add, "priority", "-1").set("ipam.priority", json!(-1)).fails(7, &["priority", "-1"]));
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "not in the container")
+            .env("CNI_IFNAME", "eth9")
+            .fails(999, &["eth9"]),
+    );
+    v
+}
+
+fn bandwidth() -> Vec<Row> {
+    let n = "bandwidth";
+    let mut v = Vec::new();
+    v.extend(
+        prev_result_rows(n).into_iter().filter(|r| r.input != "a 0.2.0 result in a 1.0.0 config (converted)"),
+    );
+    v.push(
+        Row::new(n, Add, "prevResult", "missing").remove("prevResult").fails(7, &["prevResult is missing"]),
+    );
+    v.push(
+        Row::new(n, Add, "prevResult", "a 0.2.0 result in a 1.0.0 config (no interfaces)")
+            .set("prevResult", json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.99.0.3/24"}}))
+            .fails(999, &["prevResult lists no interfaces"]),
+    );
+    v.push(
+        Row::new(n, Add, "prevResult", "without the container's host end")
+            .with(|c, fx| c.conf["prevResult"] = prev(fx, "eth0", "10.99.0.3/24"))
+            .fails(999, &["host end vh0 is not among prevResult's host interfaces"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "not in the container")
+            .env("CNI_IFNAME", "eth9")
+            .fails(999, &["eth9"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "no veth (lo)")
+            .env("CNI_IFNAME", "lo")
+            .fails(999, &["lo has no veth peer"]),
+    );
+    for (input, key, value, msg) in [
+        (
+            "rate without a burst",
+            "ingressBurst",
+            json!(0),
+            "ingressRate is set, so ingressBurst must be set too",
+        ),
+        ("-1", "egressRate", json!(-1), "egressRate must be a whole number"),
+        ("1e100", "ingressRate", json!(1e100), "ingressRate must be a whole number"),
+        ("7 (below a byte per second)", "ingressRate", json!(7), "ingressRate must be at least 8"),
+        ("4 GB", "egressBurst", json!(34_359_738_360u64), "egressBurst cannot be more than 4GB"),
+        ("8 bits at 1 Gbit/s", "ingressBurst", json!(8), "ingressBurst of 8 bits is too small"),
+    ] {
+        let row = Row::new(n, Add, key, input).set(key, value);
+        let row =
+            if input == "8 bits at 1 Gbit/s" { row.set("ingressRate", json!(1_000_000_000u64)) } else { row };
+        v.push(row.fails(7, &[msg]));
+    }
+    v.push(
+        Row::new(n, Add, "every value", "0 (nothing to shape)")
+            .set("ingressRate", json!(0))
+            .set("ingressBurst", json!(0))
+            .set("egressRate", json!(0))
+            .set("egressBurst", json!(0))
+            .works(),
+    );
+    let own_removed = |c: &mut Case, _: &Fx| {
+        for k in ["ingressRate", "ingressBurst", "egressRate", "egressBurst"] {
+            c.remove(k);
+        }
+    };
+    v.push(
+        Row::new(n, Add, "runtimeConfig.bandwidth", "capitalized keys, as containerd's CRI sends them")
+            .with(own_removed)
+            .set("runtimeConfig.bandwidth", json!({"IngressRate": 8_000_000, "IngressBurst": 256_000}))
+            .works(),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.bandwidth", "5 (a number)")
+            .with(own_removed)
+            .set("runtimeConfig.bandwidth", json!(5))
+            .fails(7, &["runtimeConfig.bandwidth must be an object"]),
+    );
+    v.push(
+        Row::new(n, Add, "planted state", "an ifb of its name already there")
+            .prepare(|_, fx| {
+                fx.host.ip(&["link", "add", &bw_ifb("net1", super::table::CID), "type", "ifb"]).unwrap();
+            })
+            .fails(999, &["left by an earlier ADD"]),
+    );
+    v
+}
+
+/// bandwidth's ifb name (the reference's): `bwp` + 12 hex digits of SHA-512(network + container ID).
+fn bw_ifb(network: &str, cid: &str) -> String {
+    let digest = test_harness::sha512::sha512(format!("{network}{cid}").as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("bwp{hex}")
 }

@@ -39,47 +39,61 @@ pub fn temp_name(net: &mut impl NetStack, prefix: &str) -> Result<String> {
     Err(CniError::try_again(format!("could not find a free temporary name {prefix}…")))
 }
 
-/// Move the link `name` from `from` into `to` and call it `new_name` there
-/// (taken down: the kernel renames only links that are down). The link goes
-/// over under a temporary name, so a link called `name` in `to` is no
-/// obstacle; a taken `new_name` is [`name_taken`] and leaves the link in
-/// `from` under its old name. Returns the link as `to` sees it.
-pub fn move_link(
-    from: &mut impl NetStack,
-    to: &mut impl NetStack,
+/// Move the link `name` from `from` into `to` and call it `new_name` there.
+/// It travels through a scratch netns and is renamed there, so neither side
+/// ever sees it under a temporary name (udev and NetworkManager on a host
+/// trip over fast renames), and a link called `name` in `to` is no
+/// obstacle. It arrives down (a move takes a link down). A taken `new_name`
+/// is [`name_taken`]; on any failure the link is back in `from` as `name`.
+/// Returns the link as `to` sees it.
+pub fn move_link<F: NetStack, T: NetStack>(
+    from: &mut F,
+    to: &mut T,
     name: &str,
     new_name: &str,
 ) -> Result<Link> {
     let link = from.link_by_name(name).map_err(|e| link_error(&format!("finding {name}"), e))?;
     ensure_name_free(to, new_name)?;
-    let tmp = temp_name(to, "cni")?;
-    let fd = to.netns_fd().map_err(|e| link_error("opening the target netns", e))?;
-    from.set_down(link.index).map_err(|e| link_error(&format!("setting {name} down"), e))?;
-    from.rename(link.index, &tmp).map_err(|e| link_error(&format!("renaming {name}"), e))?;
-    if let Err(e) = from.set_netns_fd(link.index, fd) {
-        let _ = from.rename(link.index, name);
-        return Err(link_error(&format!("moving {name} to another netns"), e));
-    }
-    let moved =
-        to.link_by_name(&tmp).map_err(|e| link_error(&format!("finding {name} after the move"), e))?;
-    match to.rename(moved.index, new_name) {
-        Ok(()) => {}
-        Err(e) => {
-            // Put it back as it was: the caller's undo knows it under `name` in `from`.
-            let back = from.netns_fd().and_then(|fd| to.set_netns_fd(moved.index, fd));
-            if back.is_ok() {
-                if let Ok(l) = from.link_by_name(&tmp) {
-                    let _ = from.rename(l.index, name);
-                }
-            }
-            return Err(if e.is(libc::EEXIST) {
-                name_taken(new_name)
-            } else {
-                link_error(&format!("renaming {name} to {new_name}"), e)
-            });
+    let mut scratch = to.scratch_netns().map_err(|e| link_error("making a scratch netns", e))?;
+    let scratch_fd = scratch.netns_fd().map_err(|e| link_error("opening the scratch netns", e))?;
+    let to_fd = to.netns_fd().map_err(|e| link_error("opening the target netns", e))?;
+    let from_fd = from.netns_fd().map_err(|e| link_error("opening the link's netns", e))?;
+    from.set_netns_fd(link.index, scratch_fd).map_err(|e| {
+        let mut err = link_error(&format!("moving {name} out of its netns"), e.clone());
+        if e.is(libc::EINVAL) {
+            err.msg += " (the kernel keeps some devices, such as loopback, bridges and VRFs, in their netns)";
         }
+        err
+    })?;
+    // From here on a failure sends the link home under its old name.
+    let home = |scratch: &mut T, index: u32| {
+        let _ = scratch.rename(index, name);
+        let _ = scratch.set_netns_fd(index, from_fd);
+    };
+    // Its index is free in a fresh netns, so the kernel kept it there.
+    let there = match scratch.link_by_name(name) {
+        Ok(l) => l,
+        Err(e) => {
+            home(&mut scratch, link.index);
+            return Err(link_error(&format!("finding {name} in transit"), e));
+        }
+    };
+    if let Err(e) = scratch.rename(there.index, new_name) {
+        home(&mut scratch, there.index);
+        return Err(link_error(&format!("renaming {name} to {new_name}"), e));
     }
-    to.link_by_index(moved.index).map_err(|e| link_error(&format!("finding {new_name}"), e))
+    if let Err(e) = scratch.set_netns_fd(there.index, to_fd) {
+        home(&mut scratch, there.index);
+        return Err(if e.is(libc::EEXIST) {
+            name_taken(new_name)
+        } else {
+            link_error(&format!("moving {name} into the target netns"), e)
+        });
+    }
+    to.link_by_name(new_name).map_err(|e| {
+        let _ = move_link(to, from, new_name, name);
+        link_error(&format!("finding {new_name}"), e)
+    })
 }
 
 /// Delete `ifname`; one that is already gone is fine (DEL).
@@ -122,7 +136,7 @@ mod tests {
     }
 
     #[test]
-    fn move_link_renames_on_arrival_and_puts_the_link_back_on_failure() {
+    fn move_link_renames_in_transit_and_puts_the_link_back_on_any_failure() {
         let k = FakeKernel::new();
         let (mut host, mut ctr) = (k.host(), k.netns("c1"));
         host.add_link(&NewLink::new("eth1", LinkKind::Dummy)).unwrap();
@@ -132,25 +146,44 @@ mod tests {
         let before = k.state();
         k.clear_calls();
         let moved = move_link(&mut host, &mut ctr, "eth1", "net1").unwrap();
-        assert_eq!((moved.name.as_str(), moved.kind.as_deref()), ("net1", Some("dummy")));
+        let calls = k.calls();
+        assert_eq!(
+            (moved.name.as_str(), moved.kind.as_deref(), moved.is_up()),
+            ("net1", Some("dummy"), false)
+        );
         assert_eq!(names(&mut host), ["lo"]);
         assert_eq!(names(&mut ctr), ["eth1", "lo", "net1"]);
-        let calls = k.calls();
+        let renames: Vec<&String> = calls.iter().filter(|c| c.contains(": rename ")).collect();
+        assert!(renames.len() == 1 && renames[0].starts_with("scratch"), "renamed out of sight: {calls:?}");
+        assert!(!k.state().contains("scratch"), "the scratch netns is gone");
 
         // Back again, as an undo does it: the host sees its device under its old name.
         move_link(&mut ctr, &mut host, "net1", "eth1").unwrap();
         assert_eq!(names(&mut host), ["eth1", "lo"]);
+        let down = |s: String| s.replace(" up ", " down ");
+        assert_eq!(down(k.state()), down(before.clone()));
 
-        // The last step, the rename in the target, fails: the link goes home unchanged.
-        let last_rename = calls.iter().rposition(|c| c.contains(": rename ")).unwrap() + 1;
-        k.fail_at(last_rename, libc::EEXIST);
+        // Any failing call leaves the link where it was, under its name.
+        for n in 1..=calls.len() {
+            k.fail_at(n, libc::EIO);
+            if move_link(&mut host, &mut ctr, "eth1", "net1").is_ok() {
+                move_link(&mut ctr, &mut host, "net1", "eth1").unwrap();
+            }
+            assert_eq!(down(k.state()), down(before.clone()), "failure at call {n}");
+        }
+        // The name taken on arrival (by a racing rename): the link goes home.
+        let last_move = calls.iter().rposition(|c| c.contains(": set_netns_fd ")).unwrap() + 1;
+        k.fail_at(last_move, libc::EEXIST);
         let e = move_link(&mut host, &mut ctr, "eth1", "net1").unwrap_err();
         assert_eq!(e.msg, "container already has an interface named \"net1\"");
         assert_eq!(names(&mut host), ["eth1", "lo"]);
-        assert_eq!(names(&mut ctr), ["eth1", "lo"]);
         let e = move_link(&mut host, &mut ctr, "eth1", "eth1").unwrap_err();
         assert!(e.msg.contains("named \"eth1\""), "a taken name is refused before anything moves: {e}");
-        assert_eq!(k.state().replace(" up ", " down "), before.replace(" up ", " down "), "only down now");
+        assert_eq!(down(k.state()), down(before));
+
+        // What the kernel keeps in its netns.
+        let e = move_link(&mut host, &mut ctr, "lo", "lo2").unwrap_err();
+        assert!(e.msg.contains("moving lo out of its netns") && e.msg.contains("such as loopback"), "{e}");
     }
 
     #[test]

@@ -171,6 +171,13 @@ pub trait NetStack {
     /// This netns as the target of another handle's `add_link` or
     /// `set_netns_fd`. Valid while this handle lives.
     fn netns_fd(&mut self) -> NlResult<RawFd>;
+    /// A new, empty netns (a link in transit between two others changes
+    /// its name there, out of sight of both: see `links::move_link`). It
+    /// goes with the returned handle: links left in it are destroyed, a
+    /// physical device goes back to the initial netns.
+    fn scratch_netns(&mut self) -> NlResult<Self>
+    where
+        Self: Sized;
     /// Read a sysctl of this netns, key as a path: `net/ipv4/conf/eth0/arp_notify`.
     fn sysctl(&mut self, key: &str) -> io::Result<String>;
     /// Write sysctls of this netns, in order; stops at the first failure.
@@ -336,6 +343,9 @@ impl NetStack for Rtnl {
     }
     fn netns_fd(&mut self) -> NlResult<RawFd> {
         Rtnl::netns_fd(self)
+    }
+    fn scratch_netns(&mut self) -> NlResult<Rtnl> {
+        Rtnl::in_netns(&crate::netns::Netns::scratch()?)
     }
     fn sysctl(&mut self, key: &str) -> io::Result<String> {
         Rtnl::sysctl(self, key)

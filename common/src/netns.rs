@@ -102,6 +102,25 @@ impl Netns {
         }
     }
 
+    /// A new, empty network namespace (only `lo`, down), alive while this
+    /// handle or anything opened in it (a netlink socket) lives. When the
+    /// last goes, the kernel destroys the virtual links still in it and
+    /// returns physical devices to the initial netns.
+    pub fn scratch() -> io::Result<Netns> {
+        let file = std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: affects only this thread, which ends right after.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                File::open("/proc/thread-self/ns/net")
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the thread making a netns failed")))
+        })?;
+        Ok(Netns { file, path: PathBuf::from("(scratch netns)") })
+    }
+
     /// The netns of the calling thread.
     pub fn current() -> io::Result<Netns> {
         Netns::open("/proc/thread-self/ns/net")

@@ -26,7 +26,11 @@
 //! Linux 6.x). Deleting a link takes its veth
 //! peer, its macvlan/vlan children, its addresses, routes and neighbours
 //! along; a link moved to another netns loses its addresses and routes and
-//! keeps its index when that is free there. Not modelled: prefix routes and
+//! keeps its index when that is free there; loopback, bridges and VRFs
+//! refuse to move (`EINVAL`). A netns that dies ([`FakeKernel::delete_netns`],
+//! or a scratch netns whose last handle goes) destroys its links but returns
+//! physical devices ([`FakeKernel::add_device`]) to the host netns, which
+//! stands for the initial one, as `dev<ifindex>` when their name is taken. Not modelled: prefix routes and
 //! IPv6 link-local addresses the kernel adds by itself, DAD (addresses are
 //! never tentative), operational state beyond "up and its lower link up".
 //!
@@ -171,18 +175,25 @@ impl FakeKernel {
     }
 
     /// Remove the netns `name` as the kernel does when its last user goes:
-    /// its links are destroyed, and veth peers elsewhere with them.
+    /// its links are destroyed, and veth peers elsewhere with them; a
+    /// physical device ([`FakeKernel::add_device`]) goes back to the host
+    /// netns, which stands for the initial one.
     pub fn delete_netns(&self, name: &str) {
         let mut w = self.w.borrow_mut();
         let Some(ns) = w.spaces.iter().position(|s| s.name == name) else { return };
-        let ids: Vec<u64> = w.spaces[ns].links.iter().map(|l| l.id).collect();
-        for id in ids {
-            w.destroy(id);
-        }
-        w.spaces[ns].nft = Default::default();
-        w.spaces[ns].name = format!("(deleted {name})");
-        w.spaces[ns].addrs.clear();
-        w.spaces[ns].routes.clear();
+        w.remove_space(ns);
+    }
+
+    /// A physical network device in the netns `netns` (made if needed), down,
+    /// with no link kind, as a NIC is: a netns that dies returns it to the
+    /// host netns instead of destroying it.
+    pub fn add_device(&self, netns: &str, name: &str, mac: [u8; 6]) {
+        let ns = self.netns(netns).ns();
+        let mut w = self.w.borrow_mut();
+        let id = w.new_id();
+        let s = &mut w.spaces[ns];
+        let index = s.take_index(None);
+        s.links.push(FLink { id, index, name: name.into(), mac, ..FLink::blank() });
     }
 
     /// A netns without IPv6 (its `net/ipv6` sysctls do not exist).

@@ -25,6 +25,22 @@ const IFA_F_PERMANENT: u32 = 0x80;
 pub struct FakeNet {
     w: Rc<RefCell<World>>,
     ns: usize,
+    /// Set for a scratch netns, which goes with its last handle.
+    _scratch: Option<Rc<Scratch>>,
+}
+
+/// Removes a scratch netns (`NetStack::scratch_netns`) when dropped.
+struct Scratch {
+    w: Rc<RefCell<World>>,
+    ns: usize,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.w.try_borrow_mut() {
+            w.remove_space(self.ns);
+        }
+    }
 }
 
 fn err<T>(errno: i32) -> NlResult<T> {
@@ -41,7 +57,11 @@ fn valid_name(name: &str) -> bool {
 
 impl FakeNet {
     pub(super) fn new(w: Rc<RefCell<World>>, ns: usize) -> FakeNet {
-        FakeNet { w, ns }
+        FakeNet { w, ns, _scratch: None }
+    }
+
+    pub(super) fn ns(&self) -> usize {
+        self.ns
     }
 
     /// The netns' name.
@@ -216,6 +236,11 @@ impl World {
 
     fn move_link(&mut self, ns: usize, index: u32, target: usize) -> NlResult<()> {
         let i = self.pos(ns, index)?;
+        // The kernel keeps these in their netns (`netns_local`).
+        let l = &self.spaces[ns].links[i];
+        if l.flags & libc::IFF_LOOPBACK as u32 != 0 || matches!(l.kind.as_deref(), Some("bridge" | "vrf")) {
+            return err(libc::EINVAL);
+        }
         if target == ns {
             return Ok(());
         }
@@ -237,6 +262,39 @@ impl World {
         link.index = self.spaces[target].take_index(Some(index));
         self.spaces[target].links.push(link);
         Ok(())
+    }
+
+    /// A netns dies: physical devices (no kind, not loopback) go to the
+    /// first netns, the initial one, under their name or, when it is taken
+    /// there, `dev<ifindex>` (the kernel's fallback); every other link is
+    /// destroyed, veth peers elsewhere with it.
+    pub(super) fn remove_space(&mut self, ns: usize) {
+        let physical = |l: &FLink| l.kind.is_none() && l.flags & libc::IFF_LOOPBACK as u32 == 0;
+        let returning: Vec<u32> =
+            self.spaces[ns].links.iter().filter(|l| physical(l)).map(|l| l.index).collect();
+        for index in returning.into_iter().filter(|_| ns != 0) {
+            let Ok(i) = self.pos(ns, index) else { continue };
+            let taken = |w: &World, name: &str| w.spaces[0].links.iter().any(|l| l.name == name);
+            if taken(self, &self.spaces[ns].links[i].name) {
+                let mut name = format!("dev{index}");
+                let mut n = 0;
+                while taken(self, &name) {
+                    name = format!("dev{n}");
+                    n += 1;
+                }
+                self.spaces[ns].links[i].name = name;
+            }
+            let _ = self.move_link(ns, index, 0);
+        }
+        let ids: Vec<u64> = self.spaces[ns].links.iter().map(|l| l.id).collect();
+        for id in ids {
+            self.destroy(id);
+        }
+        let s = &mut self.spaces[ns];
+        s.nft = Default::default();
+        s.name = format!("(deleted {})", s.name);
+        s.addrs.clear();
+        s.routes.clear();
     }
 
     fn add_route(&mut self, ns: usize, r: &Route, replace: bool) -> NlResult<()> {
@@ -779,6 +837,14 @@ impl NetStack for FakeNet {
 
     fn netns_fd(&mut self) -> NlResult<RawFd> {
         self.act("netns_fd", format_args!(""), |_, ns| Ok(FD_BASE + ns as i32))
+    }
+    fn scratch_netns(&mut self) -> NlResult<FakeNet> {
+        let ns = self.act("scratch_netns", format_args!(""), |w, _| {
+            let name = format!("scratch{}", w.spaces.len());
+            Ok(w.add_space(&name))
+        })?;
+        let guard = Scratch { w: self.w.clone(), ns };
+        Ok(FakeNet { w: self.w.clone(), ns, _scratch: Some(Rc::new(guard)) })
     }
     fn lock(&mut self, name: &str) -> crate::Result<Option<crate::lock::FileLock>> {
         let mut w = self.w.borrow_mut();

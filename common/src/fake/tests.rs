@@ -573,3 +573,90 @@ fn the_fake_shapes_traffic_as_the_kernel_does() {
     assert_eq!(fake, real);
     assert!(fake.contains(&"redirect: ok".to_string()), "{fake:#?}");
 }
+
+#[test]
+fn a_dying_netns_returns_physical_devices_and_destroys_the_rest() {
+    let k = FakeKernel::new();
+    let (mut host, mut ctr) = (k.host(), k.netns("c1"));
+    k.add_device("c1", "eth0", [2, 0, 0, 0, 0, 1]);
+    k.add_device("c1", "eth1", [2, 0, 0, 0, 0, 2]);
+    k.add_device("host", "eth1", [2, 0, 0, 0, 0, 3]);
+    let fd = host.netns_fd().unwrap();
+    ctr.add_link(&NewLink::new("v0", LinkKind::Veth { peer: "v0p".into(), peer_netns_fd: Some(fd) }))
+        .unwrap();
+    let eth0 = ctr.link_by_name("eth0").unwrap();
+    assert_eq!(eth0.kind, None, "a device has no link kind");
+    ctr.set_alias(eth0.index, "enp3s0").unwrap();
+    ctr.set_up(eth0.index).unwrap();
+    let eth1 = ctr.link_by_name("eth1").unwrap().index;
+    k.delete_netns("c1");
+    // eth0 keeps its name and alias, down; eth1's name is taken: dev<ifindex>.
+    assert_eq!(
+        names(&mut host),
+        ["dev".to_string() + &eth1.to_string(), "eth0".into(), "eth1".into(), "lo".into()]
+    );
+    let back = host.link_by_name("eth0").unwrap();
+    assert_eq!(
+        (back.alias.as_deref(), back.is_up(), back.mac),
+        (Some("enp3s0"), false, Some([2, 0, 0, 0, 0, 1]))
+    );
+}
+
+/// Links through a scratch netns, what stays in its netns, and what a
+/// scratch netns that dies takes along; each outcome as text.
+fn transit_script<N: NetStack>(host: &mut N, ctr: &mut N) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<String, NlError>| {
+        out.push(format!("{what}: {}", r.unwrap_or_else(|e| format!("errno {}", e.errno))));
+    };
+    let ok = |r: Result<(), NlError>| r.map(|_| "ok".to_string());
+    let ctr_fd = ctr.netns_fd().unwrap();
+    note("veth", ok(host.add_link(&NewLink::veth("t0", "t0p"))));
+    note("veth 2", ok(host.add_link(&NewLink::veth("t1", "t1p"))));
+    note("bridge", ok(host.add_link(&NewLink::bridge("br9"))));
+    let (t0, t1) = (host.link_by_name("t0").unwrap().index, host.link_by_name("t1").unwrap().index);
+    let br9 = host.link_by_name("br9").unwrap().index;
+    note("up", ok(host.set_up(t0)));
+    note("alias", ok(host.set_alias(t0, "was t0")));
+    note("loopback stays", ok(host.set_netns_fd(1, ctr_fd)));
+    note("bridge stays", ok(host.set_netns_fd(br9, ctr_fd)));
+    {
+        let mut s = host.scratch_netns().unwrap();
+        let names =
+            |n: &mut N| n.links().map(|v| v.into_iter().map(|l| l.name).collect::<Vec<_>>().join(","));
+        note("scratch links", names(&mut s));
+        let s_fd = s.netns_fd().unwrap();
+        note("into scratch", ok(host.set_netns_fd(t0, s_fd)));
+        let l = s.link_by_name("t0");
+        note("in transit", l.clone().map(|l| format!("same index {}, up {}", l.index == t0, l.is_up())));
+        let i = l.map(|l| l.index).unwrap_or(0);
+        note("rename in transit", ok(s.rename(i, "eth5")));
+        note("into ctr", ok(s.set_netns_fd(i, ctr_fd)));
+        note("arrived", ctr.link_by_name("eth5").map(|l| format!("alias {:?}, up {}", l.alias, l.is_up())));
+        note("left in scratch", ok(host.set_netns_fd(t1, s_fd)));
+    }
+    // The kernel tears a netns down in the background: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while host.link_by_name("t1p").is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    note("veth in a dead scratch netns, peer", host.link_by_name("t1p").map(|l| l.name));
+    note("peer of the one that went on", host.link_by_name("t0p").map(|l| l.name));
+    out
+}
+
+#[test]
+fn links_in_transit_behave_as_in_the_kernel() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: comparing with the kernel needs root");
+        return;
+    }
+    let (a, b) = (RealNs::new(), RealNs::new());
+    let real = transit_script(&mut a.rtnl(), &mut b.rtnl());
+    let k = FakeKernel::new();
+    let fake = transit_script(&mut k.host(), &mut k.netns("c1"));
+    assert_eq!(fake, real);
+    assert!(fake.contains(&"veth in a dead scratch netns, peer: errno 19".to_string()), "{fake:#?}");
+    assert!(!k.state().contains("scratch"), "{}", k.state());
+}

@@ -256,8 +256,10 @@ impl World {
             (port.master, port.port, port.vlans) = (None, None, Vec::new());
         }
         (link.master, link.port, link.vlans) = (None, None, Vec::new());
-        // The kernel shuts the device down in its old netns: its qdiscs go.
+        // The kernel shuts the device down in its old netns: its qdiscs go,
+        // and its IP settings are made anew from the new netns' defaults.
         (link.qdiscs, link.filters) = (Vec::new(), Vec::new());
+        link.sysctls.clear();
         link.flags &= !(libc::IFF_UP as u32);
         link.index = self.spaces[target].take_index(Some(index));
         self.spaces[target].links.push(link);

@@ -618,6 +618,8 @@ fn transit_script<N: NetStack>(host: &mut N, ctr: &mut N) -> Vec<String> {
     let br9 = host.link_by_name("br9").unwrap().index;
     note("up", ok(host.set_up(t0)));
     note("alias", ok(host.set_alias(t0, "was t0")));
+    let arp_notify = "net/ipv4/conf/t0/arp_notify";
+    note("sysctl", host.set_sysctl(arp_notify, "1").map(|_| "ok".into()).map_err(NlError::from));
     note("loopback stays", ok(host.set_netns_fd(1, ctr_fd)));
     note("bridge stays", ok(host.set_netns_fd(br9, ctr_fd)));
     {
@@ -629,6 +631,7 @@ fn transit_script<N: NetStack>(host: &mut N, ctr: &mut N) -> Vec<String> {
         note("into scratch", ok(host.set_netns_fd(t0, s_fd)));
         let l = s.link_by_name("t0");
         note("in transit", l.clone().map(|l| format!("same index {}, up {}", l.index == t0, l.is_up())));
+        note("sysctl in transit", s.sysctl(arp_notify).map_err(NlError::from));
         let i = l.map(|l| l.index).unwrap_or(0);
         note("rename in transit", ok(s.rename(i, "eth5")));
         note("into ctr", ok(s.set_netns_fd(i, ctr_fd)));

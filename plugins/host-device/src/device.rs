@@ -64,6 +64,7 @@ pub fn find<N: NetStack>(selector: &Selector, sysfs: &Sysfs, host: &mut N) -> Re
     let (netdevs, pci_id) = match (selector, sys_of(selector, sysfs)?) {
         (Selector::Name(name), _) => {
             let link = host.link_by_name(name).map_err(|_| missing(format!("no interface {name:?}")))?;
+            movable(&link)?;
             return Ok(Device::Netdev { link, pci_id: String::new() });
         }
         (Selector::Mac(mac), _) => {
@@ -72,6 +73,7 @@ pub fn find<N: NetStack>(selector: &Selector, sysfs: &Sysfs, host: &mut N) -> Re
                 .into_iter()
                 .find(|l| l.mac == Some(*mac))
                 .ok_or_else(|| missing(format!("no interface with MAC {}", format_mac(mac))))?;
+            movable(&link)?;
             return Ok(Device::Netdev { link, pci_id: String::new() });
         }
         (_, Some(Sys::Pci(id))) => {
@@ -122,7 +124,23 @@ pub fn find<N: NetStack>(selector: &Selector, sysfs: &Sysfs, host: &mut N) -> Re
     };
     // The first, as the reference takes it; sysfs and netlink must agree.
     let link = same_device(&netdevs[0], host)?;
+    movable(&link)?;
     Ok(Device::Netdev { link, pci_id })
+}
+
+/// What the kernel keeps in its netns (`netns_local`) is a config error,
+/// said before anything changes.
+fn movable(link: &Link) -> Result<()> {
+    let what = match link.kind.as_deref() {
+        _ if link.flags & libc::IFF_LOOPBACK as u32 != 0 => "the loopback device",
+        Some("bridge") => "a bridge",
+        Some("vrf") => "a VRF",
+        _ => return Ok(()),
+    };
+    Err(CniError::invalid_config(format!(
+        "host device {:?} is {what}: the kernel keeps it in its network namespace",
+        link.name
+    )))
 }
 
 /// The link sysfs lists as `dev`: /sys shows the netns that mounted it, and

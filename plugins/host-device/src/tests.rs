@@ -382,6 +382,17 @@ fn nothing_changes_when_the_device_or_the_name_is_not_there() {
         assert!(w.changes().is_empty(), "{what}: {:?}", w.kernel.calls());
     }
 
+    // What the kernel keeps in its netns.
+    let mut w = World::new();
+    w.host.add_link(&NewLink::bridge("br0")).unwrap();
+    w.kernel.clear_calls();
+    for (name, what) in [("lo", "the loopback device"), ("br0", "a bridge")] {
+        let e = w.add(&conf(json!({"device": name}))).unwrap_err();
+        assert_eq!(e.code, 7, "{e}");
+        assert!(e.msg.contains(&format!("host device \"{name}\" is {what}: the kernel keeps it")), "{e}");
+    }
+    assert!(w.changes().is_empty());
+
     // A PCI function without a net device here (not bound, or in a container already).
     let mut w = World::new();
     w.pci_link("0000:3b:00.3", "ixgbe");

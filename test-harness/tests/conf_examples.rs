@@ -20,6 +20,7 @@ const OUR_PLUGINS: &[&str] = &[
     "static",
     "dhcp",
     "bandwidth",
+    "host-device",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

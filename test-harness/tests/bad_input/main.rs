@@ -19,6 +19,7 @@ const PLUGINS: &[&str] = &[
     "static",
     "dhcp",
     "bandwidth",
+    "host-device",
 ];
 
 fn built() -> Vec<std::path::PathBuf> {
@@ -300,6 +301,11 @@ fn netns_users(data: &TempDir) -> Vec<(&'static str, String)> {
             "macvlan",
             json!({"cniVersion": "1.0.0", "name": "badns", "type": "macvlan", "master": "m0",
             "prevResult": prev}),
+        ),
+        (
+            "host-device",
+            json!({"cniVersion": "1.0.0", "name": "badns", "type": "host-device", "device": "hd0",
+                "prevResult": prev}),
         ),
         (
             "tuning",

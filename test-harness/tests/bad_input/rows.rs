@@ -53,6 +53,14 @@ fn setup_master(fx: &Fx) {
     fx.host.ip(&["link", "set", "m0p", "up"]).unwrap();
 }
 
+/// Two host devices (veth ends, down, as DEL returns a device): `hd0` for
+/// the rows, `hd1` for the neighbour.
+fn setup_host_devices(fx: &Fx) {
+    for d in ["hd0", "hd1"] {
+        fx.host.ip(&["link", "add", d, "type", "veth", "peer", "name", &format!("{d}p")]).unwrap();
+    }
+}
+
 /// The gateway `gw0` (10.99.0.1) on the host, and the container's `eth0`
 /// and `eth1`, as bridge would have left them.
 fn setup_chained(fx: &Fx) {
@@ -218,6 +226,24 @@ pub fn profiles() -> Vec<Profile> {
                 ("mac", Ty::Str),
                 ("linkInContainer", Ty::Bool),
                 ("bcqueuelen", Ty::Int),
+                ("ipam", Ty::Map),
+            ],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "host-device",
+            chain: false,
+            setup: setup_host_devices,
+            baseline: |fx| json!({"cniVersion": "1.0.0", "name": "net1", "type": "host-device", "device": "hd0", "ipam": ipam(fx)}),
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |c, _| c.conf["device"] = json!("hd1") }),
+            fields: &[
+                ("device", Ty::Str),
+                ("hwaddr", Ty::Str),
+                ("kernelpath", Ty::Str),
+                ("pciBusID", Ty::Str),
                 ("ipam", Ty::Map),
             ],
             bookkeeping: HL_BOOKKEEPING,
@@ -533,12 +559,12 @@ fn static_dhcp_bandwidth_profiles() -> Vec<Profile> {
 /// Plugins that keep state in a directory named after the network: a name
 /// longer than a file name (255 bytes) cannot work there.
 fn name_is_a_dir(p: &str) -> bool {
-    matches!(p, "host-local" | "bridge" | "macvlan" | "dns-sidecar" | "overlay")
+    matches!(p, "host-local" | "bridge" | "macvlan" | "host-device" | "dns-sidecar" | "overlay")
 }
 
 /// Plugins whose CNI_IFNAME is free (not tied to a prevResult or an existing link).
 fn ifname_is_free(p: &str) -> bool {
-    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "overlay" | "static")
+    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "host-device" | "overlay" | "static")
 }
 
 /// Plugins whose reference loads CNI_ARGS into a struct (libcni's
@@ -833,6 +859,7 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(dhcp());
     v.extend(bandwidth());
     v.extend(macvlan());
+    v.extend(host_device());
     v.extend(portmap());
     v.extend(firewall());
     v.extend(tuning());
@@ -1267,6 +1294,104 @@ fn macvlan() -> Vec<Row> {
             })
             .fails(999, &["already has an interface named \"eth0\""]),
     );
+    v
+}
+
+fn host_device() -> Vec<Row> {
+    let n = "host-device";
+    let by = |key: &'static str, value: Value| {
+        move |c: &mut Case, _: &Fx| {
+            c.remove("device");
+            c.set(key, value.clone());
+        }
+    };
+    let mut v = Vec::new();
+    v.push(
+        Row::new(n, Add, "device", "does not exist")
+            .set("device", json!("nope0"))
+            .fails(7, &["failed to find host device: no interface \"nope0\""]),
+    );
+    v.push(
+        Row::new(n, Add, "device", "16 bytes")
+            .set("device", json!("abcdefghijklmnop"))
+            .fails(7, &["invalid device name \"abcdefghijklmnop\""]),
+    );
+    v.push(
+        Row::new(n, Add, "device", "\"lo\" (cannot leave its netns)")
+            .set("device", json!("lo"))
+            .fails(7, &["host device \"lo\" is the loopback device"]),
+    );
+    v.push(
+        Row::new(n, Add, "device", "missing, and no other selector")
+            .remove("device")
+            .fails(7, &["specify either \"device\", \"hwaddr\", \"kernelpath\" or \"pciBusID\""]),
+    );
+    v.push(
+        Row::new(n, Add, "device/hwaddr", "both given")
+            .set("hwaddr", json!("02:00:00:00:00:99"))
+            .fails(7, &["only one of", "(got \"device\" and \"hwaddr\")"]),
+    );
+    v.push(
+        Row::new(n, Add, "hwaddr", "\"zz\"")
+            .with(by("hwaddr", json!("zz")))
+            .fails(7, &["invalid hwaddr \"zz\""]),
+    );
+    v.push(
+        Row::new(n, Add, "hwaddr", "no device has it")
+            .with(by("hwaddr", json!("02:00:00:00:00:99")))
+            .fails(7, &["no interface with MAC 02:00:00:00:00:99"]),
+    );
+    for (input, path) in
+        [("\"/etc/passwd\"", "/etc/passwd"), ("\"/sys/devices/../../etc\"", "/sys/devices/../../etc")]
+    {
+        v.push(
+            Row::new(n, Add, "kernelpath", input)
+                .with(by("kernelpath", json!(path)))
+                .fails(7, &["must be absolute and begin with /sys/devices/"]),
+        );
+    }
+    v.push(
+        Row::new(n, Add, "kernelpath", "no such device")
+            .with(by("kernelpath", json!("/sys/devices/virtual/net/nope0")))
+            .fails(7, &["nothing at \"/sys/devices/virtual/net/nope0\""]),
+    );
+    v.push(
+        Row::new(n, Add, "pciBusID", "\"../../x\"")
+            .with(by("pciBusID", json!("../../x")))
+            .fails(7, &["invalid pciBusID \"../../x\""]),
+    );
+    v.push(
+        Row::new(n, Add, "pciBusID", "no such PCI device")
+            .with(by("pciBusID", json!("0000:ff:1f.7")))
+            .fails(7, &["no PCI device \"0000:ff:1f.7\""]),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.deviceID", "5 (a number)")
+            .with(by("runtimeConfig.deviceID", json!(5)))
+            .fails(7, &["runtimeConfig.deviceID must be a string"]),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.deviceID", "no such device")
+            .with(by("runtimeConfig.deviceID", json!("0000:ff:1f.7")))
+            .fails(7, &["neither a PCI nor an auxiliary device"]),
+    );
+    v.push(
+        Row::new(n, Add, "runtimeConfig.deviceID", "given with \"device\"")
+            .set("runtimeConfig.deviceID", json!("0000:ff:1f.7"))
+            .fails(7, &["both name a device"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
+            .prepare(|_, fx| {
+                fx.ctr
+                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
+                    .map(drop)
+                    .unwrap()
+            })
+            .fails(999, &["already has an interface named \"eth0\""]),
+    );
+    // DEL finds the device by its alias: a config ADD would refuse does not keep it in the container.
+    v.push(Row::new(n, Del, "device", "missing (a config ADD refuses)").remove("device").works());
     v
 }
 

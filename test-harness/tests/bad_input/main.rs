@@ -505,7 +505,7 @@ fn cnitool_style_cni_args_are_refused_where_the_reference_refuses_them() {
         };
         for key in ["K8S_POD_NAME", "FROB"] {
             let cni_args = format!("{key}=x");
-            let refused = rows::strict_cni_args(p.name) && !reads(p.name, key);
+            let refused = rows::strict_cni_args(p) && !reads(p.name, key);
             match table::baseline_add(p, &target_bin_dir(), &cni_args) {
                 Ok(()) => assert!(!refused, "{} accepted {cni_args}", p.name),
                 Err((code, msg)) => {

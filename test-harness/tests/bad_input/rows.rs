@@ -568,10 +568,12 @@ fn ifname_is_free(p: &str) -> bool {
 }
 
 /// Plugins whose reference loads CNI_ARGS into a struct (libcni's
-/// `LoadArgs`): a key outside it needs `IgnoreUnknown`. Every other
-/// reference plugin never looks at CNI_ARGS, so any key goes.
-pub fn strict_cni_args(p: &str) -> bool {
-    matches!(p, "host-local" | "bridge" | "macvlan" | "tuning" | "static" | "dns-sidecar" | "overlay")
+/// `LoadArgs`), or whose profile's IPAM (host-local) does: a key outside it
+/// needs `IgnoreUnknown`. Every other reference plugin never looks at
+/// CNI_ARGS, so any key goes.
+pub fn strict_cni_args(p: &Profile) -> bool {
+    matches!(p.name, "host-local" | "bridge" | "macvlan" | "tuning" | "static" | "dns-sidecar" | "overlay")
+        || p.bookkeeping == HL_BOOKKEEPING
 }
 
 /// An unknown CNI_ARGS key, as cnitool passes it (no IgnoreUnknown).
@@ -579,7 +581,7 @@ fn unknown_cni_args_rows(p: &Profile) -> Vec<Row> {
     let n = p.name;
     let mut v = Vec::new();
     let unknown = Row::new(n, Add, "CNI_ARGS", "\"FROB=1\" (unknown key)").env("CNI_ARGS", "FROB=1");
-    if strict_cni_args(n) {
+    if strict_cni_args(p) {
         v.push(unknown.fails(4, &["unknown key \"FROB\"", "IgnoreUnknown"]));
         v.push(
             Row::new(n, Add, "CNI_ARGS", "\"IgnoreUnknown=1;FROB=1\"")

@@ -20,6 +20,7 @@ pub mod skel;
 pub mod sockaddr;
 pub mod spec;
 pub mod sysctl;
+pub mod tap;
 pub mod undo;
 pub mod veth;
 

@@ -79,6 +79,7 @@ use crate::netlink::rtnl::{
 };
 use crate::netlink::NlResult;
 use crate::nft::{Nft, NftResult, Nftables};
+use crate::tap::NewTap;
 
 /// One network namespace: what a plugin reads and changes in it.
 ///
@@ -100,6 +101,9 @@ pub trait NetStack {
     fn links(&mut self) -> NlResult<Vec<Link>>;
     /// Create a link (here, or where `link.netns_fd` says).
     fn add_link(&mut self, link: &NewLink) -> NlResult<()>;
+    /// Create a persistent tap device here (see [`crate::tap`]); `EBUSY`
+    /// when a link of its name exists.
+    fn add_tap(&mut self, tap: &NewTap) -> NlResult<()>;
     /// Delete a link (a veth takes its peer along).
     fn del_link(&mut self, index: u32) -> NlResult<()>;
     /// Delete a link by name; `ENODEV` if there is none.
@@ -232,6 +236,9 @@ impl NetStack for Rtnl {
     }
     fn add_link(&mut self, link: &NewLink) -> NlResult<()> {
         Rtnl::add_link(self, link)
+    }
+    fn add_tap(&mut self, tap: &NewTap) -> NlResult<()> {
+        Rtnl::add_tap(self, tap)
     }
     fn del_link(&mut self, index: u32) -> NlResult<()> {
         Rtnl::del_link(self, index)

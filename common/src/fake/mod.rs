@@ -20,7 +20,7 @@
 //! MAC (`EADDRNOTAVAIL`), a macvlan MTU above its parent's or a second passthru
 //! macvlan (`EINVAL`), a device route through a down link (`ENETDOWN`), a
 //! gateway no address of an up link covers (`ENETUNREACH`), enslaving to a
-//! non-master (`EOPNOTSUPP`); a root test runs one script against the fake
+//! non-master (`EOPNOTSUPP`), a tap whose name is taken (`EBUSY`); a root test runs one script against the fake
 //! and the kernel and compares every outcome. Where kernels differ it refuses
 //! what the oldest supported one refuses: renaming an up link (`EBUSY` before
 //! Linux 6.x). Deleting a link takes its veth
@@ -143,6 +143,8 @@ struct FLink {
     /// Qdiscs added through the seam (not the defaults the kernel attaches).
     qdiscs: Vec<Qdisc>,
     filters: Vec<Filter>,
+    /// A tap's settings.
+    tun: Option<crate::tap::TunInfo>,
 }
 
 struct Lease {
@@ -389,6 +391,9 @@ impl World {
                     l.sysctls.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>(),
                     l.alias.as_ref().map_or(String::new(), |a| format!(" alias {a:?}")),
                 ));
+                if let Some(t) = &l.tun {
+                    lines.push(format!("tap {} {t:?}", l.name));
+                }
                 for q in &l.qdiscs {
                     let at = match q.parent {
                         TC_H_ROOT => "root".to_string(),
@@ -493,6 +498,7 @@ impl FLink {
             alias: None,
             qdiscs: Vec::new(),
             filters: Vec::new(),
+            tun: None,
         }
     }
 

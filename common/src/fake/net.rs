@@ -15,6 +15,7 @@ use crate::netlink::rtnl::{
     NewLink, Route, Rule, IF_OPER_UP,
 };
 use crate::netlink::{NlError, NlResult};
+use crate::tap::{NewTap, TunInfo};
 
 const IF_OPER_DOWN: u8 = 2;
 const IF_OPER_LOWERLAYERDOWN: u8 = 5;
@@ -124,6 +125,7 @@ impl World {
             vlan_id: l.vlan_id,
             bridge_port: l.port,
             alias: l.alias.clone(),
+            tun: l.tun,
         }
     }
 
@@ -215,6 +217,33 @@ impl World {
         }
         link.index = self.spaces[target].take_index(None);
         self.spaces[target].links.push(link);
+        Ok(())
+    }
+
+    /// A tap, as `Rtnl::add_tap` makes it.
+    fn add_tap(&mut self, ns: usize, t: &NewTap) -> NlResult<()> {
+        crate::tap::check_name(&t.name)?;
+        if !valid_name(&t.name) {
+            return err(libc::EINVAL);
+        }
+        if self.spaces[ns].links.iter().any(|l| l.name == t.name) {
+            return err(libc::EBUSY);
+        }
+        // (uid_t)-1 and (gid_t)-1 mean "nobody": TUNSETOWNER/TUNSETGROUP refuse them.
+        if t.owner == Some(u32::MAX) || t.group == Some(u32::MAX) {
+            return err(libc::EINVAL);
+        }
+        let link = FLink {
+            id: self.new_id(),
+            index: self.spaces[ns].take_index(None),
+            name: t.name.clone(),
+            kind: Some("tun".into()),
+            mac: crate::random_mac(),
+            txqlen: 500,
+            tun: Some(TunInfo::of(t)),
+            ..FLink::blank()
+        };
+        self.spaces[ns].links.push(link);
         Ok(())
     }
 
@@ -451,6 +480,15 @@ impl NetStack for FakeNet {
         }
         drop(w);
         self.act("add_link", format_args!("{args}"), |w, ns| w.add_link(ns, link))
+    }
+    fn add_tap(&mut self, t: &NewTap) -> NlResult<()> {
+        let mut args = t.name.clone();
+        for (what, v) in [("owner", t.owner), ("group", t.group)] {
+            args += &v.map_or(String::new(), |v| format!(" {what}={v}"));
+        }
+        args += if t.multi_queue { " multi_queue" } else { "" };
+        args += &t.selinux_context.as_ref().map_or(String::new(), |c| format!(" selinux={c}"));
+        self.act("add_tap", format_args!("{args}"), |w, ns| w.add_tap(ns, t))
     }
     fn del_link(&mut self, index: u32) -> NlResult<()> {
         self.act("del_link", format_args!("{index}"), |w, ns| {

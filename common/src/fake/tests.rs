@@ -663,3 +663,68 @@ fn links_in_transit_behave_as_in_the_kernel() {
     assert!(fake.contains(&"veth in a dead scratch netns, peer: errno 19".to_string()), "{fake:#?}");
     assert!(!k.state().contains("scratch"), "{}", k.state());
 }
+
+/// A script of tap calls with edge cases; each outcome, and what the
+/// kernel reports of the taps, as text.
+fn tap_script<N: NetStack>(n: &mut N) -> Vec<String> {
+    use crate::tap::NewTap;
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<String, NlError>| {
+        out.push(format!("{what}: {}", r.unwrap_or_else(|e| format!("errno {}", e.errno))));
+    };
+    let ok = |r: Result<(), NlError>| r.map(|_| "ok".to_string());
+    let tap = |name: &str| NewTap { name: name.into(), ..NewTap::default() };
+    let mq = NewTap { multi_queue: true, owner: Some(1000), group: Some(1001), ..tap("tap0") };
+    note("tap", ok(n.add_tap(&mq)));
+    note("tap again", ok(n.add_tap(&tap("tap0"))));
+    note("plain tap", ok(n.add_tap(&tap("tap1"))));
+    note("veth", ok(n.add_link(&NewLink::veth("v0", "v1"))));
+    note("tap named like a veth", ok(n.add_tap(&tap("v0"))));
+    for bad in ["", "tap%d", "sixteen-bytes-xx", "a/b", "a b"] {
+        note(&format!("tap {bad:?}"), ok(n.add_tap(&tap(bad))));
+    }
+    note("owner root", ok(n.add_tap(&NewTap { owner: Some(0), group: Some(0), ..tap("tap2") })));
+    note("no such user", ok(n.add_tap(&NewTap { owner: Some(u32::MAX), ..tap("tap3") })));
+    note("no such group", ok(n.add_tap(&NewTap { group: Some(u32::MAX), ..tap("tap3") })));
+    let show = |n: &mut N, name: &str| {
+        n.link_by_name(name).map(|l| format!("{:?} {:?} up={}", l.kind, l.tun, l.is_up()))
+    };
+    for name in ["tap0", "tap1", "tap2", "tap3"] {
+        note(&format!("{name} reads"), show(n, name));
+    }
+    let index = |n: &mut N, name: &str| n.link_by_name(name).map(|l| l.index).unwrap_or(999_999);
+    let (tap0, tap1) = (index(n, "tap0"), index(n, "tap1"));
+    note("mtu 9000", ok(n.set_mtu(tap0, 9000)));
+    note("mtu 65536", ok(n.set_mtu(tap0, 65536)));
+    note("mtu 67", ok(n.set_mtu(tap0, 67)));
+    note("mac", ok(n.set_mac(tap0, [2, 0, 0, 0, 0, 0x42])));
+    note("mtu and mac read", n.link_by_index(tap0).map(|l| format!("{} {}", l.mtu, l.mac_string())));
+    note("bridge", ok(n.add_link(&NewLink::bridge("br0"))));
+    let br0 = index(n, "br0");
+    note("enslave", ok(n.set_master(tap1, br0)));
+    note("master read", n.link_by_index(tap1).map(|l| format!("{:?}", l.master == Some(br0))));
+    note("up", ok(n.set_up(tap0)));
+    note("del", ok(n.del_link(tap0)));
+    note("del by name", ok(n.del_link_by_name("tap1")));
+    note("gone", show(n, "tap0"));
+    out
+}
+
+#[test]
+fn the_fake_makes_taps_as_the_kernel_does() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: comparing with the kernel needs root");
+        return;
+    }
+    if !std::path::Path::new(crate::tap::TUN_DEVICE).exists() {
+        eprintln!("skipping: this machine has no {}", crate::tap::TUN_DEVICE);
+        return;
+    }
+    let a = RealNs::new();
+    let real = tap_script(&mut a.rtnl());
+    let k = FakeKernel::new();
+    let fake = tap_script(&mut k.host());
+    assert_eq!(fake, real);
+    assert!(fake.contains(&"tap: ok".to_string()), "{fake:#?}");
+}

@@ -83,8 +83,9 @@ impl Rtnl {
         }
     }
 
-    /// Run `f` where /proc/sys/net shows this socket's netns.
-    fn in_own_netns<T>(&self, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    /// Run `f` where /proc/sys/net shows this socket's netns (and where a
+    /// descriptor of a namespaced device, /dev/net/tun, joins it).
+    pub(crate) fn in_own_netns<T>(&self, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
         match (&self.netns, self.here) {
             (Some(ns), false) => ns.visit(f)?,
             _ => f(),

@@ -56,6 +56,8 @@ pub struct Link {
     pub bridge_port: Option<BridgePort>,
     /// `IFLA_IFALIAS`: a free-text description (`ip link set … alias`).
     pub alias: Option<String>,
+    /// A tun/tap device's settings (kind "tun").
+    pub tun: Option<crate::tap::TunInfo>,
 }
 
 impl Link {
@@ -109,6 +111,7 @@ impl Link {
                 self.vlan_filtering = d.get(IFLA_BR_VLAN_FILTERING).map(|a| a.u8() != 0)
             }
             (Some("vlan"), Some(d)) => self.vlan_id = d.get(IFLA_VLAN_ID).map(|a| a.u16()),
+            (Some("tun"), Some(d)) => self.tun = Some(crate::tap::TunInfo::parse(d)),
             _ => {}
         }
         self.kind = kind;

@@ -29,6 +29,8 @@ use crate::netlink::{Attrs, NlError, NlResult};
 
 /// The tun/tap character device.
 pub const TUN_DEVICE: &str = "/dev/net/tun";
+/// The largest MTU of a tap: 65535 less its Ethernet header.
+pub const MAX_MTU: u32 = 65521;
 
 // linux/if_link.h: IFLA_TUN_*
 const IFLA_TUN_OWNER: u16 = 1;

@@ -239,7 +239,6 @@ impl World {
             name: t.name.clone(),
             kind: Some("tun".into()),
             mac: crate::random_mac(),
-            txqlen: 500,
             tun: Some(TunInfo::of(t)),
             ..FLink::blank()
         };
@@ -527,7 +526,9 @@ impl NetStack for FakeNet {
             let i = w.pos(ns, index)?;
             let lower_mtu = w.spaces[ns].links[i].lower.and_then(|id| w.link(id)).map(|l| l.mtu);
             let is_veth = w.spaces[ns].links[i].kind.as_deref() == Some("veth");
-            if !(68..=65535).contains(&mtu) || (!is_veth && lower_mtu.is_some_and(|m| mtu > m)) {
+            // A tap's largest MTU leaves room for its Ethernet header in 64 KiB.
+            let max = if w.spaces[ns].links[i].tun.is_some() { crate::tap::MAX_MTU } else { 65535 };
+            if !(68..=max).contains(&mtu) || (!is_veth && lower_mtu.is_some_and(|m| mtu > m)) {
                 return err(libc::EINVAL);
             }
             w.spaces[ns].links[i].mtu = mtu;

@@ -695,9 +695,11 @@ fn tap_script<N: NetStack>(n: &mut N) -> Vec<String> {
     let index = |n: &mut N, name: &str| n.link_by_name(name).map(|l| l.index).unwrap_or(999_999);
     let (tap0, tap1) = (index(n, "tap0"), index(n, "tap1"));
     note("mtu 9000", ok(n.set_mtu(tap0, 9000)));
-    note("mtu 65536", ok(n.set_mtu(tap0, 65536)));
+    note("mtu 65521", ok(n.set_mtu(tap0, 65521)));
+    note("mtu 65522", ok(n.set_mtu(tap0, 65522)));
     note("mtu 67", ok(n.set_mtu(tap0, 67)));
     note("mac", ok(n.set_mac(tap0, [2, 0, 0, 0, 0, 0x42])));
+    note("mtu 9000", ok(n.set_mtu(tap0, 9000)));
     note("mtu and mac read", n.link_by_index(tap0).map(|l| format!("{} {}", l.mtu, l.mac_string())));
     note("bridge", ok(n.add_link(&NewLink::bridge("br0"))));
     let br0 = index(n, "br0");

@@ -19,6 +19,20 @@ pub fn name_taken(ifname: &str) -> CniError {
     CniError::internal(format!("container already has an interface named {ifname:?}"))
 }
 
+/// `CNI_IFNAME` as the name of a link ADD makes: one with `%` is code 4.
+/// The kernel takes such a name as a template and picks another ("eth%d"
+/// becomes "eth0"), so the link would be made where no one looks for it.
+pub fn literal_ifname(ifname: &str) -> Result<()> {
+    if ifname.contains('%') {
+        return Err(CniError::invalid_env(format!(
+            "invalid CNI_IFNAME {}: the kernel takes a name with % as a template and would choose \
+             another",
+            crate::error::shown(ifname)
+        )));
+    }
+    Ok(())
+}
+
 /// ADD's first check: `ifname` is free in the container.
 pub fn ensure_name_free(net: &mut impl NetStack, ifname: &str) -> Result<()> {
     match net.link_by_name(ifname) {

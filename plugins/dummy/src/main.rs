@@ -71,6 +71,7 @@ fn ipam_plugin(args: &CmdArgs) -> Result<&str> {
 /// ADD: the name is checked before anything is made; a failure after that
 /// takes back what was made. `host` is only where the undo log may act.
 fn add<N: NetStack>(args: &CmdArgs, host: &mut N, ctr: &mut N, ipam: &mut impl Ipam) -> Result<CniResult> {
+    links::literal_ifname(&args.ifname)?;
     links::ensure_name_free(ctr, &args.ifname)?;
     let mut undo = Undo::new(args);
     let res = add_attachment(args, ctr, ipam, &mut undo);

@@ -97,6 +97,7 @@ fn add<N: NetStack>(
     ctr: &mut N,
     ipam: &mut impl Ipam,
 ) -> Result<CniResult> {
+    links::literal_ifname(&args.ifname)?;
     links::ensure_name_free(ctr, &args.ifname)?;
     let bridge = match &conf.bridge {
         Some(name) => Some(bridge_link(ctr, name)?),

@@ -333,3 +333,15 @@ fn check_passes_after_add_and_notices_what_changed() {
     w.del(&c, false).unwrap();
     assert!(w.check(&c, &res).unwrap_err().msg.contains("no lease"), "the lease is checked first");
 }
+
+#[test]
+fn a_name_template_is_refused_before_anything_is_made() {
+    let mut w = World::new();
+    let mut args = cmd_args(Command::Add, &conf(json!({})));
+    args.ifname = "eth%d".into();
+    let c = Config::load(&args).unwrap();
+    let e = add(&args, &c, &mut w.host, &mut w.ctr, &mut w.kernel.ipam()).unwrap_err();
+    assert_eq!(e.code, 4, "{e}");
+    assert!(e.msg.contains("\"eth%d\""), "{e}");
+    assert!(w.kernel.calls().is_empty());
+}

@@ -21,6 +21,8 @@ const OUR_PLUGINS: &[&str] = &[
     "dhcp",
     "bandwidth",
     "host-device",
+    "tap",
+    "dummy",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

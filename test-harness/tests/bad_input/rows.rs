@@ -250,6 +250,39 @@ pub fn profiles() -> Vec<Profile> {
             other_network: same_network_setup,
         },
         Profile {
+            name: "tap",
+            chain: false,
+            setup: setup_none,
+            baseline: |fx| json!({"cniVersion": "1.0.0", "name": "net1", "type": "tap", "ipam": ipam(fx)}),
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |_, _| {} }),
+            fields: &[
+                ("multiQueue", Ty::Bool),
+                ("mtu", Ty::Int),
+                ("mac", Ty::Str),
+                ("owner", Ty::Int),
+                ("group", Ty::Int),
+                ("selinuxContext", Ty::Str),
+                ("bridge", Ty::Str),
+                ("ipam", Ty::Map),
+            ],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "dummy",
+            chain: false,
+            setup: setup_none,
+            baseline: |fx| json!({"cniVersion": "1.0.0", "name": "net1", "type": "dummy", "ipam": ipam(fx)}),
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |_, _| {} }),
+            fields: &[("ipam", Ty::Map)],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
             name: "portmap",
             chain: false,
             setup: setup_chained,
@@ -556,15 +589,29 @@ fn static_dhcp_bandwidth_profiles() -> Vec<Profile> {
     ]
 }
 
+/// Plugins whose link kind this kernel lacks, and what it lacks: their rows
+/// run on a kernel that has it (Debian 12's 6.1 in the VM: scripts/vm-test).
+pub fn kernel_lacks() -> Vec<(&'static str, &'static str)> {
+    let probe = test_harness::TestNs::new().unwrap();
+    let mut v = Vec::new();
+    if probe.ip(&["link", "add", "probe0", "type", "dummy"]).is_err() {
+        v.push(("dummy", "has no dummy link type (module dummy)"));
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        v.push(("tap", "has no /dev/net/tun"));
+    }
+    v
+}
+
 /// Plugins that keep state in a directory named after the network: a name
 /// longer than a file name (255 bytes) cannot work there.
 fn name_is_a_dir(p: &str) -> bool {
-    matches!(p, "host-local" | "bridge" | "macvlan" | "host-device" | "dns-sidecar" | "overlay")
+    matches!(p, "host-local" | "bridge" | "macvlan" | "host-device" | "dns-sidecar" | "overlay" | "tap" | "dummy")
 }
 
 /// Plugins whose CNI_IFNAME is free (not tied to a prevResult or an existing link).
 fn ifname_is_free(p: &str) -> bool {
-    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "host-device" | "overlay" | "static")
+    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "host-device" | "overlay" | "static" | "tap" | "dummy")
 }
 
 /// Plugins whose reference loads CNI_ARGS into a struct (libcni's
@@ -862,6 +909,8 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(bandwidth());
     v.extend(macvlan());
     v.extend(host_device());
+    v.extend(tap());
+    v.extend(dummy());
     v.extend(portmap());
     v.extend(firewall());
     v.extend(tuning());
@@ -1394,6 +1443,105 @@ fn host_device() -> Vec<Row> {
     );
     // DEL finds the device by its alias: a config ADD would refuse does not keep it in the container.
     v.push(Row::new(n, Del, "device", "missing (a config ADD refuses)").remove("device").works());
+    v
+}
+
+/// Rows of a plugin that makes `CNI_IFNAME` in the container itself.
+fn own_link_rows(n: &'static str) -> Vec<Row> {
+    vec![
+        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
+            .prepare(|_, fx| {
+                fx.ctr
+                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
+                    .map(drop)
+                    .unwrap()
+            })
+            .fails(999, &["already has an interface named \"eth0\""]),
+        Row::new(n, Add, "CNI_IFNAME", "\"eth%d\" (a kernel name template)")
+            .env("CNI_IFNAME", "eth%d")
+            .fails(4, &["invalid CNI_IFNAME \"eth%d\"", "template"]),
+        Row::new(n, Add, "ipam.type", "not on CNI_PATH (after the link is made)")
+            .set("ipam.type", json!("no-such-ipam"))
+            .fails(999, &["failed to find plugin \"no-such-ipam\""]),
+    ]
+}
+
+fn tap() -> Vec<Row> {
+    let n = "tap";
+    let mut v = own_link_rows(n);
+    for (input, mtu, msg) in [
+        ("67 (below the minimum 68)", json!(67), "invalid MTU 67"),
+        ("65522 (above a tap's 65521)", json!(65522), "must be 68-65521"),
+        ("-1", json!(-1), "invalid MTU -1"),
+        ("1e100", json!(1e100), "\"mtu\""),
+    ] {
+        v.push(Row::new(n, Add, "mtu", input).set("mtu", mtu).fails(7, &[msg]));
+    }
+    v.push(Row::new(n, Add, "mtu", "65521 (the largest)").set("mtu", json!(65521)).works());
+    for field in ["owner", "group"] {
+        v.push(Row::new(n, Add, field, "-1").set(field, json!(-1)).fails(7, &[&format!("\"{field}\"")]));
+        v.push(
+            Row::new(n, Add, field, "4294967295 ((uid_t)-1)")
+                .set(field, json!(4294967295u64))
+                .fails(7, &[&format!("invalid {field} 4294967295")]),
+        );
+        v.push(
+            Row::new(n, Add, field, "4294967296")
+                .set(field, json!(4294967296u64))
+                .fails(7, &[&format!("\"{field}\"")]),
+        );
+        v.push(Row::new(n, Add, field, "0 (root)").set(field, json!(0)).works());
+    }
+    v.push(
+        Row::new(n, Add, "mac", "\"zz\"").set("mac", json!("zz")).fails(7, &["invalid MAC address \"zz\""]),
+    );
+    v.push(
+        Row::new(n, Add, "mac", "a multicast MAC")
+            .set("mac", json!("01:00:5e:00:00:01"))
+            .fails(7, &["01:00:5e:00:00:01"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_ARGS MAC", "100,000 bytes")
+            .env("CNI_ARGS", format!("MAC={}", long('f', 100_000)))
+            .fails(7, &["invalid MAC address", "(100000 bytes)"]),
+    );
+    v.push(
+        Row::new(n, Add, "bridge", "no such link in the container")
+            .set("bridge", json!("nope0"))
+            .fails(7, &["bridge \"nope0\" in the container netns: no such interface"]),
+    );
+    v.push(
+        Row::new(n, Add, "bridge", "\"lo\" (no bridge)")
+            .set("bridge", json!("lo"))
+            .fails(7, &["\"lo\" in the container netns is not a bridge"]),
+    );
+    v.push(
+        Row::new(n, Add, "bridge", "16 bytes")
+            .set("bridge", json!("abcdefghijklmnop"))
+            .fails(7, &["invalid bridge name"]),
+    );
+    v.push(
+        Row::new(n, Add, "selinuxContext", "a context, on a host without SELinux")
+            .set("selinuxContext", json!("system_u:system_r:svirt_t:s0"))
+            .fails(7, &["needs SELinux, which is not enabled on this host"]),
+    );
+    v.push(
+        Row::new(n, Add, "selinuxContext", "a NUL byte")
+            .set("selinuxContext", json!("a\u{0}b"))
+            .fails(7, &["NUL"]),
+    );
+    v.push(Row::new(n, Check, "prevResult", "missing").remove("prevResult").fails(7, &["needs prevResult"]));
+    v
+}
+
+fn dummy() -> Vec<Row> {
+    let n = "dummy";
+    let mut v = own_link_rows(n);
+    v.push(Row::new(n, Add, "ipam", "missing").remove("ipam").fails(7, &["requires an IPAM configuration"]));
+    v.push(
+        Row::new(n, Add, "ipam", "`{}`").set("ipam", json!({})).fails(7, &["requires an IPAM configuration"]),
+    );
+    v.push(Row::new(n, Check, "prevResult", "missing").remove("prevResult").fails(7, &["needs prevResult"]));
     v
 }
 

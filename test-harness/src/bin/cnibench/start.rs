@@ -27,6 +27,8 @@ const ALL: &[&str] = &[
     "firewall",
     "tuning",
     "bandwidth",
+    "tap",
+    "dummy",
 ];
 
 /// One exec of `bin` with `CNI_COMMAND=VERSION` and nothing else: ms.

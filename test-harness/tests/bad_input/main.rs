@@ -501,7 +501,11 @@ fn cnitool_style_cni_args_are_refused_where_the_reference_refuses_them() {
     // dns-sidecar and overlay read K8S_POD_NAME (as dnsname does).
     let reads = |p: &str, key: &str| key == "K8S_POD_NAME" && matches!(p, "dns-sidecar" | "overlay");
     let profiles = rows::profiles();
-    for p in profiles.iter().filter(|p| !p.chain) {
+    let lacks = rows::kernel_lacks();
+    for (plugin, why) in &lacks {
+        eprintln!("skipped: {plugin}: this kernel {why}");
+    }
+    for p in profiles.iter().filter(|p| !p.chain && !lacks.iter().any(|(l, _)| *l == p.name)) {
         let theirs = reference.join(p.name);
         let compare = if p.name == "dhcp" {
             eprintln!("SKIP: the reference dhcp is not run (it would ask the host's daemon)");

@@ -606,12 +606,26 @@ pub fn kernel_lacks() -> Vec<(&'static str, &'static str)> {
 /// Plugins that keep state in a directory named after the network: a name
 /// longer than a file name (255 bytes) cannot work there.
 fn name_is_a_dir(p: &str) -> bool {
-    matches!(p, "host-local" | "bridge" | "macvlan" | "host-device" | "dns-sidecar" | "overlay" | "tap" | "dummy")
+    matches!(
+        p,
+        "host-local" | "bridge" | "macvlan" | "host-device" | "dns-sidecar" | "overlay" | "tap" | "dummy"
+    )
 }
 
 /// Plugins whose CNI_IFNAME is free (not tied to a prevResult or an existing link).
 fn ifname_is_free(p: &str) -> bool {
-    matches!(p, "loopback" | "host-local" | "bridge" | "macvlan" | "host-device" | "overlay" | "static" | "tap" | "dummy")
+    matches!(
+        p,
+        "loopback"
+            | "host-local"
+            | "bridge"
+            | "macvlan"
+            | "host-device"
+            | "overlay"
+            | "static"
+            | "tap"
+            | "dummy"
+    )
 }
 
 /// Plugins whose reference loads CNI_ARGS into a struct (libcni's
@@ -1462,7 +1476,7 @@ fn own_link_rows(n: &'static str) -> Vec<Row> {
             .fails(4, &["invalid CNI_IFNAME \"eth%d\"", "template"]),
         Row::new(n, Add, "ipam.type", "not on CNI_PATH (after the link is made)")
             .set("ipam.type", json!("no-such-ipam"))
-            .fails(999, &["failed to find plugin \"no-such-ipam\""]),
+            .fails(7, &["failed to find plugin \"no-such-ipam\""]),
     ]
 }
 

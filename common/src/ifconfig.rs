@@ -53,7 +53,10 @@ pub fn configure(
     nl.link_by_index(link.index).map_err(|e| link_error("container interface", e))
 }
 
-fn container_sysctls(nl: &mut impl NetStack, ifname: &str, has_v6: bool, enable_dad: bool) -> Result<()> {
+/// The container interface's settings before it gets addresses: neighbour
+/// announcements, and DAD on or off for its IPv6 addresses ([`configure`]
+/// sets them; a plugin configuring the interface its own way calls this first).
+pub fn container_sysctls(nl: &mut impl NetStack, ifname: &str, has_v6: bool, enable_dad: bool) -> Result<()> {
     // Gratuitous ARP / unsolicited NA when the link comes up or its MAC is
     // (re)set, so neighbours learn the new MAC at once (see `announce`).
     let arp = format!("net/ipv4/conf/{ifname}/arp_notify");

@@ -19,8 +19,10 @@
 //! depend on it: taken names (`EEXIST`), missing links (`ENODEV`), a multicast
 //! MAC (`EADDRNOTAVAIL`), a macvlan MTU above its parent's or a second passthru
 //! macvlan (`EINVAL`), a device route through a down link (`ENETDOWN`), a
-//! gateway no address of an up link covers (`ENETUNREACH`), enslaving to a
-//! non-master (`EOPNOTSUPP`), a tap whose name is taken (`EBUSY`); a root test runs one script against the fake
+//! gateway no address of an up link covers (`ENETUNREACH`; IPv6
+//! `EHOSTUNREACH`; a `noprefixroute` address covers nothing), enslaving to a
+//! non-master (`EOPNOTSUPP`), a tap whose name is taken (`EBUSY`); a root test
+//! runs one script against the fake
 //! and the kernel and compares every outcome. Where kernels differ it refuses
 //! what the oldest supported one refuses: renaming an up link (`EBUSY` before
 //! Linux 6.x). Deleting a link takes its veth
@@ -531,10 +533,12 @@ pub fn cmd_args(command: Command, conf: &serde_json::Value) -> CmdArgs {
     }
 }
 
-/// Whether `ip` is in a subnet of an address of link `index` (any link with `None`).
+/// Whether `ip` is in a subnet of an address of link `index` (any link with
+/// `None`): the subnet route the kernel adds with the address (none for a
+/// `noprefixroute` one).
 fn on_link(s: &Space, index: Option<u32>, ip: &IpAddr) -> bool {
     s.addrs
         .iter()
-        .filter(|a| index.is_none_or(|i| a.index == i))
+        .filter(|a| index.is_none_or(|i| a.index == i) && a.flags & libc::IFA_F_NOPREFIXROUTE == 0)
         .any(|a| crate::ipnet::IpNet { addr: a.addr, prefix: a.prefix }.contains(ip))
 }

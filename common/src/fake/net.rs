@@ -348,7 +348,7 @@ impl World {
             });
             let link_local = is_link_local(gw) && r.oif.is_some();
             if !link_local && !via_route && !on_link(s, r.oif, gw) {
-                return err(libc::ENETUNREACH);
+                return err(if gw.is_ipv4() { libc::ENETUNREACH } else { libc::EHOSTUNREACH });
             }
         }
         let same = |x: &Route| {

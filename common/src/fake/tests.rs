@@ -730,3 +730,72 @@ fn the_fake_makes_taps_as_the_kernel_does() {
     assert_eq!(fake, real);
     assert!(fake.contains(&"tap: ok".to_string()), "{fake:#?}");
 }
+
+/// ptp's routing, each outcome as text: addresses without their subnet
+/// routes (`noprefixroute`), a gateway reachable only through a host route,
+/// the host end's /32 and /128 routes, all gone with the veth.
+fn point_to_point_script<N: NetStack>(host: &mut N, ctr: &mut N) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<(), NlError>| {
+        out.push(format!("{what}: {}", r.map_or_else(|e| format!("errno {}", e.errno), |_| "ok".into())));
+    };
+    let fd = ctr.netns_fd().unwrap();
+    note(
+        "veth",
+        host.add_link(&NewLink::new("p0", LinkKind::Veth { peer: "q0".into(), peer_netns_fd: Some(fd) })),
+    );
+    let (p0, q0) = (host.link_by_name("p0").unwrap().index, ctr.link_by_name("q0").unwrap().index);
+    note("up", host.set_up(p0).and_then(|_| ctr.set_up(q0)));
+    let no_subnet_route = AddrOpts { noprefixroute: true, nodad: true, ..AddrOpts::default() };
+    for (addr, gw, bits) in [("10.8.0.5", "10.8.0.1", 32), ("fd08::5", "fd08::1", 128)] {
+        let prefix = if bits == 32 { 24 } else { 64 };
+        note("address without subnet route", ctr.add_addr(q0, ip(addr), prefix, &no_subnet_route));
+        let net = crate::ipnet::IpNet { addr: ip(addr), prefix }.network();
+        let mut subnet = Route::new(net.addr, net.prefix);
+        (subnet.gateway, subnet.oif, subnet.src) = (Some(ip(gw)), Some(q0), Some(ip(addr)));
+        note("subnet via a gateway not on the link", ctr.add_route(&subnet));
+        let mut to_gw = Route::new(ip(gw), bits);
+        (to_gw.oif, to_gw.scope, to_gw.src) = (Some(q0), libc::RT_SCOPE_LINK, Some(ip(addr)));
+        note("the gateway on the link", ctr.add_route(&to_gw));
+        note("the gateway again", ctr.add_route(&to_gw));
+        note("subnet via the gateway", ctr.add_route(&subnet));
+        let mut default = Route::new(if bits == 32 { ip("0.0.0.0") } else { ip("::") }, 0);
+        (default.gateway, default.oif) = (Some(ip(gw)), Some(q0));
+        note("default via the gateway", ctr.add_route(&default));
+        note(
+            "gateway on the host end",
+            host.add_addr(p0, ip(gw), bits, &AddrOpts { nodad: true, ..AddrOpts::default() }),
+        );
+        let mut to_ctr = Route::new(ip(addr), bits);
+        (to_ctr.oif, to_ctr.scope) = (Some(p0), libc::RT_SCOPE_HOST);
+        note("route to the container", host.add_route(&to_ctr));
+        note("route to the container again", host.add_route(&to_ctr));
+        note("replaced", host.replace_route(&to_ctr));
+    }
+    let through_p0 = |host: &mut N| {
+        host.routes(Family::Any, 0).map(|v| {
+            v.iter()
+                .filter(|r| r.oif == Some(p0) && (r.dst == ip("10.8.0.5") || r.dst == ip("fd08::5")))
+                .count()
+        })
+    };
+    note("two host routes", through_p0(host).map(|n| assert_eq!(n, 2)));
+    note("container end deleted", ctr.del_link(q0));
+    note("host end gone", host.link_by_name("p0").map(drop));
+    note("its routes gone", through_p0(host).map(|n| assert_eq!(n, 0)));
+    out
+}
+
+#[test]
+fn the_fake_routes_a_point_to_point_link_as_the_kernel_does() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: comparing with the kernel needs root");
+        return;
+    }
+    let (a, b) = (RealNs::new(), RealNs::new());
+    let real = point_to_point_script(&mut a.rtnl(), &mut b.rtnl());
+    let k = FakeKernel::new();
+    let fake = point_to_point_script(&mut k.host(), &mut k.netns("c1"));
+    assert_eq!(fake, real);
+}

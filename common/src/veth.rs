@@ -53,19 +53,22 @@ pub fn create_local(net: &mut impl NetStack, name: &str, mtu: Option<u32>) -> Re
     Err(CniError::try_again("could not find a free name for a veth"))
 }
 
-/// Wait until a link is operationally up: carrier and bridge port state come
-/// up asynchronously after both ends are set up, and until then the
-/// container's first packets are dropped. Back-off as the reference plugin:
-/// 0, 50, 500, 1000, 1000 ms.
+/// Wait until a link is operationally up: carrier (and a bridge port's
+/// state) come up asynchronously after both ends are set up, and until the
+/// kernel's link watch has run the link drops what it is given (the
+/// container's first packets). Back-off as the reference plugin: 0, 50, 500,
+/// 1000, 1000 ms.
 pub fn wait_oper_up(nl: &mut impl NetStack, index: u32) -> Result<Link> {
+    let mut name = String::new();
     for ms in [0u64, 50, 500, 1000, 1000] {
         std::thread::sleep(std::time::Duration::from_millis(ms));
-        let l = nl.link_by_index(index).map_err(|e| link_error("host veth", e))?;
+        let l = nl.link_by_index(index).map_err(|e| link_error("the veth", e))?;
         if l.oper_state == IF_OPER_UP {
             return Ok(l);
         }
+        name = l.name;
     }
-    Err(CniError::internal("bridge port in error state: the host veth did not come up"))
+    Err(CniError::internal(format!("{name} did not come up (its operational state is not up after 2.5 s)")))
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use common::nft::tag;
 use common::skel::{CmdArgs, Plugin};
 use common::spec::{CniResult, Interface};
 use common::undo::{Side, Undo};
-use common::{ifconfig, CniError, Errors, Result};
+use common::{ifconfig, veth, CniError, Errors, Result};
 
 use config::Config;
 
@@ -109,13 +109,14 @@ fn add_attachment<'a, N: NetStack>(
     ipam: &mut impl Ipam,
     undo: &mut Undo<'a, N>,
 ) -> Result<CniResult> {
-    // 1. The veth pair, its host end named after its attachment.
+    // 1. The veth pair, its host end named after its attachment, and up.
     let mtu = (conf.mtu > 0).then_some(conf.mtu);
-    let host_name = common::veth::create_for_container(ctr, host, &args.ifname, mtu, None)?;
+    let host_name = veth::create_for_container(ctr, host, &args.ifname, mtu, None)?;
     undo.delete_link(Side::Container, &args.ifname);
     let host_veth = host.link_by_name(&host_name).map_err(|e| link_error("host veth", e))?;
     host.set_alias(host_veth.index, &alias(args))
         .map_err(|e| link_error(&format!("naming the owner of {host_name}"), e))?;
+    routes::host_end_up(host, &host_veth)?;
 
     // 2. Addresses, once the interface exists; each needs a gateway.
     let mut res = ipam::allocate(ipam, args, undo)?;
@@ -125,7 +126,8 @@ fn add_attachment<'a, N: NetStack>(
     let v4 = res.ips.iter().any(|ip| ip.address.is_ipv4());
     ifconfig::enable_forwarding(host, v4, res.ips.iter().any(|ip| !ip.address.is_ipv4()))?;
 
-    // 3. Both ends: the container's routes through the gateway, the host's to the container.
+    // 3. Both ends: the container's routes through the gateway (its end
+    //    coming up brings the pair's carrier), the host's to the container.
     let clink = routes::configure_container(ctr, &args.ifname, &res.ips, &res.routes)?;
     routes::configure_host(host, &host_veth, &res.ips)?;
 
@@ -138,8 +140,15 @@ fn add_attachment<'a, N: NetStack>(
         MASQ.add(&mut host.nft()?, &args.conf.name, &args.container_id, &args.ifname, &nets)?;
     }
 
-    // 5. The result: host end, container end; every IP on the container end.
-    let host_veth = host.link_by_index(host_veth.index).map_err(|e| link_error("host veth", e))?;
+    // 5. Not before both ends pass packets (the link watch runs after the
+    //    carrier came on), or the container's first ones are lost.
+    let host_veth = veth::wait_oper_up(host, host_veth.index)?;
+    let clink = veth::wait_oper_up(ctr, clink.index)?;
+    if res.ips.iter().any(|ip| !ip.address.is_ipv4()) {
+        routes::await_link_local(host, &host_veth)?;
+    }
+
+    // 6. The result: host end, container end; every IP on the container end.
     res.interfaces = vec![
         Interface { name: host_veth.name.clone(), mac: host_veth.mac_string(), ..Default::default() },
         Interface {

@@ -19,10 +19,10 @@
 
 use std::net::IpAddr;
 
-use common::ipnet::max_prefix;
+use common::ipnet::{is_link_local, max_prefix};
 use common::links::link_error;
 use common::net::NetStack;
-use common::netlink::rtnl::{AddrOpts, Link, Route as KernelRoute};
+use common::netlink::rtnl::{AddrOpts, Family, Link, Route as KernelRoute};
 use common::netlink::NlResult;
 use common::spec::{IpConfig, Route};
 use common::{ifconfig, CniError, Result};
@@ -65,10 +65,35 @@ pub fn configure_container(
     ctr.link_by_index(link.index).map_err(|e| link_error("container interface", e))
 }
 
-/// The host end: up, each gateway as a /32 (/128) address, and a route to
-/// each container address through it.
+/// The host end up, without DAD: the host solicits a container's address
+/// from its link-local one, and not at all while that is tentative (a
+/// second or two after the link comes up).
+pub fn host_end_up(host: &mut impl NetStack, veth: &Link) -> Result<()> {
+    match host.set_sysctl(&format!("net/ipv6/conf/{}/accept_dad", veth.name), "0") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // no IPv6 in the host netns
+        r => r?,
+    }
+    host.set_up(veth.index).map_err(|e| link_error("setting the host veth up", e))
+}
+
+/// Wait (bounded) while the host end's link-local address is tentative: the
+/// kernel adds it when the carrier comes on and, even without DAD, clears
+/// the flag from a work queue; until then the host cannot solicit the
+/// container's addresses, and the first IPv6 packets to it wait a second.
+pub fn await_link_local(host: &mut impl NetStack, veth: &Link) -> Result<()> {
+    for ms in [0u64, 5, 20, 50, 100, 200, 500] {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let addrs = host.addrs(Some(veth.index), Family::V6)?;
+        if !addrs.iter().any(|a| is_link_local(&a.addr) && a.flags & libc::IFA_F_TENTATIVE != 0) {
+            return Ok(());
+        }
+    }
+    Err(CniError::internal(format!("the link-local address of {} stays tentative", veth.name)))
+}
+
+/// The host end's addresses and routes: each gateway as a /32 (/128)
+/// address, and a route to each container address through it.
 pub fn configure_host(host: &mut impl NetStack, veth: &Link, ips: &[IpConfig]) -> Result<()> {
-    host.set_up(veth.index).map_err(|e| link_error("setting the host veth up", e))?;
     for ip in ips {
         let gw = gateway(ip)?;
         let bits = max_prefix(&gw);

@@ -122,6 +122,10 @@ fn add_routes_the_container_through_the_gateway_on_the_host_end() {
         (veth.mac_string(), eth0.mac_string())
     );
     assert_eq!(veth.alias.as_deref(), Some("cni-rs ptp net1/c1/eth0"), "DEL finds it without the netns");
+    let no_dad =
+        |net: &mut FakeNet, dev: &str| net.sysctl(&format!("net/ipv6/conf/{dev}/accept_dad")).unwrap();
+    assert_eq!(no_dad(&mut w.host, names[0]), "0", "the host end's link-local is usable at once");
+    assert_eq!(no_dad(&mut w.ctr, "eth0"), "0");
 
     // The container: its /24 and /64 without subnet routes, everything through the gateway.
     let addrs = w.ctr.addrs(Some(eth0.index), Family::Any).unwrap();

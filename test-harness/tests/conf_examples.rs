@@ -23,6 +23,7 @@ const OUR_PLUGINS: &[&str] = &[
     "host-device",
     "tap",
     "dummy",
+    "ptp",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

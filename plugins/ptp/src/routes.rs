@@ -45,12 +45,19 @@ pub fn configure_container(
             .map_err(|e| link_error(&format!("adding {} to {ifname}", ip.address), e))?;
     }
     ctr.set_up(link.index).map_err(|e| link_error("setting the container interface up", e))?;
-    for ip in ips {
+    for (i, ip) in ips.iter().enumerate() {
         let (addr, gw) = (ip.address.addr, gateway(ip)?);
         let mut to_gw = KernelRoute::new(gw, max_prefix(&gw));
         (to_gw.oif, to_gw.scope, to_gw.src) = (Some(link.index), libc::RT_SCOPE_LINK, Some(addr));
-        tolerate_exists(ctr.add_route(&to_gw))
-            .map_err(|e| link_error(&format!("adding the route to the gateway {gw}"), e))?;
+        if !ips[..i].iter().any(|earlier| earlier.gateway == Some(gw)) {
+            ctr.add_route(&to_gw).map_err(|e| {
+                let mut err = link_error(&format!("adding the route to the gateway {gw}"), e.clone());
+                if e.is(libc::EEXIST) {
+                    err.msg += " (another interface of the container routes to it: one subnet on two?)";
+                }
+                err
+            })?;
+        }
         let net = ip.address.network();
         let mut subnet = KernelRoute::new(net.addr, net.prefix);
         (subnet.gateway, subnet.oif, subnet.src) = (Some(gw), Some(link.index), Some(addr));

@@ -388,3 +388,17 @@ fn check_wants_the_container_interface_in_its_netns() {
     let e = w.check(&c, &res).unwrap_err();
     assert!(e.msg.contains("prevResult has no interface \"eth0\" in netns \"/run/netns/c1\""), "{e}");
 }
+
+#[test]
+fn a_second_interface_on_the_same_subnet_is_refused_clearly_and_the_first_stays() {
+    let mut w = World::new();
+    w.add(&full()).unwrap();
+    let before = w.kernel.state();
+    let mut args = cmd_args(Command::Add, &full());
+    args.ifname = "eth1".into();
+    let c = Config::load(&args).unwrap();
+    let e = add(&args, &c, &mut w.host, &mut w.ctr, &mut w.kernel.ipam()).unwrap_err();
+    assert!(e.msg.contains("adding the route to the gateway 10.88.0.1"), "{e}");
+    assert!(e.msg.contains("one subnet on two?"), "{e}");
+    assert_eq!(w.kernel.state(), before);
+}

@@ -22,6 +22,7 @@ const PLUGINS: &[&str] = &[
     "host-device",
     "tap",
     "dummy",
+    "ptp",
 ];
 
 fn built() -> Vec<std::path::PathBuf> {
@@ -328,6 +329,11 @@ fn netns_users(data: &TempDir) -> Vec<(&'static str, String)> {
             "bandwidth",
             json!({"cniVersion": "1.0.0", "name": "badns", "type": "bandwidth", "prevResult": prev,
                 "runtimeConfig": {"bandwidth": {"ingressRate": 8000000, "ingressBurst": 256000}}}),
+        ),
+        (
+            "ptp",
+            json!({"cniVersion": "1.0.0", "name": "badns", "type": "ptp", "ipMasq": true, "prevResult": prev,
+                "ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "dataDir": d}}),
         ),
     ]
     .into_iter()

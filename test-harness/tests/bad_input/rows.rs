@@ -414,6 +414,36 @@ pub fn profiles() -> Vec<Profile> {
             other_network: other_vni,
         },
         Profile {
+            name: "ptp",
+            chain: false,
+            setup: setup_forwarding,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "ptp", "ipMasq": true, "mtu": 1400,
+                    "ipam": ipam(fx)})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            // Another network and subnet: one container cannot route one subnet
+            // through two interfaces (and a network's masquerade rule per subnet
+            // stays while the network has containers).
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, _| {
+                    c.set("name", json!("net2"));
+                    c.set("ipam.subnet", json!("10.98.0.0/24"));
+                },
+            }),
+            fields: &[
+                ("ipMasq", Ty::Bool),
+                ("ipMasqBackend", Ty::Str),
+                ("mtu", Ty::Int),
+                ("ipam", Ty::Map),
+                ("dns", Ty::Map),
+            ],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
             name: "podman-chain",
             chain: true,
             setup: setup_forwarding,
@@ -609,6 +639,7 @@ fn name_is_a_dir(p: &str) -> bool {
     matches!(
         p,
         "host-local" | "bridge" | "macvlan" | "host-device" | "dns-sidecar" | "overlay" | "tap" | "dummy"
+            | "ptp"
     )
 }
 
@@ -625,6 +656,7 @@ fn ifname_is_free(p: &str) -> bool {
             | "static"
             | "tap"
             | "dummy"
+            | "ptp"
     )
 }
 
@@ -930,6 +962,7 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(tuning());
     v.extend(dns_sidecar());
     v.extend(overlay());
+    v.extend(ptp());
     v.extend(podman_chain());
     // bandwidth's buckets stay on the host veth after DEL (they go with the
     // veth, as in the reference) and the world's veths stay: after a row
@@ -1914,6 +1947,63 @@ fn overlay() -> Vec<Row> {
             .set("name", json!("net2"))
             .set("subnet", json!("10.97.0.0/24"))
             .fails(7, &["4242"]),
+    );
+    v
+}
+
+fn ptp() -> Vec<Row> {
+    let n = "ptp";
+    let static_ipam = |a: Value| json!({"type": "static", "addresses": [a]});
+    let mut v = Vec::new();
+    for (input, mtu, msg) in [
+        ("67 (below the minimum 68)", json!(67), "invalid mtu 67"),
+        ("65536", json!(65536), "invalid mtu 65536"),
+        ("-1", json!(-1), "\"mtu\""),
+        ("1e100", json!(1e100), "\"mtu\""),
+    ] {
+        v.push(Row::new(n, Add, "mtu", input).set("mtu", mtu).fails(7, &[msg]));
+    }
+    v.push(Row::new(n, Add, "mtu", "68 (the minimum)").set("mtu", json!(68)).works());
+    v.push(
+        Row::new(n, Add, "ipMasqBackend", "\"bogus\"")
+            .set("ipMasqBackend", json!("bogus"))
+            .fails(7, &["invalid ipMasqBackend \"bogus\""]),
+    );
+    v.push(Row::new(n, Add, "ipam", "missing").remove("ipam").fails(7, &["needs an \"ipam\" section"]));
+    v.push(
+        Row::new(n, Add, "ipam", "static, an address without a gateway")
+            .set("ipam", static_ipam(json!({"address": "10.99.0.5/24"})))
+            .fails(7, &["IPAM gave 10.99.0.5/24 no gateway"]),
+    );
+    v.push(
+        Row::new(n, Add, "ipam", "static, the gateway is the address")
+            .set("ipam", static_ipam(json!({"address": "10.99.0.5/24", "gateway": "10.99.0.5"})))
+            .fails(7, &["the container's own address"]),
+    );
+    v.push(
+        Row::new(n, Add, "ipam.type", "not on CNI_PATH")
+            .set("ipam.type", json!("no-such-ipam"))
+            .fails(999, &["failed to find plugin \"no-such-ipam\""]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
+            .prepare(|_, fx| {
+                fx.ctr
+                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
+                    .map(drop)
+                    .unwrap()
+            })
+            .fails(999, &["already has an interface named \"eth0\""]),
+    );
+    v.push(
+        Row::new(n, Add, "dns", "{\"nameservers\": \"x\"}")
+            .set("dns", json!({"nameservers": "x"}))
+            .fails(7, &["invalid \"dns\""]),
+    );
+    v.push(
+        Row::new(n, Check, "prevResult", "missing")
+            .remove("prevResult")
+            .fails(7, &["ptp CHECK needs prevResult"]),
     );
     v
 }

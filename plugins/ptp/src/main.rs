@@ -118,13 +118,15 @@ fn add_attachment<'a, N: NetStack>(
         .map_err(|e| link_error(&format!("naming the owner of {host_name}"), e))?;
     routes::host_end_up(host, &host_veth)?;
 
-    // 2. Addresses, once the interface exists; each needs a gateway.
+    // 2. Addresses, once the interface exists; each needs a gateway, every
+    //    route goes through one.
     let mut res = ipam::allocate(ipam, args, undo)?;
     for ip in &res.ips {
         routes::gateway(ip)?;
     }
-    let v4 = res.ips.iter().any(|ip| ip.address.is_ipv4());
-    ifconfig::enable_forwarding(host, v4, res.ips.iter().any(|ip| !ip.address.is_ipv4()))?;
+    routes::check_routes(&res.ips, &res.routes)?;
+    let v6 = res.ips.iter().any(|ip| !ip.address.is_ipv4());
+    ifconfig::enable_forwarding(host, res.ips.iter().any(|ip| ip.address.is_ipv4()), v6)?;
 
     // 3. Both ends: the container's routes through the gateway (its end
     //    coming up brings the pair's carrier), the host's to the container.
@@ -144,7 +146,7 @@ fn add_attachment<'a, N: NetStack>(
     //    carrier came on), or the container's first ones are lost.
     let host_veth = veth::wait_oper_up(host, host_veth.index)?;
     let clink = veth::wait_oper_up(ctr, clink.index)?;
-    if res.ips.iter().any(|ip| !ip.address.is_ipv4()) {
+    if v6 {
         routes::await_link_local(host, &host_veth)?;
     }
 

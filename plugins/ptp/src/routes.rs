@@ -47,9 +47,10 @@ pub fn configure_container(
     ctr.set_up(link.index).map_err(|e| link_error("setting the container interface up", e))?;
     for (i, ip) in ips.iter().enumerate() {
         let (addr, gw) = (ip.address.addr, gateway(ip)?);
-        let mut to_gw = KernelRoute::new(gw, max_prefix(&gw));
-        (to_gw.oif, to_gw.scope, to_gw.src) = (Some(link.index), libc::RT_SCOPE_LINK, Some(addr));
+        // Addresses sharing a gateway share its route.
         if !ips[..i].iter().any(|earlier| earlier.gateway == Some(gw)) {
+            let mut to_gw = KernelRoute::new(gw, max_prefix(&gw));
+            (to_gw.oif, to_gw.scope, to_gw.src) = (Some(link.index), libc::RT_SCOPE_LINK, Some(addr));
             ctr.add_route(&to_gw).map_err(|e| {
                 let mut err = link_error(&format!("adding the route to the gateway {gw}"), e.clone());
                 if e.is(libc::EEXIST) {
@@ -142,6 +143,23 @@ pub fn gateway(ip: &IpConfig) -> Result<IpAddr> {
             ip.address
         ))),
     }
+}
+
+/// IPAM's routes can only go through a gateway: nothing else is on the link.
+pub fn check_routes(ips: &[IpConfig], routes: &[Route]) -> Result<()> {
+    for r in routes {
+        let Some(gw) = r.gw else { continue };
+        if !ips.iter().any(|ip| ip.gateway == Some(gw)) {
+            let gateways: Vec<String> =
+                ips.iter().filter_map(|ip| ip.gateway).map(|g| g.to_string()).collect();
+            return Err(CniError::invalid_config(format!(
+                "the route to {} goes through {gw}, which ptp cannot reach: only the gateway ({}) is on the link",
+                r.dst,
+                gateways.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn tolerate_exists(r: NlResult<()>) -> NlResult<()> {

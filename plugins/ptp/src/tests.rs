@@ -402,3 +402,35 @@ fn a_second_interface_on_the_same_subnet_is_refused_clearly_and_the_first_stays(
     assert!(e.msg.contains("one subnet on two?"), "{e}");
     assert_eq!(w.kernel.state(), before);
 }
+
+#[test]
+fn a_route_through_another_gateway_is_refused_and_nothing_is_left() {
+    let mut w = World::new();
+    let ip = IpConfig {
+        address: "10.1.0.5/24".parse().unwrap(),
+        gateway: Some("10.1.0.1".parse().unwrap()),
+        interface: None,
+    };
+    let via = |gw: &str| Route {
+        gw: Some(gw.parse().unwrap()),
+        ..Route::new("192.168.0.0/16".parse().unwrap(), None)
+    };
+    w.kernel.set_ipam_result(CniResult {
+        ips: vec![ip.clone()],
+        routes: vec![via("10.1.0.254")],
+        ..CniResult::default()
+    });
+    let before = w.kernel.state();
+    let e = w.add(&full()).unwrap_err();
+    assert_eq!(e.code, 7, "{e}");
+    assert!(e.msg.contains("the route to 192.168.0.0/16 goes through 10.1.0.254"), "{e}");
+    assert!(e.msg.contains("only the gateway (10.1.0.1) is on the link"), "{e}");
+    assert_eq!(w.kernel.state(), before);
+    // Through the gateway itself it is fine.
+    w.kernel.set_ipam_result(CniResult {
+        ips: vec![ip],
+        routes: vec![via("10.1.0.1")],
+        ..CniResult::default()
+    });
+    w.add(&full()).unwrap();
+}

@@ -1981,6 +1981,11 @@ fn ptp() -> Vec<Row> {
             .fails(7, &["the container's own address"]),
     );
     v.push(
+        Row::new(n, Add, "ipam.routes", "a route through another gateway")
+            .set("ipam.routes", json!([{"dst": "192.168.0.0/16", "gw": "10.99.0.254"}]))
+            .fails(7, &["the route to 192.168.0.0/16 goes through 10.99.0.254"]),
+    );
+    v.push(
         Row::new(n, Add, "ipam.type", "not on CNI_PATH")
             .set("ipam.type", json!("no-such-ipam"))
             .fails(999, &["failed to find plugin \"no-such-ipam\""]),

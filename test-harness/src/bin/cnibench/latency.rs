@@ -66,6 +66,15 @@ pub fn cases() -> Vec<Case> {
             targets: (0.5, 0.8),
             code: 4,
         },
+        Case {
+            key: "ptp",
+            title: "ptp + host-local + ipMasq",
+            net: Net::Ptp { name: "bench-ptp", subnet: "10.77.12.0/24" },
+            ifname: "eth0",
+            ports: false,
+            targets: (0.25, 0.5),
+            code: 12,
+        },
     ]
 }
 

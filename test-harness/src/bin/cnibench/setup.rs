@@ -15,7 +15,8 @@ use test_harness::{
 };
 
 /// The plugin binaries the benchmark knows (size on disk, process start).
-pub const PLUGINS: &[&str] = &["loopback", "bridge", "host-local", "portmap", "macvlan", "dns-sidecar"];
+pub const PLUGINS: &[&str] =
+    &["loopback", "bridge", "host-local", "portmap", "macvlan", "dns-sidecar", "ptp"];
 
 /// The parent link of the macvlan scenario: one end of a veth pair in the host netns.
 pub const MACVLAN_MASTER: &str = "cnibmv0";
@@ -137,13 +138,18 @@ pub enum Net<'a> {
         name: &'a str,
         subnet: &'a str,
     },
+    /// ptp + host-local + ipMasq.
+    Ptp {
+        name: &'a str,
+        subnet: &'a str,
+    },
 }
 
 impl Net<'_> {
     pub fn name(&self) -> &str {
         match self {
             Net::Loopback => "bench-lo",
-            Net::Bridge { name, .. } | Net::Macvlan { name, .. } => name,
+            Net::Bridge { name, .. } | Net::Macvlan { name, .. } | Net::Ptp { name, .. } => name,
         }
     }
 
@@ -153,6 +159,7 @@ impl Net<'_> {
             Net::Bridge { portmap: false, .. } => vec!["bridge", "host-local"],
             Net::Bridge { portmap: true, .. } => vec!["bridge", "host-local", "portmap"],
             Net::Macvlan { .. } => vec!["macvlan", "host-local"],
+            Net::Ptp { .. } => vec!["ptp", "host-local"],
         }
     }
 
@@ -173,6 +180,7 @@ impl Net<'_> {
             }
             Net::Macvlan { subnet, .. } => json!([{"type": "macvlan", "master": MACVLAN_MASTER,
                 "mode": "bridge", "ipam": ipam(subnet)}]),
+            Net::Ptp { subnet, .. } => json!([{"type": "ptp", "ipMasq": true, "ipam": ipam(subnet)}]),
         };
         conflist_value(json!({"cniVersion": "1.0.0", "name": self.name(), "plugins": plugins}))
     }

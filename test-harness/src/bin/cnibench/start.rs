@@ -29,6 +29,7 @@ const ALL: &[&str] = &[
     "bandwidth",
     "tap",
     "dummy",
+    "ptp",
 ];
 
 /// One exec of `bin` with `CNI_COMMAND=VERSION` and nothing else: ms.

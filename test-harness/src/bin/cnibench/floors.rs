@@ -1,13 +1,13 @@
 //! Scenario 6: the floors. A static no-op exec (what any process start
-//! costs here) and the kernel work of a bridge ADD/DEL done in-process with
-//! common's netlink and nf_tables layers, without any plugin.
+//! costs here) and the kernel work of a bridge and of a ptp ADD/DEL done
+//! in-process with common's netlink and nf_tables layers, without any plugin.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use common::netlink::rtnl::{AddrOpts, Rtnl};
+use common::netlink::rtnl::{AddrOpts, Route, Rtnl};
 use common::netns::Netns;
 use common::nft::{key, BaseChain, Batch, DataType, Elem, Family, Hook, Nft, SetSpec, Table as NftTable};
 use test_harness::{TempDir, TestNs};
@@ -151,6 +151,91 @@ fn kernel_work(ctr: &TestNs, bridge: u32, ip: Ipv4Addr) -> Result<Steps, String>
     Ok(Steps { add, del })
 }
 
+/// The ptp gateway every host end carries (a /32), in the masquerade's subnet.
+const PTP_GW: Ipv4Addr = Ipv4Addr::new(10, 77, 10, 1);
+
+/// What a ptp + ipMasq ADD/DEL asks of the kernel: a veth pair whose host end
+/// holds the gateway and a route to the container, the container's address
+/// without its subnet route and its routes through the gateway.
+fn ptp_kernel_work(ctr: &TestNs, ip: Ipv4Addr) -> Result<Steps, String> {
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |x: &dyn std::fmt::Display| format!("{what}: {x}")
+    };
+    let table = NftTable::new(Family::Inet, "cnibench_floor");
+    let ctr_ns = Netns::open(ctr.path()).map_err(|x| e("netns")(&x))?;
+    let host_ns = Netns::current().map_err(|x| e("netns")(&x))?;
+    let host_name = format!("vethfp{:08x}", u32::from(ip));
+    let (gw, ip) = (IpAddr::V4(PTP_GW), IpAddr::V4(ip));
+    let mut add = Vec::new();
+    let t = Instant::now();
+    let mut cnl = Rtnl::in_netns(&ctr_ns).map_err(|x| e("container netlink")(&x))?;
+    let mut nl = Rtnl::open().map_err(|x| e("netlink")(&x))?;
+    add.push(("open netlink sockets", ms(t.elapsed())));
+    let t = Instant::now();
+    cnl.add_veth("eth0", &host_name, Some(host_ns.fd()), None, None).map_err(|x| e("veth")(&x))?;
+    add.push(("create veth pair (peer into host)", ms(t.elapsed())));
+    let t = Instant::now();
+    let host_end = nl.link_by_name(&host_name).map_err(|x| e("host veth")(&x))?;
+    nl.set_up(host_end.index).map_err(|x| e("up")(&x))?;
+    nl.add_addr(host_end.index, gw, 32, &AddrOpts::default()).map_err(|x| e("gateway")(&x))?;
+    let mut to_ctr = Route::new(ip, 32);
+    (to_ctr.oif, to_ctr.scope) = (Some(host_end.index), libc::RT_SCOPE_HOST);
+    nl.add_route(&to_ctr).map_err(|x| e("host route")(&x))?;
+    add.push(("host end up, gateway /32, route to the container", ms(t.elapsed())));
+    let t = Instant::now();
+    let link = cnl.link_by_name("eth0").map_err(|x| e("eth0")(&x))?;
+    let opts = AddrOpts { noprefixroute: true, ..Default::default() };
+    cnl.add_addr(link.index, ip, 24, &opts).map_err(|x| e("addr")(&x))?;
+    cnl.set_up(link.index).map_err(|x| e("up")(&x))?;
+    let mut to_gw = Route::new(gw, 32);
+    (to_gw.oif, to_gw.scope, to_gw.src) = (Some(link.index), libc::RT_SCOPE_LINK, Some(ip));
+    let mut subnet = Route::new(IpAddr::V4(Ipv4Addr::new(10, 77, 10, 0)), 24);
+    (subnet.gateway, subnet.oif, subnet.src) = (Some(gw), Some(link.index), Some(ip));
+    let mut default = Route::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+    (default.gateway, default.oif) = (Some(gw), Some(link.index));
+    for r in [&to_gw, &subnet, &default] {
+        cnl.add_route(r).map_err(|x| e("route")(&x))?;
+    }
+    add.push(("container address, up, routes through the gateway", ms(t.elapsed())));
+    let t = Instant::now();
+    let mut nft = Nft::open().map_err(|x| e("nft")(&x))?;
+    let mut b = Batch::new();
+    b.add_elements(&table, "m4", &[Elem::new(key::ip(ip)).comment("floor ptp eth0")]);
+    nft.commit(&b).map_err(|x| e("nft add")(&x))?;
+    drop(nft);
+    add.push(("nf_tables set element (open, commit, close)", ms(t.elapsed())));
+    let t = Instant::now();
+    drop((cnl, nl));
+    add.push(("close the netlink sockets", ms(t.elapsed())));
+
+    let mut del = Vec::new();
+    let t = Instant::now();
+    let mut cnl = Rtnl::in_netns(&ctr_ns).map_err(|x| e("container netlink")(&x))?;
+    cnl.del_link_by_name("eth0").map_err(|x| e("del veth")(&x))?;
+    drop(cnl);
+    del.push(("delete veth pair (its addresses and routes go along)", ms(t.elapsed())));
+    let t = Instant::now();
+    let mut nft = Nft::open().map_err(|x| e("nft")(&x))?;
+    let mut b = Batch::new();
+    b.delete_elements(&table, "m4", &[key::ip(ip)]);
+    nft.commit(&b).map_err(|x| e("nft del")(&x))?;
+    drop(nft);
+    del.push(("delete nf_tables set element (open, commit, close)", ms(t.elapsed())));
+    Ok(Steps { add, del })
+}
+
+/// Rows `op`, `step`, median and p95 for each step of `runs`, then the total.
+fn step_rows(t: &mut Table, op: &str, runs: &[Vec<(&str, f64)>]) {
+    let Some(first) = runs.first() else { return };
+    for (j, (step, _)) in first.iter().enumerate() {
+        let v: Vec<f64> = runs.iter().map(|r| r[j].1).collect();
+        t.row(vec![op.into(), step.to_string(), fmt_ms(median(&v)), fmt_ms(percentile(&v, 95.0))]);
+    }
+    let tot: Vec<f64> = runs.iter().map(|r| r.iter().map(|s| s.1).sum()).collect();
+    t.row(vec![op.into(), "**total**".into(), fmt_ms(median(&tot)), fmt_ms(percentile(&tot, 95.0))]);
+}
+
 pub fn floors(ctx: &mut Ctx) {
     let mut sec = Section::new("6. Floors");
     let runs = ctx.opts.start_runs;
@@ -170,7 +255,7 @@ pub fn floors(ctx: &mut Ctx) {
         )),
     }
     let n = ctx.opts.n;
-    println!("== floors: kernel work of a bridge ADD/DEL in-process ({n} times)");
+    println!("== floors: kernel work of a bridge and a ptp ADD/DEL in-process ({n} times each)");
     let host = TestNs::with_lo().expect("netns");
     let setup = || -> std::io::Result<u32> {
         host.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
@@ -203,6 +288,25 @@ pub fn floors(ctx: &mut Ctx) {
             }
             Err(e) => {
                 let e = format!("floor kernel work #{i}: {e}");
+                ctx.report.error(e.clone());
+                sec.text(e);
+                break;
+            }
+        }
+    }
+    // ptp's kernel work, in the same host netns (the bridge is not used).
+    let mut ptp_add: Vec<Vec<(&str, f64)>> = Vec::new();
+    let mut ptp_del: Vec<Vec<(&str, f64)>> = Vec::new();
+    for i in 0..n {
+        let ctr = TestNs::new().expect("netns");
+        let ip = Ipv4Addr::new(10, 77, 10, 2 + i as u8);
+        match host.run(|| ptp_kernel_work(&ctr, ip)).map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok(s) => {
+                ptp_add.push(s.add);
+                ptp_del.push(s.del);
+            }
+            Err(e) => {
+                let e = format!("floor ptp kernel work #{i}: {e}");
                 ctx.report.error(e.clone());
                 sec.text(e);
                 break;
@@ -258,17 +362,8 @@ pub fn floors(ctx: &mut Ctx) {
         }
     }
     let mut t = Table::new(&["op", "step", "median ms", "p95 ms"]);
-    for (op, runs) in [("ADD", &add), ("DEL", &del)] {
-        if runs.is_empty() {
-            continue;
-        }
-        for (j, (step, _)) in runs[0].iter().enumerate() {
-            let v: Vec<f64> = runs.iter().map(|r| r[j].1).collect();
-            t.row(vec![op.into(), step.to_string(), fmt_ms(median(&v)), fmt_ms(percentile(&v, 95.0))]);
-        }
-        let tot: Vec<f64> = runs.iter().map(|r| r.iter().map(|s| s.1).sum()).collect();
-        t.row(vec![op.into(), "**total**".into(), fmt_ms(median(&tot)), fmt_ms(percentile(&tot, 95.0))]);
-    }
+    step_rows(&mut t, "ADD", &add);
+    step_rows(&mut t, "DEL", &del);
     if !lo_up.is_empty() {
         t.row(vec![
             "loopback ADD".into(),
@@ -297,5 +392,16 @@ pub fn floors(ctx: &mut Ctx) {
          Rtnl and Nft ({n} containers, bridge present, masquerade set and rule in place; no IPAM, no process)."
     ));
     sec.table(t);
+    if !ptp_add.is_empty() {
+        let mut t = Table::new(&["op", "step", "median ms", "p95 ms"]);
+        step_rows(&mut t, "ADD", &ptp_add);
+        step_rows(&mut t, "DEL", &ptp_del);
+        sec.text(format!(
+            "Kernel work alone of a ptp + ipMasq ADD/DEL ({n} containers, IPv4, same masquerade set): the veth \
+             pair, the gateway and the route to the container on the host end, the container's address and its \
+             three routes through the gateway; no waiting for the carrier, no IPAM, no process."
+        ));
+        sec.table(t);
+    }
     ctx.report.push(sec);
 }

@@ -128,6 +128,7 @@ fn rss(ctx: &mut Ctx, sec: &mut Section) {
         Net::Bridge { name: "bench-rss", bridge: "cnirss0", subnet: "10.77.5.0/24", portmap: true },
         Net::Bridge { name: "bench-rssbr", bridge: "cnirss1", subnet: "10.77.7.0/24", portmap: false },
         Net::Macvlan { name: "bench-rssmv", subnet: "10.77.6.0/24" },
+        Net::Ptp { name: "bench-rssptp", subnet: "10.77.13.0/24" },
     ];
     let k_runs = if ctx.opts.tiny { 2 } else { 5 };
     let mut t =
@@ -181,7 +182,11 @@ fn rss(ctx: &mut Ctx, sec: &mut Section) {
             }
         }
         for (p, (peak, cpu)) in by {
-            let note = if p == "bridge" || p == "macvlan" { " (max with its host-local child)" } else { "" };
+            let note = if matches!(p.as_str(), "bridge" | "macvlan" | "ptp") {
+                " (max with its host-local child)"
+            } else {
+                ""
+            };
             let ok = if peak as f64 <= 2.5 * 1024.0 { "yes" } else { "no" };
             t.row(vec![
                 ctx.impls[k].name.clone(),
@@ -232,7 +237,7 @@ fn rss(ctx: &mut Ctx, sec: &mut Section) {
     }
     sec.text(format!(
         "Peak RSS during ADD: `wait4` ru_maxrss of each plugin process, IPAM included, over {k_runs} ADDs of each chain \
-         (loopback, bridge, bridge + portmap, macvlan). Each plugin is reached through a static wrapper that forks it \
+         (loopback, bridge, bridge + portmap, macvlan, ptp). Each plugin is reached through a static wrapper that forks it \
          afresh: a process spawned with vfork (as runtimes and plugins spawn) otherwise inherits its parent's high \
          water mark at exec."
     ));

@@ -638,7 +638,14 @@ pub fn kernel_lacks() -> Vec<(&'static str, &'static str)> {
 fn name_is_a_dir(p: &str) -> bool {
     matches!(
         p,
-        "host-local" | "bridge" | "macvlan" | "host-device" | "dns-sidecar" | "overlay" | "tap" | "dummy"
+        "host-local"
+            | "bridge"
+            | "macvlan"
+            | "host-device"
+            | "dns-sidecar"
+            | "overlay"
+            | "tap"
+            | "dummy"
             | "ptp"
     )
 }
@@ -1988,7 +1995,7 @@ fn ptp() -> Vec<Row> {
     v.push(
         Row::new(n, Add, "ipam.type", "not on CNI_PATH")
             .set("ipam.type", json!("no-such-ipam"))
-            .fails(999, &["failed to find plugin \"no-such-ipam\""]),
+            .fails(7, &["failed to find plugin \"no-such-ipam\""]),
     );
     v.push(
         Row::new(n, Add, "CNI_IFNAME", "already exists in the container")

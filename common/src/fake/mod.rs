@@ -21,12 +21,16 @@
 //! macvlan (`EINVAL`), a device route through a down link (`ENETDOWN`), a
 //! gateway no address of an up link covers (`ENETUNREACH`; IPv6
 //! `EHOSTUNREACH`; a `noprefixroute` address covers nothing), enslaving to a
-//! non-master (`EOPNOTSUPP`), a tap whose name is taken (`EBUSY`); a root test
-//! runs one script against the fake
+//! non-master (`EOPNOTSUPP`), a tap whose name is taken (`EBUSY`); of ipvlans
+//! and VLANs (scripts of their own, run on a kernel that has them): an ipvlan
+//! beside a macvlan or on a bridge port (`EBUSY`), a second VLAN of one id on
+//! a parent (`EEXIST`), an id past 4094 (`ERANGE`), a loopback parent. An
+//! ipvlan has its master's MAC (its own cannot be set) and its master's mode,
+//! which a new ipvlan changes for all. A root test runs each script against the fake
 //! and the kernel and compares every outcome. Where kernels differ it refuses
 //! what the oldest supported one refuses: renaming an up link (`EBUSY` before
 //! Linux 6.x). Deleting a link takes its veth
-//! peer, its macvlan/vlan children, its addresses, routes and neighbours
+//! peer, its macvlan/ipvlan/vlan children, its addresses, routes and neighbours
 //! along; a link moved to another netns loses its addresses and routes and
 //! keeps its index when that is free there; loopback, bridges and VRFs
 //! refuse to move (`EINVAL`). A netns that dies ([`FakeKernel::delete_netns`],
@@ -63,6 +67,7 @@ use std::rc::Rc;
 use crate::args::CniArgs;
 use crate::netlink::rtnl::tc::{Filter, Qdisc, QdiscKind, TC_H_INGRESS, TC_H_ROOT};
 use crate::netlink::rtnl::{Addr, BridgePort, BridgeVlan, MacvlanMode, Neigh, Route, Rule};
+use crate::netlink::rtnl::{IpvlanFlags, IpvlanMode, VlanProtocol};
 use crate::netlink::NlError;
 use crate::skel::{CmdArgs, Command};
 use crate::spec::{CniResult, NetConf};
@@ -137,6 +142,9 @@ struct FLink {
     macvlan_mode: Option<MacvlanMode>,
     vlan_filtering: Option<bool>,
     vlan_id: Option<u16>,
+    vlan_protocol: Option<VlanProtocol>,
+    /// An ipvlan's mode and flags (kept equal among a master's ipvlans).
+    ipvlan: Option<(IpvlanMode, IpvlanFlags)>,
     port: Option<BridgePort>,
     vlans: Vec<BridgeVlan>,
     /// Per-link sysctls by "ipv4/<leaf>" or "ipv6/<leaf>".
@@ -382,8 +390,13 @@ impl World {
             for l in &s.links {
                 let lower = l.lower.and_then(|id| self.link(id)).map(|x| x.name.as_str()).unwrap_or("-");
                 let master = l.master.map_or("-", name_of);
+                let kind_data = match (l.ipvlan, l.vlan_id) {
+                    (Some((mode, flags)), _) => format!(" {} {flags:?}", mode.name()),
+                    (None, Some(id)) => format!(" id {id} {:?}", l.vlan_protocol),
+                    (None, None) => String::new(),
+                };
                 lines.push(format!(
-                    "link {} {} {} mtu {} mac {} lower {lower} master {master}{}{}{}",
+                    "link {} {}{kind_data} {} mtu {} mac {} lower {lower} master {master}{}{}{}",
                     l.name,
                     l.kind.as_deref().unwrap_or("device"),
                     if l.flags & libc::IFF_UP as u32 != 0 { "up" } else { "down" },
@@ -494,6 +507,8 @@ impl FLink {
             macvlan_mode: None,
             vlan_filtering: None,
             vlan_id: None,
+            vlan_protocol: None,
+            ipvlan: None,
             port: None,
             vlans: Vec::new(),
             sysctls: BTreeMap::new(),

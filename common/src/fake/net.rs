@@ -123,6 +123,9 @@ impl World {
             macvlan_mode: l.macvlan_mode,
             vlan_filtering: l.vlan_filtering,
             vlan_id: l.vlan_id,
+            vlan_protocol: l.vlan_protocol,
+            ipvlan_mode: l.ipvlan.map(|(m, _)| m),
+            ipvlan_flags: l.ipvlan.map(|(_, f)| f),
             bridge_port: l.port,
             alias: l.alias.clone(),
             tun: l.tun,
@@ -145,13 +148,30 @@ impl World {
             return err(libc::EADDRNOTAVAIL);
         }
         let parent = match (&new.kind, new.parent) {
-            (LinkKind::Macvlan { .. } | LinkKind::Vlan { .. }, None) => return err(libc::EINVAL),
-            (LinkKind::Macvlan { .. } | LinkKind::Vlan { .. }, Some(p)) => Some(self.pos(ns, p)?),
+            (LinkKind::Macvlan { .. } | LinkKind::Vlan { .. } | LinkKind::Ipvlan { .. }, None) => {
+                return err(libc::EINVAL)
+            }
+            (LinkKind::Macvlan { .. } | LinkKind::Vlan { .. } | LinkKind::Ipvlan { .. }, Some(p)) => {
+                Some(self.pos(ns, p)?)
+            }
             _ => None,
         };
-        let parent_link = parent.map(|i| self.spaces[ns].links[i].clone());
+        let mut parent_link = parent.map(|i| self.spaces[ns].links[i].clone());
+        if let LinkKind::Ipvlan { .. } = new.kind {
+            // An ipvlan of an ipvlan is one more of the same master.
+            if let Some(p) = parent_link.as_mut().filter(|p| p.ipvlan.is_some()) {
+                *p = match p.lower.and_then(|id| self.link(id)) {
+                    Some(master) => master.clone(),
+                    None => return err(libc::ENODEV),
+                };
+            }
+        }
+        if let Some(p) = &parent_link {
+            self.check_child_of(p, &new.kind)?;
+        }
         if let (Some(p), Some(mtu)) = (&parent_link, new.mtu) {
-            if mtu > p.mtu {
+            // An ipvlan may be bigger than its master: the kernel lets it.
+            if mtu > p.mtu && !matches!(new.kind, LinkKind::Ipvlan { .. }) {
                 return err(libc::EINVAL);
             }
         }
@@ -191,9 +211,20 @@ impl World {
         };
         match &new.kind {
             LinkKind::Macvlan { mode, .. } => link.macvlan_mode = Some(*mode),
-            LinkKind::Vlan { id } => {
-                link.vlan_id = Some(*id);
+            LinkKind::Vlan { id, protocol } => {
+                (link.vlan_id, link.vlan_protocol) = (Some(*id), Some(*protocol));
                 link.mac = new.mac.or(parent_link.as_ref().map(|p| p.mac)).unwrap_or(link.mac);
+            }
+            LinkKind::Ipvlan { mode, flags } => {
+                let p = parent_link.as_ref().expect("an ipvlan has a parent");
+                // The master's MAC whatever was asked; mode and flags are the
+                // master's, so its other ipvlans switch to them.
+                (link.mac, link.ipvlan) = (p.mac, Some((*mode, *flags)));
+                for l in self.spaces.iter_mut().flat_map(|s| s.links.iter_mut()) {
+                    if l.lower == Some(p.id) && l.ipvlan.is_some() {
+                        l.ipvlan = Some((*mode, *flags));
+                    }
+                }
             }
             LinkKind::Bridge { vlan_filtering } => {
                 link.vlan_filtering = Some(vlan_filtering.unwrap_or(false))
@@ -243,6 +274,40 @@ impl World {
             ..FLink::blank()
         };
         self.spaces[ns].links.push(link);
+        Ok(())
+    }
+
+    /// What the kernel refuses of a macvlan, ipvlan or vlan on `parent`:
+    /// VLANs and ipvlans need an Ethernet parent, one VLAN id per parent, and
+    /// a device hands its traffic to one of bridge, macvlans or ipvlans.
+    fn check_child_of(&self, parent: &FLink, kind: &LinkKind) -> NlResult<()> {
+        let loopback = parent.flags & libc::IFF_LOOPBACK as u32 != 0;
+        let children =
+            || self.spaces.iter().flat_map(|s| s.links.iter()).filter(|l| l.lower == Some(parent.id));
+        let is_port = parent.master.is_some();
+        match kind {
+            LinkKind::Vlan { id, protocol } => {
+                if *id >= 4095 {
+                    return err(libc::ERANGE);
+                }
+                if loopback {
+                    return err(libc::EOPNOTSUPP);
+                }
+                if children().any(|l| l.vlan_id == Some(*id) && l.vlan_protocol == Some(*protocol)) {
+                    return err(libc::EEXIST);
+                }
+            }
+            LinkKind::Ipvlan { .. } => {
+                if loopback {
+                    return err(libc::EINVAL);
+                }
+                if is_port || children().any(|l| l.macvlan_mode.is_some()) {
+                    return err(libc::EBUSY);
+                }
+            }
+            LinkKind::Macvlan { .. } if children().any(|l| l.ipvlan.is_some()) => return err(libc::EBUSY),
+            _ => {}
+        }
         Ok(())
     }
 
@@ -548,6 +613,9 @@ impl NetStack for FakeNet {
             let i = w.pos(ns, index)?;
             if mac[0] & 1 != 0 || mac == [0; 6] {
                 return err(libc::EADDRNOTAVAIL);
+            }
+            if w.spaces[ns].links[i].ipvlan.is_some() {
+                return err(libc::EOPNOTSUPP); // it is its master's
             }
             w.spaces[ns].links[i].mac = mac;
             Ok(())

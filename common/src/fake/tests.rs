@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::*;
 use crate::ipam::Ipam;
 use crate::net::NetStack;
-use crate::netlink::rtnl::{AddrOpts, Family, LinkKind, MacvlanMode, NewLink, Route, Rtnl, Rule};
+use crate::netlink::rtnl::{AddrOpts, Family, Link, LinkKind, MacvlanMode, NewLink, Route, Rtnl, Rule};
+use crate::netlink::rtnl::{IpvlanFlags, IpvlanMode, VlanProtocol};
 use crate::netns::Netns;
 use crate::nft::Nftables;
 
@@ -798,4 +799,187 @@ fn the_fake_routes_a_point_to_point_link_as_the_kernel_does() {
     let k = FakeKernel::new();
     let fake = point_to_point_script(&mut k.host(), &mut k.netns("c1"));
     assert_eq!(fake, real);
+}
+
+/// Whether the kernel makes links of `kind` (its module may be missing:
+/// this machine's 6.18 has no ipvlan or 8021q; Debian's 6.1 has both).
+fn kernel_has(kind: LinkKind) -> bool {
+    let ns = RealNs::new();
+    let mut n = ns.rtnl();
+    n.add_link(&NewLink::veth("k0", "k1")).unwrap();
+    let parent = n.link_by_name("k0").unwrap().index;
+    let res = n.add_link(&NewLink { parent: Some(parent), ..NewLink::new("probe0", kind.clone()) });
+    match res {
+        Err(e) if e.is(libc::EOPNOTSUPP) => {
+            eprintln!(
+                "skipped: this kernel has no {} links ({e}); scripts/vm-test runs this on 6.1",
+                kind.name()
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipping: comparing with the kernel needs root");
+    }
+    root
+}
+
+/// ipvlans: the master's MAC and mode, what cannot share a master, a
+/// loopback master; each outcome and what the links show, as text.
+fn ipvlan_script<N: NetStack>(host: &mut N, ctr: &mut N) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<String, NlError>| {
+        out.push(format!("{what}: {}", r.unwrap_or_else(|e| format!("errno {}", e.errno))));
+    };
+    let ok = |r: Result<(), NlError>| r.map(|_| "ok".to_string());
+    let ctr_fd = ctr.netns_fd().unwrap();
+    for (a, b) in [("m0", "p0"), ("m1", "p1"), ("m2", "p2")] {
+        host.add_link(&NewLink::veth(a, b)).unwrap();
+    }
+    let m0 = host.link_by_name("m0").unwrap();
+    let (m1, m2) = (host.link_by_name("m1").unwrap().index, host.link_by_name("m2").unwrap().index);
+    let ipvlan = |name: &str, parent: u32, mode| NewLink::ipvlan(name, parent, mode);
+    let show = |l: Link| {
+        format!("{:?} {:?} mtu {} mac of m0 {}", l.ipvlan_mode, l.ipvlan_flags, l.mtu, l.mac == m0.mac)
+    };
+
+    let into_ctr = NewLink { netns_fd: Some(ctr_fd), ..ipvlan("iv0", m0.index, IpvlanMode::L2) };
+    note("ipvlan into ctr", ok(host.add_link(&into_ctr)));
+    note(
+        "seen in ctr",
+        ctr.link_by_name("iv0")
+            .map(|l| format!("{} parent m0 {}", show(l.clone()), l.link == Some(m0.index))),
+    );
+    note(
+        "mtu above master, l3",
+        ok(host.add_link(&NewLink { mtu: Some(9000), ..ipvlan("iv1", m0.index, IpvlanMode::L3) })),
+    );
+    note("the first one follows", ctr.link_by_name("iv0").map(show));
+    let iv1 = host.link_by_name("iv1").unwrap().index;
+    let private = LinkKind::Ipvlan { mode: IpvlanMode::L3s, flags: IpvlanFlags::Private };
+    note("on an ipvlan", ok(host.add_link(&NewLink { parent: Some(iv1), ..NewLink::new("iv2", private) })));
+    note("lands on its master", host.link_by_name("iv2").map(|l| format!("{}", l.link == Some(m0.index))));
+    note("all follow", ctr.link_by_name("iv0").map(show));
+    let asked = NewLink { mac: Some([2, 0, 0, 0, 0, 9]), ..ipvlan("iv3", m0.index, IpvlanMode::L3s) };
+    note("a MAC asked for", ok(host.add_link(&asked)).and_then(|_| host.link_by_name("iv3").map(show)));
+    note("set a MAC", ok(host.set_mac(iv1, [2, 0, 0, 0, 0, 8])));
+    note("macvlan beside", ok(host.add_link(&NewLink::macvlan("mv0", m0.index, MacvlanMode::Bridge))));
+    note("on loopback", ok(host.add_link(&ipvlan("iv4", 1, IpvlanMode::L2))));
+    host.add_link(&NewLink::bridge("br0")).unwrap();
+    let br0 = host.link_by_name("br0").unwrap().index;
+    host.set_master(m1, br0).unwrap();
+    note("on a bridge port", ok(host.add_link(&ipvlan("iv5", m1, IpvlanMode::L2))));
+    host.add_link(&NewLink::macvlan("mv1", m2, MacvlanMode::Bridge)).unwrap();
+    note("beside a macvlan", ok(host.add_link(&ipvlan("iv6", m2, IpvlanMode::L2))));
+    host.del_link_by_name("mv1").unwrap();
+    note("once the macvlan is gone", ok(host.add_link(&ipvlan("iv6", m2, IpvlanMode::L2))));
+    host.del_link_by_name("iv6").unwrap();
+    note(
+        "a macvlan once the ipvlan is gone",
+        ok(host.add_link(&NewLink::macvlan("mv1", m2, MacvlanMode::Bridge))),
+    );
+    note("master deleted", ok(host.del_link(m0.index)));
+    note("children gone", ok(ctr.link_by_name("iv0").map(drop)));
+    out
+}
+
+#[test]
+fn the_fake_makes_ipvlans_as_the_kernel_does() {
+    let k = FakeKernel::new();
+    let fake = ipvlan_script(&mut k.host(), &mut k.netns("c1"));
+    for line in [
+        "seen in ctr: Some(L2) Some(Bridge) mtu 1500 mac of m0 true parent m0 true",
+        "the first one follows: Some(L3) Some(Bridge) mtu 1500 mac of m0 true",
+        "all follow: Some(L3s) Some(Private) mtu 1500 mac of m0 true",
+        "set a MAC: errno 95",
+        "macvlan beside: errno 16",
+        "on loopback: errno 22",
+        "on a bridge port: errno 16",
+    ] {
+        assert!(fake.iter().any(|l| l == line), "{line}: {fake:#?}");
+    }
+    let kind = LinkKind::Ipvlan { mode: IpvlanMode::L2, flags: IpvlanFlags::Bridge };
+    if is_root() && kernel_has(kind) {
+        let (a, b) = (RealNs::new(), RealNs::new());
+        assert_eq!(fake, ipvlan_script(&mut a.rtnl(), &mut b.rtnl()));
+    }
+}
+
+/// VLAN devices: id, tag protocol, MAC and MTU, one id per parent, the id
+/// range, a loopback parent; each outcome as text.
+fn vlan_script<N: NetStack>(host: &mut N, ctr: &mut N) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<String, NlError>| {
+        out.push(format!("{what}: {}", r.unwrap_or_else(|e| format!("errno {}", e.errno))));
+    };
+    let ok = |r: Result<(), NlError>| r.map(|_| "ok".to_string());
+    let ctr_fd = ctr.netns_fd().unwrap();
+    host.add_link(&NewLink { mtu: Some(1400), ..NewLink::veth("m0", "p0") }).unwrap();
+    let m0 = host.link_by_name("m0").unwrap();
+    let vlan = |name: &str, id| NewLink::vlan(name, m0.index, id);
+    let show = |l: Link| {
+        format!(
+            "{:?} {:?} mtu {} mac of m0 {} parent m0 {}",
+            l.vlan_id,
+            l.vlan_protocol,
+            l.mtu,
+            l.mac == m0.mac,
+            l.link == Some(m0.index)
+        )
+    };
+    note("vlan into ctr", ok(host.add_link(&NewLink { netns_fd: Some(ctr_fd), ..vlan("v100", 100) })));
+    note("seen in ctr", ctr.link_by_name("v100").map(show));
+    note("the same id again", ok(host.add_link(&vlan("w100", 100))));
+    let qinq = LinkKind::Vlan { id: 100, protocol: VlanProtocol::Dot1Ad };
+    note(
+        "the same id in 802.1ad",
+        ok(host.add_link(&NewLink { parent: Some(m0.index), ..NewLink::new("s100", qinq) })),
+    );
+    note("read back", host.link_by_name("s100").map(show));
+    note("id 0", ok(host.add_link(&vlan("v0", 0))));
+    note("id 4094", ok(host.add_link(&vlan("v4094", 4094))));
+    note("id 4095", ok(host.add_link(&vlan("v4095", 4095))));
+    note("mtu above parent", ok(host.add_link(&NewLink { mtu: Some(1401), ..vlan("v7", 7) })));
+    note(
+        "mtu below",
+        ok(host.add_link(&NewLink { mtu: Some(1300), ..vlan("v8", 8) }))
+            .and_then(|_| host.link_by_name("v8").map(show)),
+    );
+    let mac = [2, 0, 0, 0, 0, 7];
+    note(
+        "own MAC",
+        ok(host.add_link(&NewLink { mac: Some(mac), ..vlan("v9", 9) }))
+            .and_then(|_| host.link_by_name("v9").map(|l| format!("{}", l.mac == Some(mac)))),
+    );
+    note("on loopback", ok(host.add_link(&NewLink::vlan("lo.5", 1, 5))));
+    note("parent deleted", ok(host.del_link(m0.index)));
+    note("children gone", ok(ctr.link_by_name("v100").map(drop)));
+    out
+}
+
+#[test]
+fn the_fake_makes_vlans_as_the_kernel_does() {
+    let k = FakeKernel::new();
+    let fake = vlan_script(&mut k.host(), &mut k.netns("c1"));
+    for line in [
+        "seen in ctr: Some(100) Some(Dot1Q) mtu 1400 mac of m0 true parent m0 true",
+        "the same id again: errno 17",
+        "the same id in 802.1ad: ok",
+        "id 4095: errno 34",
+        "mtu above parent: errno 22",
+        "on loopback: errno 95",
+    ] {
+        assert!(fake.iter().any(|l| l == line), "{line}: {fake:#?}");
+    }
+    let kind = LinkKind::Vlan { id: 5, protocol: VlanProtocol::Dot1Q };
+    if is_root() && kernel_has(kind) {
+        let (a, b) = (RealNs::new(), RealNs::new());
+        assert_eq!(fake, vlan_script(&mut a.rtnl(), &mut b.rtnl()));
+    }
 }

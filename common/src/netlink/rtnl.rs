@@ -30,6 +30,7 @@ pub use link::{
     BridgeOpts, BridgePort, BridgePortOpts, BridgeVlan, Link, LinkKind, MacvlanMode, MacvlanOpts, NewLink,
     IF_OPER_UP,
 };
+pub use link::{IpvlanFlags, IpvlanMode, VlanProtocol};
 pub use neigh::Neigh;
 pub use route::Route;
 pub use rule::{Rule, FR_ACT_TO_TBL};

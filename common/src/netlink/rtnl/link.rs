@@ -1,5 +1,5 @@
-//! Links: lookup, creation (veth, bridge, macvlan, vlan), settings, bridge
-//! ports and bridge VLANs.
+//! Links: lookup, creation (veth, bridge, macvlan, ipvlan, vlan), settings,
+//! bridge ports and bridge VLANs.
 
 use std::os::fd::RawFd;
 
@@ -17,6 +17,9 @@ const IFLA_BRPORT_MODE: u16 = 4; // hairpin
 const IFLA_BRPORT_LEARNING: u16 = 8;
 const IFLA_BRPORT_ISOLATED: u16 = 33;
 const IFLA_VLAN_ID: u16 = 1;
+const IFLA_VLAN_PROTOCOL: u16 = 5;
+const IFLA_IPVLAN_MODE: u16 = 1;
+const IFLA_IPVLAN_FLAGS: u16 = 2;
 const IFLA_MACVLAN_MODE: u16 = 1;
 const IFLA_MACVLAN_BC_QUEUE_LEN: u16 = 7;
 const IFLA_BRIDGE_FLAGS: u16 = 0;
@@ -52,6 +55,11 @@ pub struct Link {
     /// A bridge's `vlan_filtering` setting.
     pub vlan_filtering: Option<bool>,
     pub vlan_id: Option<u16>,
+    /// A VLAN device's tag protocol.
+    pub vlan_protocol: Option<VlanProtocol>,
+    /// An ipvlan's mode and flags: its master's (all ipvlans of one master share them).
+    pub ipvlan_mode: Option<IpvlanMode>,
+    pub ipvlan_flags: Option<IpvlanFlags>,
     /// Port settings when this link is enslaved to a bridge.
     pub bridge_port: Option<BridgePort>,
     /// `IFLA_IFALIAS`: a free-text description (`ip link set … alias`).
@@ -110,7 +118,15 @@ impl Link {
             (Some("bridge"), Some(d)) => {
                 self.vlan_filtering = d.get(IFLA_BR_VLAN_FILTERING).map(|a| a.u8() != 0)
             }
-            (Some("vlan"), Some(d)) => self.vlan_id = d.get(IFLA_VLAN_ID).map(|a| a.u16()),
+            (Some("vlan"), Some(d)) => {
+                self.vlan_id = d.get(IFLA_VLAN_ID).map(|a| a.u16());
+                self.vlan_protocol =
+                    d.get(IFLA_VLAN_PROTOCOL).and_then(|a| VlanProtocol::from_u16(u16::from_be(a.u16())));
+            }
+            (Some("ipvlan"), Some(d)) => {
+                self.ipvlan_mode = d.get(IFLA_IPVLAN_MODE).and_then(|a| IpvlanMode::from_u16(a.u16()));
+                self.ipvlan_flags = d.get(IFLA_IPVLAN_FLAGS).and_then(|a| IpvlanFlags::from_u16(a.u16()));
+            }
             (Some("tun"), Some(d)) => self.tun = Some(crate::tap::TunInfo::parse(d)),
             _ => {}
         }
@@ -152,6 +168,70 @@ impl MacvlanMode {
     }
 }
 
+/// ipvlan modes (linux/if_link.h `IPVLAN_MODE_*`): where the master's
+/// traffic is demultiplexed to its ipvlans.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IpvlanMode {
+    /// By MAC and IP; the ipvlans answer ARP/NDP themselves.
+    #[default]
+    L2 = 0,
+    /// By IP only; outgoing packets are routed in the master's netns (no ARP).
+    L3 = 1,
+    /// L3 through the master netns' netfilter (conntrack sees the traffic).
+    L3s = 2,
+}
+
+impl IpvlanMode {
+    /// The CNI config spelling: "l2", "l3", "l3s".
+    pub fn parse(s: &str) -> Option<IpvlanMode> {
+        [Self::L2, Self::L3, Self::L3s].into_iter().find(|m| m.name() == s)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            IpvlanMode::L2 => "l2",
+            IpvlanMode::L3 => "l3",
+            IpvlanMode::L3s => "l3s",
+        }
+    }
+    fn from_u16(v: u16) -> Option<IpvlanMode> {
+        [Self::L2, Self::L3, Self::L3s].into_iter().find(|m| *m as u16 == v)
+    }
+}
+
+/// ipvlan flags (`IPVLAN_F_*`): whether ipvlans of one master reach each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IpvlanFlags {
+    /// Switched between them inside the kernel.
+    #[default]
+    Bridge = 0,
+    /// Not at all.
+    Private = 1,
+    /// Only through the external switch (hairpin).
+    Vepa = 2,
+}
+
+impl IpvlanFlags {
+    fn from_u16(v: u16) -> Option<IpvlanFlags> {
+        [Self::Bridge, Self::Private, Self::Vepa].into_iter().find(|f| *f as u16 == v)
+    }
+}
+
+/// The tag protocol of a VLAN device (`IFLA_VLAN_PROTOCOL`, an ethertype).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VlanProtocol {
+    /// IEEE 802.1Q, the usual VLAN tag.
+    #[default]
+    Dot1Q = 0x8100,
+    /// IEEE 802.1ad, the outer (service) tag of QinQ.
+    Dot1Ad = 0x88a8,
+}
+
+impl VlanProtocol {
+    fn from_u16(v: u16) -> Option<VlanProtocol> {
+        [Self::Dot1Q, Self::Dot1Ad].into_iter().find(|p| *p as u16 == v)
+    }
+}
+
 /// A link to create (see [`Rtnl::add_link`]). Start from a constructor and
 /// set the rest with struct update syntax:
 /// `NewLink { mtu: Some(1400), netns_fd: Some(fd), ..NewLink::macvlan("mv0", parent, mode) }`.
@@ -163,7 +243,7 @@ pub struct NewLink {
     pub mtu: Option<u32>,
     /// For a veth the first end; `None`: a random one (a vlan's: its parent's).
     pub mac: Option<[u8; 6]>,
-    /// The parent (macvlan, vlan): an ifindex in the netns that creates the link.
+    /// The parent (macvlan, ipvlan, vlan): an ifindex in the netns that creates the link.
     pub parent: Option<u32>,
     /// Create the link in this netns (see `NetStack::netns_fd`) instead of
     /// the creating one; a parent stays where it is.
@@ -180,8 +260,11 @@ pub enum LinkKind {
     Bridge { vlan_filtering: Option<bool> },
     /// A macvlan on `parent`; `bc_queue_len` is `IFLA_MACVLAN_BC_QUEUE_LEN`.
     Macvlan { mode: MacvlanMode, bc_queue_len: Option<u32> },
-    /// An 802.1Q VLAN device on `parent`.
-    Vlan { id: u16 },
+    /// A VLAN device on `parent`: its frames leave `parent` tagged with `id`.
+    Vlan { id: u16, protocol: VlanProtocol },
+    /// An ipvlan on `parent`: it shares the parent's MAC; `mode` and `flags`
+    /// are the parent's, so they change those of its other ipvlans too.
+    Ipvlan { mode: IpvlanMode, flags: IpvlanFlags },
     /// A dummy device: a link that goes nowhere.
     Dummy,
     /// An intermediate functional block: traffic redirected to it (tc
@@ -197,6 +280,7 @@ impl LinkKind {
             LinkKind::Bridge { .. } => "bridge",
             LinkKind::Macvlan { .. } => "macvlan",
             LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Ipvlan { .. } => "ipvlan",
             LinkKind::Dummy => "dummy",
             LinkKind::Ifb => "ifb",
         }
@@ -221,9 +305,15 @@ impl NewLink {
         let kind = LinkKind::Macvlan { mode, bc_queue_len: None };
         NewLink { parent: Some(parent), ..NewLink::new(name, kind) }
     }
-    /// VLAN `id` on the link `parent`.
+    /// 802.1Q VLAN `id` on the link `parent`.
     pub fn vlan(name: &str, parent: u32, id: u16) -> NewLink {
-        NewLink { parent: Some(parent), ..NewLink::new(name, LinkKind::Vlan { id }) }
+        let kind = LinkKind::Vlan { id, protocol: VlanProtocol::Dot1Q };
+        NewLink { parent: Some(parent), ..NewLink::new(name, kind) }
+    }
+    /// An ipvlan of `mode` (flags: bridge) on the link `parent`.
+    pub fn ipvlan(name: &str, parent: u32, mode: IpvlanMode) -> NewLink {
+        let kind = LinkKind::Ipvlan { mode, flags: IpvlanFlags::Bridge };
+        NewLink { parent: Some(parent), ..NewLink::new(name, kind) }
     }
 }
 
@@ -352,8 +442,11 @@ fn new_link_msg(l: &NewLink) -> Msg {
                 d.attr_u32(IFLA_MACVLAN_BC_QUEUE_LEN, *n);
             }
         }
-        LinkKind::Vlan { id } => {
-            d.attr_u16(IFLA_VLAN_ID, *id);
+        LinkKind::Vlan { id, protocol } => {
+            d.attr_u16(IFLA_VLAN_ID, *id).attr_u16_be(IFLA_VLAN_PROTOCOL, *protocol as u16);
+        }
+        LinkKind::Ipvlan { mode, flags } => {
+            d.attr_u16(IFLA_IPVLAN_MODE, *mode as u16).attr_u16(IFLA_IPVLAN_FLAGS, *flags as u16);
         }
         LinkKind::Dummy | LinkKind::Ifb => {}
     };
@@ -740,6 +833,47 @@ mod tests {
         assert!(l.is_up() && l.is_promisc() && !l.is_allmulti());
         assert_eq!(l.master, Some(9));
         assert_eq!(l.bridge_port, Some(BridgePort { hairpin: false, isolated: true, learning: true }));
+    }
+
+    #[test]
+    fn ipvlan_request_carries_parent_mode_and_flags() {
+        let kind = LinkKind::Ipvlan { mode: IpvlanMode::L3s, flags: IpvlanFlags::Vepa };
+        let new =
+            NewLink { parent: Some(4), netns_fd: Some(8), mtu: Some(1400), ..NewLink::new("ipv0", kind) };
+        let r = as_reply(new_link_msg(&new));
+        let l = Link::parse(&r).unwrap();
+        assert_eq!((l.kind.as_deref(), l.link, l.mtu), (Some("ipvlan"), Some(4), 1400));
+        assert_eq!((l.ipvlan_mode, l.ipvlan_flags), (Some(IpvlanMode::L3s), Some(IpvlanFlags::Vepa)));
+        let data = r.attrs(IFINFOMSG_LEN).get(libc::IFLA_LINKINFO).unwrap().nested();
+        let data = data.get(libc::IFLA_INFO_DATA).unwrap().nested();
+        assert_eq!(data.get(IFLA_IPVLAN_MODE).unwrap().data, 2u16.to_ne_bytes());
+        assert_eq!(data.get(IFLA_IPVLAN_FLAGS).unwrap().data, 2u16.to_ne_bytes());
+        let l2 = Link::parse(&as_reply(new_link_msg(&NewLink::ipvlan("ipv1", 4, IpvlanMode::L2)))).unwrap();
+        assert_eq!((l2.ipvlan_mode, l2.ipvlan_flags), (Some(IpvlanMode::L2), Some(IpvlanFlags::Bridge)));
+    }
+
+    #[test]
+    fn vlan_request_carries_id_and_the_tag_protocol_in_network_order() {
+        let r = as_reply(new_link_msg(&NewLink::vlan("m0.100", 3, 100)));
+        let l = Link::parse(&r).unwrap();
+        assert_eq!((l.kind.as_deref(), l.link), (Some("vlan"), Some(3)));
+        assert_eq!((l.vlan_id, l.vlan_protocol), (Some(100), Some(VlanProtocol::Dot1Q)));
+        let data = r.attrs(IFINFOMSG_LEN).get(libc::IFLA_LINKINFO).unwrap().nested();
+        let data = data.get(libc::IFLA_INFO_DATA).unwrap().nested();
+        assert_eq!(data.get(IFLA_VLAN_PROTOCOL).unwrap().data, [0x81, 0x00]);
+        let qinq = LinkKind::Vlan { id: 7, protocol: VlanProtocol::Dot1Ad };
+        let l =
+            Link::parse(&as_reply(new_link_msg(&NewLink { parent: Some(3), ..NewLink::new("s0", qinq) })));
+        assert_eq!(l.unwrap().vlan_protocol, Some(VlanProtocol::Dot1Ad));
+    }
+
+    #[test]
+    fn ipvlan_modes_parse() {
+        assert_eq!(IpvlanMode::parse("l3s"), Some(IpvlanMode::L3s));
+        assert_eq!(IpvlanMode::parse("L2"), None, "the reference matches exactly");
+        assert_eq!(IpvlanMode::from_u16(1), Some(IpvlanMode::L3));
+        assert_eq!(IpvlanMode::from_u16(3), None);
+        assert_eq!(IpvlanMode::default().name(), "l2");
     }
 
     #[test]

@@ -308,6 +308,7 @@ fn vlan_device() {
     }
     let l = r.link_by_name("p0.5").unwrap();
     assert_eq!((l.kind.as_deref(), l.vlan_id, l.link, l.mtu), (Some("vlan"), Some(5), Some(p), 1400));
+    assert_eq!(l.vlan_protocol, Some(crate::netlink::rtnl::VlanProtocol::Dot1Q));
     assert_eq!(t.ip_link("p0.5")["linkinfo"]["info_data"]["id"].as_u64(), Some(5));
 }
 

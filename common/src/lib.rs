@@ -16,6 +16,7 @@ pub mod net;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod on_master;
 pub mod skel;
 pub mod sockaddr;
 pub mod spec;

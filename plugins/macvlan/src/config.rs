@@ -6,7 +6,7 @@ use serde::Deserialize;
 use common::error::shown;
 use common::net::NetStack;
 use common::netlink::rtnl::{Link, MacvlanMode};
-use common::netlink::NlError;
+use common::on_master;
 use common::skel::CmdArgs;
 use common::{CniError, Result};
 
@@ -51,18 +51,8 @@ impl Config {
                 )))
             }
         };
-        // 0 is the master's MTU; below 68 (IPv4's minimum) the kernel refuses.
-        if raw.mtu != 0 && !(68..=i64::from(u32::MAX)).contains(&raw.mtu) {
-            return Err(CniError::invalid_config(format!(
-                "invalid MTU {} (must be 68 up to the master's MTU, or 0 for the master's)",
-                raw.mtu
-            )));
-        }
-        if !raw.master.is_empty() {
-            common::skel::validate_ifname(&raw.master).map_err(|_| {
-                CniError::invalid_config(format!("invalid master name {}", shown(&raw.master)))
-            })?;
-        }
+        let mtu = on_master::parse_mtu(raw.mtu)?;
+        on_master::parse_master(&raw.master)?;
         let mac = match args.requested_mac()? {
             Some(m) => Some(m),
             None if raw.mac.is_empty() => None,
@@ -71,7 +61,7 @@ impl Config {
         Ok(Config {
             master: raw.master,
             mode,
-            mtu: raw.mtu as u32,
+            mtu,
             mac,
             link_in_container: raw.link_in_container,
             bc_queue_len: raw.bc_queue_len,
@@ -82,40 +72,10 @@ impl Config {
     /// `linkInContainer`) sees it; with `check_mtu`, `mtu` must not exceed
     /// the master's. Errors are config errors (code 7).
     pub fn master_link(&self, nl: &mut impl NetStack, check_mtu: bool) -> Result<Link> {
-        let where_ = if self.link_in_container { " in the container netns" } else { "" };
-        let name = if self.master.is_empty() {
-            common::links::default_route_interface(nl)?.ok_or_else(|| {
-                CniError::invalid_config(format!(
-                    "no master given and no default route interface found{where_}"
-                ))
-            })?
-        } else {
-            self.master.clone()
-        };
-        let master = nl.link_by_name(&name).map_err(|e| {
-            CniError::invalid_config(format!("failed to look up master {name:?}{where_}: {}", describe(&e)))
-        })?;
-        // The kernel's own test (macvlan_port_create): a loopback device
-        // cannot carry macvlans, it would refuse with a bare EINVAL.
-        if master.flags & libc::IFF_LOOPBACK as u32 != 0 {
-            return Err(CniError::invalid_config(format!(
-                "master {name:?}{where_} is a loopback device: a macvlan needs an Ethernet master"
-            )));
-        }
-        if check_mtu && self.mtu > master.mtu {
-            return Err(CniError::invalid_config(format!(
-                "invalid MTU {}, must be [0, master MTU({})]",
-                self.mtu, master.mtu
-            )));
+        let master = on_master::find(nl, &self.master, self.link_in_container, "a macvlan")?;
+        if check_mtu {
+            on_master::check_mtu(self.mtu, &master)?;
         }
         Ok(master)
-    }
-}
-
-fn describe(e: &NlError) -> String {
-    if e.not_found() {
-        "no such interface".into()
-    } else {
-        e.to_string()
     }
 }

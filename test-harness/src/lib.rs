@@ -9,6 +9,8 @@
 //! * [`state`]: kernel state as JSON (`ip -j`, `nft -j`), [`ping`], [`wait_until`];
 //!   [`Fingerprint`]s of netns, processes and directories, to prove nothing was left behind.
 //! * [`FakePlugins`]: recording shell-script plugins with canned answers.
+//! * [`missing_link_kind`]: whether this kernel makes ipvlan, vlan, … links (root
+//!   tests of those skip with a message where it does not).
 //! * [`dnsload`]: a DNS load generator and a fixed-answer responder (benchmarks).
 //! * [`nodes`]: simulated hosts on a bridged or routed underlay, with an etcd
 //!   member each (multi-node tests of the overlay).
@@ -35,6 +37,7 @@
 pub mod dnsload;
 pub mod exec;
 pub mod fake;
+pub mod kernel_kinds;
 pub mod nodes;
 pub mod ns;
 pub mod runtime;
@@ -50,6 +53,7 @@ pub use exec::{
     PluginOutput, Usage,
 };
 pub use fake::{FakeCall, FakePlugins};
+pub use kernel_kinds::{missing_link_kind, skip_unless_root_and};
 pub use nodes::{Cluster, Node};
 pub use ns::{is_root, netns_names, veth, ContainerNs, HostNs, TestNs};
 pub use runtime::{parse_cni_args, runtime_config, CachedAttachment, ExecRecord, Runtime, RuntimeConf};

@@ -11,6 +11,7 @@ const OUR_PLUGINS: &[&str] = &[
     "host-local",
     "loopback",
     "macvlan",
+    "ipvlan",
     "portmap",
     "dns-sidecar",
     "dnsname",

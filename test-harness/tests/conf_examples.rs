@@ -12,6 +12,7 @@ const OUR_PLUGINS: &[&str] = &[
     "loopback",
     "macvlan",
     "ipvlan",
+    "vlan",
     "portmap",
     "dns-sidecar",
     "dnsname",

@@ -1,0 +1,155 @@
+#![cfg_attr(not(test), no_main)]
+//! vlan: the container gets an 802.1Q VLAN device of a master interface: its
+//! frames leave the master tagged with `vlanId`, and only frames with that
+//! tag reach it.
+//!
+//! The device is created under a random temporary name directly inside the
+//! container netns and renamed to `CNI_IFNAME` there. ADD either completes
+//! or undoes everything it made; DEL succeeds even when the netns is gone.
+
+mod config;
+#[cfg(test)]
+mod tests;
+
+use common::ipam::{self, Ipam};
+use common::links::{self, link_error};
+use common::net::NetStack;
+use common::netlink::rtnl::{Link, LinkKind, NewLink, Rtnl, VlanProtocol};
+use common::netlink::NlError;
+use common::netns::Netns;
+use common::on_master;
+use common::skel::{CmdArgs, Plugin};
+use common::spec::CniResult;
+use common::undo::Undo;
+use common::{CniError, Errors, Result};
+
+use config::Config;
+
+struct Vlan;
+
+/// The verbs below act through the kernel seam, so that unit tests can run
+/// them against `common::fake`; here they get the real kernel.
+impl Plugin for Vlan {
+    fn about(&self) -> String {
+        format!("CNI vlan plugin v{}", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn add(&self, args: &CmdArgs) -> Result<CniResult> {
+        let conf = Config::load(args)?;
+        let ns = Netns::open_container(&args.netns)?;
+        add(args, &conf, &mut Rtnl::open()?, &mut Rtnl::in_netns(&ns)?, &mut ipam::Exec)
+    }
+
+    fn del(&self, args: &CmdArgs) -> Result<()> {
+        let mut errors = Errors::new();
+        let mut ctr = common::net::container_for_del(&args.netns, &mut errors)?;
+        errors.note(on_master::del(args, ctr.as_mut(), &mut ipam::Exec));
+        errors.into_result()
+    }
+
+    fn check(&self, args: &CmdArgs) -> Result<()> {
+        let conf = Config::load(args)?;
+        // A bad CNI_NETNS is the first thing to report, before any state.
+        let ns = Netns::open_container(&args.netns)?;
+        check(args, &conf, &mut Rtnl::open()?, &mut Rtnl::in_netns(&ns)?, &mut ipam::Exec)
+    }
+
+    fn status(&self, args: &CmdArgs) -> Result<()> {
+        let conf = Config::load(args)?;
+        // With linkInContainer there is no container to look into.
+        if !conf.link_in_container {
+            conf.master_link(&mut Rtnl::open()?, false).map_err(|e| CniError::not_available(e.msg))?;
+        }
+        match args.conf.ipam_type() {
+            Some(plugin) => ipam::status(plugin, args),
+            None => Ok(()),
+        }
+    }
+
+    fn gc(&self, args: &CmdArgs) -> Result<()> {
+        match args.conf.ipam_type() {
+            Some(plugin) => ipam::gc(plugin, args),
+            None => Ok(()),
+        }
+    }
+}
+
+/// ADD: master, MTU and the name are checked before anything is made; a
+/// failure after that takes back what was made.
+fn add<N: NetStack>(
+    args: &CmdArgs,
+    conf: &Config,
+    host: &mut N,
+    ctr: &mut N,
+    ipam: &mut impl Ipam,
+) -> Result<CniResult> {
+    links::ensure_name_free(ctr, &args.ifname)?;
+    let master =
+        if conf.link_in_container { conf.master_link(ctr, true)? } else { conf.master_link(host, true)? };
+    let mut undo = Undo::new(args);
+    let res = add_attachment(args, conf, &master, host, ctr, ipam, &mut undo);
+    if res.is_err() {
+        undo.run(host, ctr, ipam);
+    }
+    res
+}
+
+/// The ADD story. Every step that makes something registers its undo.
+fn add_attachment<'a, N: NetStack>(
+    args: &'a CmdArgs,
+    conf: &Config,
+    master: &Link,
+    host: &mut N,
+    ctr: &mut N,
+    ipam: &mut impl Ipam,
+    undo: &mut Undo<'a, N>,
+) -> Result<CniResult> {
+    // 1. The device, born inside the container under a temporary name, then named.
+    let new = NewLink {
+        parent: Some(master.index),
+        mtu: (conf.mtu > 0).then_some(conf.mtu),
+        ..NewLink::new("", LinkKind::Vlan { id: conf.vlan_id, protocol: VlanProtocol::Dot1Q })
+    };
+    let refused = |e: NlError| {
+        let mut err = link_error(&format!("creating VLAN {} on {:?}", conf.vlan_id, master.name), e.clone());
+        if e.is(libc::EEXIST) {
+            // The temporary name was free: the VLAN id is what is taken.
+            err.msg += &format!(
+                " ({:?} already has a VLAN {} device, in this or another netns: \
+                 the kernel allows one per VLAN ID and master)",
+                master.name, conf.vlan_id
+            );
+        }
+        err
+    };
+    let link = on_master::create(args, "vl", new, conf.link_in_container, host, ctr, undo, refused)?;
+    // 2. Addresses, then the container side and the result.
+    let res = ipam::allocate(ipam, args, undo)?;
+    on_master::finish(args, ctr, &link, res)
+}
+
+/// CHECK: the lease, then the container interface against prevResult and
+/// the config.
+fn check<N: NetStack>(
+    args: &CmdArgs,
+    conf: &Config,
+    host: &mut N,
+    ctr: &mut N,
+    ipam: &mut impl Ipam,
+) -> Result<()> {
+    if let Some(plugin) = args.conf.ipam_type() {
+        ipam.check(plugin, args)?;
+    }
+    let link = on_master::check_link(args, ctr, "vlan", conf.mtu)?;
+    if link.vlan_id != Some(conf.vlan_id) || link.vlan_protocol != Some(VlanProtocol::Dot1Q) {
+        return Err(CniError::internal(format!(
+            "{} is VLAN {:?} ({:?}), the config says {} (802.1Q)",
+            args.ifname, link.vlan_id, link.vlan_protocol, conf.vlan_id
+        )));
+    }
+    let master =
+        if conf.link_in_container { conf.master_link(ctr, false)? } else { conf.master_link(host, false)? };
+    on_master::check_parent(&link, &master, conf.link_in_container)
+}
+
+common::plugin_main!(Vlan);

@@ -399,3 +399,75 @@ fn podman_ipvlan_conflist_works() {
     assert!(lan.leases("ipv").is_empty());
     assert_eq!((link_names(&c1), link_names(&c2)), (vec!["lo".to_string()], vec!["lo".to_string()]));
 }
+
+// ----- beside the reference plugin -----------------------------------------------------------
+
+/// Debian's reference plugins (containernetworking-plugins 1.1.1).
+const REFERENCE: &str = "/usr/lib/cni/ipvlan";
+
+/// A runtime running the reference's ipvlan (and our host-local), sharing
+/// `lan`'s result cache, so that either runtime's CHECK and DEL act on the
+/// other's attachments.
+fn reference_runtime(lan: &Lan, dir: &TempDir) -> Runtime {
+    std::os::unix::fs::symlink(REFERENCE, dir.join("ipvlan")).unwrap();
+    Runtime::new(
+        vec![dir.path().to_path_buf(), target_bin_dir()],
+        Some(lan.host.path().to_path_buf()),
+        lan._cache.path(),
+    )
+}
+
+#[test]
+fn the_reference_makes_the_same_and_each_takes_over_the_others() {
+    require_ipvlan!();
+    if !std::path::Path::new(REFERENCE).exists() {
+        eprintln!(
+            "skipped: no reference plugin at {REFERENCE} (scripts/deps installs containernetworking-plugins)"
+        );
+        return;
+    }
+    let lan = Lan::new();
+    let dir = TempDir::new().unwrap();
+    let reference = reference_runtime(&lan, &dir);
+    // Debian's reference speaks up to 1.0.0.
+    let list = lan.list_named(NET, "1.0.0", json!({"mode": "l3", "dns": {"nameservers": ["10.77.0.53"]}}));
+    let (a, b) = (ctr(), ctr());
+    let ours = lan.add(&list, "a", &a).unwrap();
+    let theirs = reference.add(&list, "b", b.path(), IFNAME, "", json!({})).unwrap();
+
+    // The same result but for the address and the sandbox.
+    let shape = |r: &CniResult, ns: &TestNs| {
+        let mut v = r.to_value("1.1.0").unwrap();
+        assert_eq!(v["interfaces"][0]["sandbox"], ns.path_str());
+        v["interfaces"][0]["sandbox"] = json!("<netns>");
+        v["ips"][0]["address"] = json!("<address>");
+        v
+    };
+    assert_eq!(shape(&ours, &a), shape(&theirs, &b));
+    // The same link but for its address.
+    let kernel = |ns: &TestNs| {
+        let l = eth0(ns);
+        (
+            l["linkinfo"].clone(),
+            l["flags"].clone(),
+            l["mtu"].clone(),
+            l["address"].clone(),
+            l["link_index"].clone(),
+        )
+    };
+    assert_eq!(kernel(&a), kernel(&b));
+    let routes_of = |ns: &TestNs| {
+        let mut r = routes(ns);
+        r.as_array_mut().unwrap().iter_mut().for_each(|r| drop(r.as_object_mut().unwrap().remove("prefsrc")));
+        r
+    };
+    assert_eq!(routes_of(&a), routes_of(&b));
+
+    // Each CHECKs and DELs what the other made.
+    lan.check(&list, "b", &b).unwrap();
+    reference.check(&list, "a", a.path(), IFNAME, "", json!({})).unwrap();
+    lan.del(&list, "b", &b);
+    reference.del(&list, "a", a.path(), IFNAME, "", json!({})).unwrap();
+    lan.assert_clean(&a, &[]);
+    assert_eq!(link_names(&b), ["lo"]);
+}

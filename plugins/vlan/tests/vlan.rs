@@ -383,3 +383,65 @@ fn results_in_every_version() {
     }
     assert!(lan.leases("v100").is_empty());
 }
+
+// ----- beside the reference plugin -----------------------------------------------------------
+
+/// Debian's reference plugins (containernetworking-plugins 1.1.1).
+const REFERENCE: &str = "/usr/lib/cni/vlan";
+
+#[test]
+fn the_reference_makes_the_same_and_each_takes_over_the_others() {
+    require_vlan!();
+    if !std::path::Path::new(REFERENCE).exists() {
+        eprintln!(
+            "skipped: no reference plugin at {REFERENCE} (scripts/deps installs containernetworking-plugins)"
+        );
+        return;
+    }
+    let lan = Lan::new();
+    // The reference's vlan (and our host-local), sharing our result cache so
+    // that either runtime's CHECK and DEL act on the other's attachments.
+    let dir = TempDir::new().unwrap();
+    std::os::unix::fs::symlink(REFERENCE, dir.join("vlan")).unwrap();
+    let reference = Runtime::new(
+        vec![dir.path().to_path_buf(), target_bin_dir()],
+        Some(lan.host.path().to_path_buf()),
+        lan._cache.path(),
+    );
+    let (a, b) = (ctr(), ctr());
+    // Debian's reference speaks up to 1.0.0.
+    let list = |master| {
+        let mut v = lan.list_value("v100", master, 100, 10, json!({"mtu": 1400}));
+        v["cniVersion"] = json!("1.0.0");
+        conflist_value(&v)
+    };
+    let (la, lb) = (list("m0"), list("m1"));
+    let ours = lan.add(&la, "a", &a).unwrap();
+    let theirs = reference.add(&lb, "b", b.path(), IFNAME, "", json!({})).unwrap();
+
+    // The same result but for the address, sandbox and MAC (each its master's).
+    let shape = |r: &CniResult, ns: &TestNs| {
+        let mut v = r.to_value("1.1.0").unwrap();
+        assert_eq!(v["interfaces"][0]["sandbox"], ns.path_str());
+        assert_eq!(v["interfaces"][0]["mac"], eth0(ns)["address"]);
+        v["interfaces"][0]["sandbox"] = json!("<netns>");
+        v["interfaces"][0]["mac"] = json!("<mac>");
+        v["ips"][0]["address"] = json!("<address>");
+        v
+    };
+    assert_eq!(shape(&ours, &a), shape(&theirs, &b));
+    let kernel = |ns: &TestNs| {
+        let l = eth0(ns);
+        (l["linkinfo"].clone(), l["flags"].clone(), l["mtu"].clone())
+    };
+    assert_eq!(kernel(&a), kernel(&b));
+    assert!(ping(&a, &first_ip(&theirs)), "ours and the reference's on one VLAN");
+
+    // Each CHECKs and DELs what the other made.
+    lan.check(&lb, "b", &b).unwrap();
+    reference.check(&la, "a", a.path(), IFNAME, "", json!({})).unwrap();
+    lan.del(&lb, "b", &b);
+    reference.del(&la, "a", a.path(), IFNAME, "", json!({})).unwrap();
+    assert_eq!((link_names(&a), link_names(&b)), (vec!["lo".to_string()], vec!["lo".to_string()]));
+    assert!(lan.leases("v100").is_empty());
+}

@@ -283,6 +283,43 @@ pub fn profiles() -> Vec<Profile> {
             other_network: same_network_setup,
         },
         Profile {
+            name: "ipvlan",
+            chain: false,
+            setup: setup_master,
+            baseline: |fx| json!({"cniVersion": "1.0.0", "name": "net1", "type": "ipvlan", "master": "m0", "ipam": ipam(fx)}),
+            cap_args: no_caps,
+            ifname: "eth0",
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |_, _| {} }),
+            fields: &[
+                ("master", Ty::Str),
+                ("mode", Ty::Str),
+                ("mtu", Ty::Int),
+                ("linkInContainer", Ty::Bool),
+                ("ipam", Ty::Map),
+            ],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "vlan",
+            chain: false,
+            setup: setup_master,
+            baseline: |fx| json!({"cniVersion": "1.0.0", "name": "net1", "type": "vlan", "master": "m0", "vlanId": 100, "ipam": ipam(fx)}),
+            cap_args: no_caps,
+            ifname: "eth0",
+            // One VLAN device per VLAN ID and master: the neighbour is on VLAN 101.
+            neighbour: Some(Neighbour { ifname: "eth1", adjust: |c, _| c.set("vlanId", json!(101)) }),
+            fields: &[
+                ("master", Ty::Str),
+                ("vlanId", Ty::Int),
+                ("mtu", Ty::Int),
+                ("linkInContainer", Ty::Bool),
+                ("ipam", Ty::Map),
+            ],
+            bookkeeping: HL_BOOKKEEPING,
+            other_network: same_network_setup,
+        },
+        Profile {
             name: "portmap",
             chain: false,
             setup: setup_chained,
@@ -619,16 +656,17 @@ fn static_dhcp_bandwidth_profiles() -> Vec<Profile> {
     ]
 }
 
-/// Plugins whose link kind this kernel lacks, and what it lacks: their rows
-/// run on a kernel that has it (Debian 12's 6.1 in the VM: scripts/vm-test).
-pub fn kernel_lacks() -> Vec<(&'static str, &'static str)> {
-    let probe = test_harness::TestNs::new().unwrap();
+/// Plugins this kernel cannot run, and why: their rows run on a kernel that
+/// can (Debian 12's 6.1 in the VM: scripts/vm-test).
+pub fn kernel_lacks() -> Vec<(&'static str, String)> {
     let mut v = Vec::new();
-    if probe.ip(&["link", "add", "probe0", "type", "dummy"]).is_err() {
-        v.push(("dummy", "has no dummy link type (module dummy)"));
+    for (plugin, kind) in [("ipvlan", "ipvlan"), ("vlan", "vlan"), ("dummy", "dummy")] {
+        if let Some(why) = test_harness::missing_link_kind(kind) {
+            v.push((plugin, why));
+        }
     }
     if !std::path::Path::new("/dev/net/tun").exists() {
-        v.push(("tap", "has no /dev/net/tun"));
+        v.push(("tap", "this machine has no /dev/net/tun".into()));
     }
     v
 }
@@ -641,6 +679,8 @@ fn name_is_a_dir(p: &str) -> bool {
         "host-local"
             | "bridge"
             | "macvlan"
+            | "ipvlan"
+            | "vlan"
             | "host-device"
             | "dns-sidecar"
             | "overlay"
@@ -658,6 +698,8 @@ fn ifname_is_free(p: &str) -> bool {
             | "host-local"
             | "bridge"
             | "macvlan"
+            | "ipvlan"
+            | "vlan"
             | "host-device"
             | "overlay"
             | "static"
@@ -961,6 +1003,8 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(dhcp());
     v.extend(bandwidth());
     v.extend(macvlan());
+    v.extend(ipvlan());
+    v.extend(vlan());
     v.extend(host_device());
     v.extend(tap());
     v.extend(dummy());
@@ -1596,6 +1640,103 @@ fn dummy() -> Vec<Row> {
         Row::new(n, Add, "ipam", "`{}`").set("ipam", json!({})).fails(7, &["requires an IPAM configuration"]),
     );
     v.push(Row::new(n, Check, "prevResult", "missing").remove("prevResult").fails(7, &["needs prevResult"]));
+    v
+}
+
+/// What ipvlan and vlan share with macvlan: the master, the MTU, linkInContainer, CNI_IFNAME.
+fn on_master(n: &'static str, lo_msg: &'static str) -> Vec<Row> {
+    let mut v = Vec::new();
+    v.push(
+        Row::new(n, Add, "master", "does not exist")
+            .set("master", json!("nope0"))
+            .fails(7, &["failed to look up master \"nope0\"", "no such interface"]),
+    );
+    v.push(
+        Row::new(n, Add, "master", "16 bytes")
+            .set("master", json!("abcdefghijklmnop"))
+            .fails(7, &["invalid master name"]),
+    );
+    v.push(Row::new(n, Add, "master", "\"lo\" (no Ethernet)").set("master", json!("lo")).fails(7, &[lo_msg]));
+    for (input, mtu, msg) in [
+        ("67 (below the minimum 68)", json!(67), "67"),
+        ("1501 (above the master's 1500)", json!(1501), "master MTU(1500)"),
+        ("-1", json!(-1), "-1"),
+        ("1e100", json!(1e100), "\"mtu\""),
+    ] {
+        v.push(Row::new(n, Add, "mtu", input).set("mtu", mtu).fails(7, &[msg]));
+    }
+    v.push(Row::new(n, Add, "mtu", "68 (the minimum)").set("mtu", json!(68)).works());
+    v.push(
+        Row::new(n, Add, "linkInContainer", "true, master only on the host")
+            .set("linkInContainer", json!(true))
+            .fails(7, &["master \"m0\"", "in the container netns"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
+            .prepare(|_, fx| {
+                fx.ctr
+                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
+                    .map(drop)
+                    .unwrap()
+            })
+            .fails(999, &["already has an interface named \"eth0\""]),
+    );
+    v
+}
+
+fn ipvlan() -> Vec<Row> {
+    let n = "ipvlan";
+    let mut v = on_master(n, "master \"lo\" is a loopback device: an ipvlan needs an Ethernet master");
+    v.push(
+        Row::new(n, Add, "master", "empty, and no default route")
+            .set("master", json!(""))
+            .fails(7, &["no master given and no default route interface"]),
+    );
+    for mode in ["bogus", "L2"] {
+        v.push(
+            Row::new(n, Add, "mode", &format!("{mode:?}"))
+                .set("mode", json!(mode))
+                .fails(7, &["unknown ipvlan mode", "must be l2, l3 or l3s"]),
+        );
+    }
+    v.push(
+        Row::new(n, Add, "prevResult", "two interfaces, no master, no ipam")
+            .remove("master")
+            .remove("ipam")
+            .set("prevResult", json!({"cniVersion": "1.0.0", "interfaces": [{"name": "m0"}, {"name": "m1"}]}))
+            .fails(7, &["prevResult lacks a single named interface"]),
+    );
+    v.push(
+        Row::new(n, Add, "master", "a bridge port (the kernel: EBUSY)")
+            .prepare(|_, fx| {
+                fx.host.ip(&["link", "add", "br9", "type", "bridge"]).unwrap();
+                fx.host.ip(&["link", "add", "m9", "type", "veth", "peer", "name", "m9p"]).unwrap();
+                fx.host.ip(&["link", "set", "m9", "master", "br9"]).unwrap();
+            })
+            .set("master", json!("m9"))
+            .fails(999, &["Device or resource busy", "cannot carry ipvlans"]),
+    );
+    v
+}
+
+fn vlan() -> Vec<Row> {
+    let n = "vlan";
+    let mut v = on_master(n, "master \"lo\" is a loopback device: a VLAN needs an Ethernet master");
+    v.push(Row::new(n, Add, "master", "absent").remove("master").fails(7, &["\"master\" field is required"]));
+    for (input, id, msg) in [
+        ("4095 (reserved)", json!(4095), "invalid VLAN ID 4095 (must be between 0 and 4094)"),
+        ("-1", json!(-1), "invalid VLAN ID -1"),
+        ("65636 (past u16)", json!(65636), "invalid VLAN ID 65636"),
+        ("1e100", json!(1e100), "\"vlanId\""),
+    ] {
+        v.push(Row::new(n, Add, "vlanId", input).set("vlanId", id).fails(7, &[msg]));
+    }
+    v.push(Row::new(n, Add, "vlanId", "0 (priority tags only)").set("vlanId", json!(0)).works());
+    v.push(
+        Row::new(n, Add, "vlanId", "101, the neighbour's on this master")
+            .set("vlanId", json!(101))
+            .fails(999, &["File exists", "one per VLAN ID and master"]),
+    );
     v
 }
 

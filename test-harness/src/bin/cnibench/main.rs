@@ -40,13 +40,14 @@ const USAGE: &str = "usage: cnibench [--dirs NAME=DIR,...] [--n N] [--scale N] [
   --start-runs  VERSION execs per plugin (default 200)
   --tiny        CI configuration: --n 3 --scale 12 --rounds 1 --start-runs 20
   --out         write the markdown results page there
-  --only        scenarios: loopback,bridge,portmap,macvlan,ptp,parallel,scaling,start,dns,overlay,floors
+  --only        scenarios: loopback,bridge,portmap,macvlan,ptp,ipvlan,parallel,scaling,start,dns,
+                overlay,floors (ipvlan is skipped, with a note, on a kernel without ipvlan)
 
 Exit status 1 when anything measured went wrong (a failed or unverified ADD, leftovers of a
 non-baseline implementation); timings never fail the run.";
 
 const SCENARIOS: &[&str] = &[
-    "loopback", "bridge", "portmap", "macvlan", "ptp", "parallel", "scaling", "start", "dns", "overlay",
+    "loopback", "bridge", "portmap", "macvlan", "ptp", "ipvlan", "parallel", "scaling", "start", "dns", "overlay",
     "floors",
 ];
 

@@ -21,6 +21,9 @@ pub const PLUGINS: &[&str] =
 /// The parent link of the macvlan scenario: one end of a veth pair in the host netns.
 pub const MACVLAN_MASTER: &str = "cnibmv0";
 const MACVLAN_PEER: &str = "cnibmv1";
+/// The ipvlan scenario's (a master carries macvlans or ipvlans, not both).
+pub const IPVLAN_MASTER: &str = "cnibiv0";
+const IPVLAN_PEER: &str = "cnibiv1";
 
 /// One plugin directory under test.
 pub struct Impl {
@@ -36,10 +39,12 @@ pub type Timed<T> = (Duration, Result<T, InvokeError>);
 impl Impl {
     pub fn new(name: &str, dir: &Path) -> std::io::Result<Impl> {
         let host = TestNs::with_lo()?;
-        // The macvlan parent: a veth pair, both ends up, inside this host netns.
-        host.ip(&["link", "add", MACVLAN_MASTER, "type", "veth", "peer", "name", MACVLAN_PEER])?;
-        host.ip(&["link", "set", MACVLAN_MASTER, "up"])?;
-        host.ip(&["link", "set", MACVLAN_PEER, "up"])?;
+        // The macvlan and ipvlan parents: veth pairs, both ends up, inside this host netns.
+        for (master, peer) in [(MACVLAN_MASTER, MACVLAN_PEER), (IPVLAN_MASTER, IPVLAN_PEER)] {
+            host.ip(&["link", "add", master, "type", "veth", "peer", "name", peer])?;
+            host.ip(&["link", "set", master, "up"])?;
+            host.ip(&["link", "set", peer, "up"])?;
+        }
         Ok(Impl {
             name: name.into(),
             dir: dir.to_path_buf(),
@@ -143,13 +148,20 @@ pub enum Net<'a> {
         name: &'a str,
         subnet: &'a str,
     },
+    /// ipvlan (l2) + host-local.
+    Ipvlan {
+        name: &'a str,
+        subnet: &'a str,
+    },
 }
 
 impl Net<'_> {
     pub fn name(&self) -> &str {
         match self {
             Net::Loopback => "bench-lo",
-            Net::Bridge { name, .. } | Net::Macvlan { name, .. } | Net::Ptp { name, .. } => name,
+            Net::Bridge { name, .. } | Net::Macvlan { name, .. } | Net::Ptp { name, .. } | Net::Ipvlan { name, .. } => {
+                name
+            }
         }
     }
 
@@ -160,6 +172,15 @@ impl Net<'_> {
             Net::Bridge { portmap: true, .. } => vec!["bridge", "host-local", "portmap"],
             Net::Macvlan { .. } => vec!["macvlan", "host-local"],
             Net::Ptp { .. } => vec!["ptp", "host-local"],
+            Net::Ipvlan { .. } => vec!["ipvlan", "host-local"],
+        }
+    }
+
+    /// The link kind the kernel must offer (this development machine's has no ipvlan).
+    pub fn link_kind(&self) -> Option<&'static str> {
+        match self {
+            Net::Ipvlan { .. } => Some("ipvlan"),
+            _ => None,
         }
     }
 
@@ -181,6 +202,8 @@ impl Net<'_> {
             Net::Macvlan { subnet, .. } => json!([{"type": "macvlan", "master": MACVLAN_MASTER,
                 "mode": "bridge", "ipam": ipam(subnet)}]),
             Net::Ptp { subnet, .. } => json!([{"type": "ptp", "ipMasq": true, "ipam": ipam(subnet)}]),
+            Net::Ipvlan { subnet, .. } => json!([{"type": "ipvlan", "master": IPVLAN_MASTER,
+                "mode": "l2", "ipam": ipam(subnet)}]),
         };
         conflist_value(json!({"cniVersion": "1.0.0", "name": self.name(), "plugins": plugins}))
     }
@@ -232,14 +255,14 @@ pub fn result_ip(res: &CniResult) -> Option<IpAddr> {
 }
 
 /// Per-container state in a host netns and data dir, one item per thing:
-/// links other than bridges (and the macvlan parent), lease files of
+/// links other than bridges (and the macvlan and ipvlan parents), lease files of
 /// `network`, nf_tables set/map elements, iptables rules. Diff a snapshot
 /// taken before a scenario against one after its DELs: what is new is left over.
 pub fn state(imp: &Impl, network: &str) -> BTreeSet<String> {
     let mut items = BTreeSet::new();
     let links = imp.in_host(|| Rtnl::open().and_then(|mut nl| nl.links())).unwrap_or_default();
     for l in links {
-        let parent = l.name == MACVLAN_MASTER || l.name == MACVLAN_PEER;
+        let parent = [MACVLAN_MASTER, MACVLAN_PEER, IPVLAN_MASTER, IPVLAN_PEER].contains(&l.name.as_str());
         if l.name != "lo" && !parent && l.kind.as_deref() != Some("bridge") {
             items.insert(format!("link {}", l.name));
         }

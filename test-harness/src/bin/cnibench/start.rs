@@ -30,6 +30,8 @@ const ALL: &[&str] = &[
     "tap",
     "dummy",
     "ptp",
+    "ipvlan",
+    "vlan",
 ];
 
 /// One exec of `bin` with `CNI_COMMAND=VERSION` and nothing else: ms.

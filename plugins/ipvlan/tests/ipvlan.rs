@@ -342,6 +342,25 @@ fn del_without_netns_and_check_after_drift() {
     assert_eq!(lan.rt.status(&list).unwrap_err().code(), Some(50));
 }
 
+/// GC is IPAM's: the lease of an attachment the runtime no longer lists is
+/// released, a listed one's kept.
+#[test]
+fn gc_releases_the_leases_of_attachments_not_listed() {
+    require_ipvlan!();
+    let lan = Lan::new();
+    let list = lan.list(json!({}));
+    let (keep, stale) = (ctr(), ctr());
+    let kept = first_ip(&lan.add(&list, "c-keep", &keep).unwrap());
+    lan.add(&list, "c-stale", &stale).unwrap();
+    // The runtime forgot the stale one (no cache entry): only GC can clean it.
+    std::fs::remove_file(lan.rt.cache_path(NET, "c-stale", IFNAME)).unwrap();
+    lan.rt.gc(&list, &[("c-keep", IFNAME)]).unwrap_or_else(|e| panic!("GC: {e:?}"));
+    assert_eq!(lan.leases(NET), [kept]);
+    lan.check(&list, "c-keep", &keep).unwrap();
+    lan.del(&list, "c-keep", &keep);
+    lan.assert_clean(&keep, &[]);
+}
+
 #[test]
 fn results_in_every_version() {
     require_ipvlan!();

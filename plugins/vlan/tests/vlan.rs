@@ -340,6 +340,26 @@ fn del_without_netns_and_check_after_drift() {
     assert_eq!(lan.rt.status(&list).unwrap_err().code(), Some(50));
 }
 
+/// GC is IPAM's: the lease of an attachment the runtime no longer lists is
+/// released, a listed one's kept.
+#[test]
+fn gc_releases_the_leases_of_attachments_not_listed() {
+    require_vlan!();
+    let lan = Lan::new();
+    let (a, b) = (lan.list("v100", "m0", 100, 10, json!({})), lan.list("v100", "m1", 100, 10, json!({})));
+    let (keep, stale) = (ctr(), ctr());
+    let kept = first_ip(&lan.add(&a, "c-keep", &keep).unwrap());
+    lan.add(&b, "c-stale", &stale).unwrap();
+    // The runtime forgot the stale one (no cache entry): only GC can clean it.
+    std::fs::remove_file(lan.rt.cache_path("v100", "c-stale", IFNAME)).unwrap();
+    lan.rt.gc(&a, &[("c-keep", IFNAME)]).unwrap_or_else(|e| panic!("GC: {e:?}"));
+    assert_eq!(lan.leases("v100"), [kept]);
+    lan.check(&a, "c-keep", &keep).unwrap();
+    lan.del(&a, "c-keep", &keep);
+    assert!(lan.leases("v100").is_empty());
+    lan.assert_host_clean();
+}
+
 #[test]
 fn link_in_container_tags_on_the_containers_own_nic() {
     require_vlan!();

@@ -47,8 +47,8 @@ Exit status 1 when anything measured went wrong (a failed or unverified ADD, lef
 non-baseline implementation); timings never fail the run.";
 
 const SCENARIOS: &[&str] = &[
-    "loopback", "bridge", "portmap", "macvlan", "ptp", "ipvlan", "parallel", "scaling", "start", "dns", "overlay",
-    "floors",
+    "loopback", "bridge", "portmap", "macvlan", "ptp", "ipvlan", "parallel", "scaling", "start", "dns",
+    "overlay", "floors",
 ];
 
 const WHERE_TIME_GOES: &str = include_str!("where_time_goes.md");

@@ -159,9 +159,10 @@ impl Net<'_> {
     pub fn name(&self) -> &str {
         match self {
             Net::Loopback => "bench-lo",
-            Net::Bridge { name, .. } | Net::Macvlan { name, .. } | Net::Ptp { name, .. } | Net::Ipvlan { name, .. } => {
-                name
-            }
+            Net::Bridge { name, .. }
+            | Net::Macvlan { name, .. }
+            | Net::Ptp { name, .. }
+            | Net::Ipvlan { name, .. } => name,
         }
     }
 

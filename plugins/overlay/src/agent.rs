@@ -148,7 +148,7 @@ impl Agent {
 
     /// Note whether etcd answered; log only the changes.
     fn etcd_ok<T>(&self, r: &EtcdResult<T>) {
-        let down = matches!(r, Err(EtcdError::Unavailable(_)));
+        let down = r.as_ref().is_err_and(EtcdError::is_unreachable);
         if self.etcd_down.swap(down, Ordering::Relaxed) != down {
             match r {
                 Err(e) => self.log(&format!("{e}; keeping the entries as they are")),

@@ -5,10 +5,14 @@
 //! Every request tries the endpoints in turn, starting with the one that
 //! answered last: a member that is down, or cannot serve (no quorum, no
 //! leader), hands the request to the next. "Nobody could answer" is
-//! [`EtcdError::Unavailable`] — the plugin's code 11, try again later.
+//! [`EtcdError::Unavailable`] — the plugin's code 11, try again later. A
+//! TLS failure (a certificate either side does not accept) will not clear up
+//! by itself: [`EtcdError::Tls`], code 7, naming the certificate problem.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::CniError;
@@ -23,6 +27,9 @@ pub enum EtcdError {
     Unavailable(String),
     /// The cluster answered with an error.
     Refused { code: i64, message: String },
+    /// No endpoint answered, and at least one because the TLS session was
+    /// refused (a certificate not accepted by etcd or by us).
+    Tls(String),
 }
 
 impl std::fmt::Display for EtcdError {
@@ -32,17 +39,26 @@ impl std::fmt::Display for EtcdError {
             EtcdError::Refused { code, message } => {
                 write!(f, "etcd refused the request: {message} (code {code})")
             }
+            EtcdError::Tls(m) => write!(f, "TLS with etcd failed: {m}"),
         }
     }
 }
 
 impl EtcdError {
-    /// As a CNI error: unavailable is "try again later" (11).
+    /// As a CNI error: unavailable is "try again later" (11); a certificate
+    /// problem is the configuration's (7).
     pub fn cni(&self, what: &str) -> CniError {
         match self {
             EtcdError::Unavailable(_) => CniError::try_again(format!("{what}: {self}")),
+            EtcdError::Tls(_) => CniError::invalid_config(format!("{what}: {self}")),
             EtcdError::Refused { .. } => CniError::internal(format!("{what}: {self}")),
         }
+    }
+
+    /// etcd could not be talked to at all (what DEL, CHECK and the agent
+    /// wait out, keeping what runs as it is).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, EtcdError::Unavailable(_) | EtcdError::Tls(_))
     }
 }
 
@@ -121,6 +137,7 @@ pub enum Created {
 }
 
 pub struct Etcd {
+    conf: EtcdConf,
     endpoints: Vec<String>,
     agent: ureq::Agent,
     timeout: Duration,
@@ -139,6 +156,7 @@ impl Etcd {
             cfg = cfg.tls_config(tls_config(conf)?);
         }
         Ok(Etcd {
+            conf: conf.clone(),
             endpoints: conf.endpoints.iter().map(|e| e.trim_end_matches('/').to_string()).collect(),
             agent: cfg.build().into(),
             timeout,
@@ -156,6 +174,7 @@ impl Etcd {
         let first = self.preferred();
         let body = body.to_string();
         let mut why = Vec::new();
+        let mut tls = false;
         for i in 0..n {
             let idx = (first + i) % n;
             let url = format!("{}{path}", self.endpoints[idx]);
@@ -165,10 +184,64 @@ impl Etcd {
                     return Ok(v);
                 }
                 Err(EtcdError::Unavailable(m)) => why.push(format!("{}: {m}", self.endpoints[idx])),
+                Err(EtcdError::Tls(m)) => {
+                    tls = true;
+                    why.push(format!("{}: {m}", self.endpoints[idx]));
+                }
                 Err(e) => return Err(e),
             }
         }
-        Err(EtcdError::Unavailable(why.join("; ")))
+        Err(if tls { EtcdError::Tls(why.join("; ")) } else { EtcdError::Unavailable(why.join("; ")) })
+    }
+
+    /// Why a request did not get through: unreachable, or refused at TLS.
+    fn send_error(&self, url: &str, e: ureq::Error) -> EtcdError {
+        match &e {
+            ureq::Error::Rustls(tls) => EtcdError::Tls(tls_problem(tls, self.conf.cert_file.is_some())),
+            ureq::Error::Tls(m) => EtcdError::Tls(m.to_string()),
+            ureq::Error::Io(io) => {
+                if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return EtcdError::Tls(tls_problem(tls, self.conf.cert_file.is_some()));
+                }
+                let cut = matches!(
+                    io.kind(),
+                    ErrorKind::BrokenPipe
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::UnexpectedEof
+                );
+                match if cut { self.tls_alert(url) } else { None } {
+                    Some(problem) => EtcdError::Tls(problem),
+                    None => EtcdError::Unavailable(e.to_string()),
+                }
+            }
+            _ => EtcdError::Unavailable(e.to_string()),
+        }
+    }
+
+    /// Why etcd cut a TLS connection that was up, if a certificate is why.
+    /// In TLS 1.3 the server judges our client certificate only after our
+    /// side of the handshake is done, so its alert races with our request,
+    /// which then fails as a broken pipe or a reset. A second connection
+    /// that sends nothing and only reads gets the alert itself.
+    fn tls_alert(&self, url: &str) -> Option<String> {
+        let authority = url.strip_prefix("https://")?.split('/').next()?;
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next()?,
+            None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+        };
+        let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+        let addr = if has_port { authority.to_string() } else { format!("{authority}:443") };
+        let addr = addr.to_socket_addrs().ok()?.next()?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string()).ok()?;
+        let mut conn = rustls::ClientConnection::new(probe_config(&self.conf)?, name).ok()?;
+        let mut sock = TcpStream::connect_timeout(&addr, self.timeout).ok()?;
+        let wait = Some(self.timeout.min(Duration::from_secs(1)));
+        sock.set_read_timeout(wait).ok()?;
+        sock.set_write_timeout(wait).ok()?;
+        let err = rustls::Stream::new(&mut conn, &mut sock).read(&mut [0u8; 1]).err()?;
+        let tls = err.get_ref()?.downcast_ref::<rustls::Error>()?;
+        Some(tls_problem(tls, self.conf.cert_file.is_some()))
     }
 
     fn post(&self, url: &str, body: &str) -> EtcdResult<Value> {
@@ -177,7 +250,7 @@ impl Etcd {
             .post(url)
             .header("content-type", "application/json")
             .send(body)
-            .map_err(|e| EtcdError::Unavailable(e.to_string()))?;
+            .map_err(|e| self.send_error(url, e))?;
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().map_err(|e| EtcdError::Unavailable(e.to_string()))?;
         let v: Value = serde_json::from_str(&text)
@@ -369,8 +442,15 @@ fn parse_watch(v: &Value) -> EtcdResult<WatchMsg> {
     Ok(msg)
 }
 
-fn tls_config(conf: &EtcdConf) -> common::Result<ureq::tls::TlsConfig> {
-    use ureq::tls::{parse_pem, ClientCert, PemItem, RootCerts, TlsConfig};
+/// The PEM files of the configuration: the CAs to trust, and our
+/// certificate chain with its key.
+type Pems = (
+    Vec<ureq::tls::Certificate<'static>>,
+    Option<(Vec<ureq::tls::Certificate<'static>>, ureq::tls::PrivateKey<'static>)>,
+);
+
+fn read_pems(conf: &EtcdConf) -> common::Result<Pems> {
+    use ureq::tls::{parse_pem, PemItem};
     let read = |p: &std::path::Path| {
         std::fs::read(p)
             .map_err(|e| CniError::invalid_config(format!("overlay: etcd: reading {}: {e}", p.display())))
@@ -378,29 +458,28 @@ fn tls_config(conf: &EtcdConf) -> common::Result<ureq::tls::TlsConfig> {
     let bad_pem = |p: &std::path::Path, e: ureq::Error| {
         CniError::invalid_config(format!("overlay: etcd: {} is not valid PEM: {e}", p.display()))
     };
-    let mut b = TlsConfig::builder();
-    if let Some(ca) = &conf.ca_file {
+    let certs_in = |p: &std::path::Path| -> common::Result<Vec<ureq::tls::Certificate<'static>>> {
         let mut certs = Vec::new();
-        for item in parse_pem(&read(ca)?) {
-            if let PemItem::Certificate(c) = item.map_err(|e| bad_pem(ca, e))? {
+        for item in parse_pem(&read(p)?) {
+            if let PemItem::Certificate(c) = item.map_err(|e| bad_pem(p, e))? {
                 certs.push(c);
             }
         }
-        if certs.is_empty() {
+        Ok(certs)
+    };
+    let mut roots = Vec::new();
+    if let Some(ca) = &conf.ca_file {
+        roots = certs_in(ca)?;
+        if roots.is_empty() {
             return Err(CniError::invalid_config(format!(
                 "overlay: etcd: no certificate in {}",
                 ca.display()
             )));
         }
-        b = b.root_certs(RootCerts::new_with_certs(&certs));
     }
+    let mut client = None;
     if let (Some(cert), Some(key)) = (&conf.cert_file, &conf.key_file) {
-        let mut chain = Vec::new();
-        for item in parse_pem(&read(cert)?) {
-            if let PemItem::Certificate(c) = item.map_err(|e| bad_pem(cert, e))? {
-                chain.push(c);
-            }
-        }
+        let chain = certs_in(cert)?;
         let key_pem = read(key)?;
         let pk = parse_pem(&key_pem).find_map(|i| match i {
             Ok(PemItem::PrivateKey(k)) => Some(k),
@@ -412,9 +491,84 @@ fn tls_config(conf: &EtcdConf) -> common::Result<ureq::tls::TlsConfig> {
                 key.display()
             )));
         };
-        b = b.client_cert(Some(ClientCert::new_with_certs(&chain, pk)));
+        client = Some((chain, pk));
+    }
+    Ok((roots, client))
+}
+
+fn tls_config(conf: &EtcdConf) -> common::Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{ClientCert, RootCerts, TlsConfig};
+    let (roots, client) = read_pems(conf)?;
+    let mut b = TlsConfig::builder();
+    if !roots.is_empty() {
+        b = b.root_certs(RootCerts::new_with_certs(&roots));
+    }
+    if let Some((chain, key)) = client {
+        b = b.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
     Ok(b.build())
+}
+
+/// The same TLS settings for rustls itself (the probe of `tls_alert`);
+/// none without a `caFile`.
+fn probe_config(conf: &EtcdConf) -> Option<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (roots, client) = read_pems(conf).ok()?;
+    let der = |c: &ureq::tls::Certificate| CertificateDer::from(c.der().to_vec());
+    let mut store = rustls::RootCertStore::empty();
+    for c in &roots {
+        store.add(der(c)).ok()?;
+    }
+    if store.is_empty() {
+        return None;
+    }
+    // ring, as ureq's own sessions use (its rustls feature).
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(store);
+    let config = match client {
+        Some((chain, key)) => b
+            .with_client_auth_cert(
+                chain.iter().map(der).collect(),
+                PrivateKeyDer::try_from(key.der().to_vec()).ok()?,
+            )
+            .ok()?,
+        None => b.with_no_client_auth(),
+    };
+    Some(Arc::new(config))
+}
+
+/// A TLS failure as a person can act on it.
+/// (etcd 3.4 answers a missing client certificate with "bad certificate".)
+fn tls_problem(e: &rustls::Error, sent_cert: bool) -> String {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::AlertReceived(A::CertificateRequired | A::NoCertificate | A::BadCertificate)
+            if !sent_cert =>
+        {
+            "etcd requires a client certificate: set etcd.certFile and etcd.keyFile".into()
+        }
+        rustls::Error::AlertReceived(
+            a @ (A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::UnsupportedCertificate
+            | A::AccessDenied),
+        ) => format!(
+            "etcd refused our client certificate ({a:?}): etcd.certFile must be a client certificate \
+             (extendedKeyUsage clientAuth) of a CA etcd trusts (its --trusted-ca-file)"
+        ),
+        rustls::Error::InvalidCertificate(why) => format!(
+            "etcd's certificate is not accepted ({why:?}): etcd.caFile must hold the CA that signed it, \
+             and it must name the endpoint's host or IP address"
+        ),
+        other => format!("TLS: {other}"),
+    }
 }
 
 #[cfg(test)]

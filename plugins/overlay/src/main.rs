@@ -150,7 +150,7 @@ impl Plugin for Overlay {
             let released = Etcd::new(&conf.etcd)
                 .map_err(|e| EtcdError::Unavailable(e.msg))
                 .and_then(|etcd| cluster::release(&etcd, &keys, &claim, &args.container_id, &args.ifname));
-            if let Err(EtcdError::Unavailable(_)) = released {
+            if released.as_ref().is_err_and(EtcdError::is_unreachable) {
                 // Retried by the agent (or the next GC): DEL succeeds.
                 pending.push(Pending {
                     container_id: args.container_id.clone(),
@@ -228,7 +228,7 @@ impl Plugin for Overlay {
                 "the claim on {} in etcd is not this container's",
                 att.claim.ip
             ))),
-            Err(EtcdError::Unavailable(_)) => Ok(()),
+            Err(e) if e.is_unreachable() => Ok(()),
             Err(e) => Err(e.cni("reading the claim")),
         }
     }

@@ -662,3 +662,225 @@ fn a_restarted_agent_reconciles_the_kernel_from_scratch() {
     assert!(!neigh.contains("10.90.99.99") && neigh.contains(&ip_of(&r1)), "{neigh}");
     assert!(ping(&ctrs[2], &ip_of(&r1)));
 }
+
+// ----- etcd over TLS -----------------------------------------------------------------
+
+const EC_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1";
+
+/// Certificates made with `openssl` in a temp dir: `ca` (etcd's CA), a
+/// server certificate for etcd at one IP, a client certificate of `ca`, and
+/// `other-ca`, a CA etcd does not trust, with a client certificate of its own.
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new(server_ip: &str) -> Pki {
+        let pki = Pki { dir: TempDir::new().unwrap() };
+        pki.ca("ca");
+        pki.ca("other-ca");
+        // etcd 3.4's JSON gateway connects to etcd's gRPC with the server
+        // certificate, so with --client-cert-auth it must be a client
+        // certificate too.
+        let server = format!("extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:{server_ip}");
+        pki.cert("ca", "server", &server);
+        pki.cert("ca", "client", "extendedKeyUsage=clientAuth");
+        pki.cert("other-ca", "stranger", "extendedKeyUsage=clientAuth");
+        pki
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_string_lossy().into_owned()
+    }
+
+    /// `openssl <args>` in the directory (arguments split at spaces).
+    fn openssl(&self, args: &str) {
+        let out = std::process::Command::new("openssl")
+            .current_dir(self.dir.path())
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `<name>.pem`, `<name>-key.pem`: a self-signed CA.
+    fn ca(&self, name: &str) {
+        self.openssl(&format!(
+            "req -x509 -nodes -config /dev/null -days 2 {EC_KEY} -keyout {name}-key.pem -out {name}.pem \
+             -subj /CN={name} -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign"
+        ));
+    }
+
+    /// `<name>.pem`, `<name>-key.pem`: signed by `ca`, with `extensions`.
+    fn cert(&self, ca: &str, name: &str, extensions: &str) {
+        self.openssl(&format!(
+            "req -new -nodes -config /dev/null {EC_KEY} -keyout {name}-key.pem -out {name}.csr -subj /CN={name}"
+        ));
+        let ext =
+            format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{extensions}\n");
+        std::fs::write(self.dir.join(format!("{name}.ext")), ext).unwrap();
+        self.openssl(&format!(
+            "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}-key.pem -CAcreateserial -days 2 \
+             -extfile {name}.ext -out {name}.pem"
+        ));
+    }
+
+    /// etcdctl's TLS flags with the client certificate.
+    fn etcdctl_flags(&self) -> [String; 3] {
+        [
+            format!("--cacert={}", self.path("ca.pem")),
+            format!("--cert={}", self.path("client.pem")),
+            format!("--key={}", self.path("client-key.pem")),
+        ]
+    }
+}
+
+/// A one-member etcd in `node`'s netns serving clients over https only,
+/// requiring a client certificate of the test CA. Ended by PID on drop.
+struct TlsEtcd {
+    child: std::process::Child,
+}
+
+impl TlsEtcd {
+    fn start(node: &Node, pki: &Pki) -> TlsEtcd {
+        let (client, peer) = (format!("https://{}:2379", node.ip), format!("http://{}:2380", node.ip));
+        let log = std::fs::File::create(node.dir.join("etcd.log")).unwrap();
+        let (mut cmd, _guard) = node.ns.command("etcd").unwrap();
+        cmd.args(["--name", "tls0", "--data-dir", &node.dir.join("etcd").to_string_lossy()])
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--initial-cluster",
+                &format!("tls0={peer}"),
+                "--logger",
+                "zap",
+                "--log-outputs",
+                "stderr",
+            ])
+            .args(["--cert-file", &pki.path("server.pem"), "--key-file", &pki.path("server-key.pem")])
+            .args(["--client-cert-auth", "--trusted-ca-file", &pki.path("ca.pem")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        let etcd = TlsEtcd { child: cmd.spawn().expect("etcd") };
+        let flags = pki.etcdctl_flags();
+        let healthy = wait_until(Duration::from_secs(30), || {
+            let args = [flags[0].as_str(), &flags[1], &flags[2], "endpoint", "health"];
+            etcdctl(node, std::slice::from_ref(&client), &args).is_ok()
+        });
+        let log = std::fs::read_to_string(node.dir.join("etcd.log")).unwrap_or_default();
+        assert!(healthy, "etcd over TLS did not come up: {log}");
+        etcd
+    }
+}
+
+impl Drop for TlsEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn etcd_over_tls_with_client_certificates() {
+    require_env!();
+    if std::process::Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("skipped: openssl is not installed (scripts/deps installs it)");
+        return;
+    }
+    let cluster = Cluster::bridged(2).expect("nodes");
+    let pki = Pki::new("192.0.2.1");
+    let _etcd = TlsEtcd::start(&cluster.nodes[0], &pki);
+    let (n0, n1) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let rts: Vec<Runtime> = cluster.nodes.iter().map(|n| n.runtime(vec![target_bin_dir()])).collect();
+    let endpoint = "https://192.0.2.1:2379";
+    let list = |etcd: Value| {
+        conflist_value(&json!({"cniVersion": "1.0.0", "name": NET, "plugins": [{"type": "overlay",
+            "vni": VNI, "subnet": SUBNET, "leaseTTL": TTL, "etcd": etcd}]}))
+    };
+    // What is in etcd, read through the same TLS.
+    let flags = pki.etcdctl_flags();
+    let etcd_get = |args: &[&str]| {
+        let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+        all.extend(["get", "--prefix"]);
+        all.extend(args);
+        etcdctl(n1, &[endpoint.to_string()], &all).expect("etcdctl over TLS")
+    };
+    let keys = |prefix: &str| -> Vec<String> {
+        etcd_get(&["--keys-only", prefix]).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    };
+    let (c0, c1) = (ContainerNs::with_lo().unwrap(), ContainerNs::with_lo().unwrap());
+
+    // Refused by etcd (no client certificate, or one of a CA it does not
+    // trust) or by us (etcd's certificate is not of the CA we trust): code 7
+    // naming the problem, and nothing made anywhere.
+    let refused = [
+        (
+            "no client certificate",
+            json!({"endpoints": [endpoint], "caFile": pki.path("ca.pem")}),
+            "etcd requires a client certificate: set etcd.certFile and etcd.keyFile",
+        ),
+        (
+            "another CA",
+            json!({"endpoints": [endpoint], "caFile": pki.path("other-ca.pem"),
+                "certFile": pki.path("client.pem"), "keyFile": pki.path("client-key.pem")}),
+            "etcd's certificate is not accepted (UnknownIssuer): etcd.caFile must hold the CA that signed it",
+        ),
+        (
+            "a client certificate of another CA",
+            json!({"endpoints": [endpoint], "caFile": pki.path("ca.pem"),
+                "certFile": pki.path("stranger.pem"), "keyFile": pki.path("stranger-key.pem")}),
+            "etcd refused our client certificate (BadCertificate)",
+        ),
+    ];
+    for (what, etcd, why) in refused {
+        let e = rts[0].add(&list(etcd), "refused", c0.path(), "eth0", "", json!({})).unwrap_err();
+        eprintln!("{what}: {}", e.msg());
+        assert_eq!(e.code(), Some(7), "{what}: {e}");
+        assert!(e.msg().contains(&format!("TLS with etcd failed: {endpoint}: {why}")), "{what}: {e}");
+        assert!(!link_exists(&c0, "eth0"), "{what}: container link left");
+        assert!(
+            !link_exists(&n0.ns, "vxlan4242") && !link_exists(&n0.ns, "ovbr4242"),
+            "{what}: devices left"
+        );
+        assert!(n0.daemon_pids().is_empty(), "{what}: agent left");
+        assert!(!n0.dir.join("overlay").join(NET).exists(), "{what}: state left");
+        assert_eq!(keys("/cni-rs/"), Vec::<String>::new(), "{what}: keys left");
+    }
+
+    // With the client certificate: ADD on both nodes, each node's agent
+    // registered under a lease and programming the other's container.
+    let tls = json!({"endpoints": [endpoint], "caFile": pki.path("ca.pem"), "certFile": pki.path("client.pem"),
+        "keyFile": pki.path("client-key.pem"), "timeoutMs": 1500});
+    let list = list(tls);
+    let add = |node: usize, cid: &str, ctr: &ContainerNs| {
+        rts[node]
+            .add(&list, cid, ctr.path(), "eth0", "", json!({}))
+            .unwrap_or_else(|e| panic!("ADD {cid}: {e}"))
+    };
+    let (r0, r1) = (add(0, "tls0", &c0), add(1, "tls1", &c1));
+    let (ip0, ip1) = (ip_of(&r0), ip_of(&r1));
+    assert!(addrs(&c0, "eth0").contains(&format!("{ip0}/16")), "{:?}", addrs(&c0, "eth0"));
+    assert!(addrs(&c1, "eth0").contains(&format!("{ip1}/16")), "{:?}", addrs(&c1, "eth0"));
+    let ips = "/cni-rs/overlay/net/ovtest/ips/";
+    let mut want = vec![format!("{ips}{ip0}"), format!("{ips}{ip1}")];
+    want.sort();
+    assert_eq!(keys(ips), want, "one key per address");
+    assert!(etcd_get(&["--print-value-only", &format!("{ips}{ip0}")]).contains("\"containerID\":\"tls0\""));
+    let nodes = "/cni-rs/overlay/net/ovtest/nodes/";
+    assert_eq!(keys(nodes), [format!("{nodes}192.0.2.1"), format!("{nodes}192.0.2.2")]);
+    let listed: Value = serde_json::from_str(&etcd_get(&["-w", "json", nodes])).unwrap();
+    let leased = listed["kvs"].as_array().unwrap().iter().filter(|kv| kv["lease"].as_i64().unwrap_or(0) != 0);
+    assert_eq!(leased.count(), 2, "both nodes under a lease: {listed}");
+    assert!(wait_until(Duration::from_secs(10), || ping(&c0, &ip1)), "node0 -> node1 over the overlay");
+    assert!(ping(&c1, &ip0), "node1 -> node0");
+
+    // DEL releases the addresses; the last DEL on a node revokes its lease.
+    rts[0].del(&list, "tls0", c0.path(), "eth0", "", json!({})).unwrap();
+    rts[1].del(&list, "tls1", c1.path(), "eth0", "", json!({})).unwrap();
+    assert_eq!(keys(ips), Vec::<String>::new());
+    assert_eq!(keys(nodes), Vec::<String>::new());
+    for n in [n0, n1] {
+        assert!(!link_exists(&n.ns, "vxlan4242") && n.daemon_pids().is_empty(), "{}", n.name);
+    }
+}

@@ -52,9 +52,20 @@ pub fn enter_netns_on_spawn(cmd: &mut Command, netns: &Path) -> io::Result<File>
 /// given the child runs inside it. Retries up to 5 times on `ETXTBSY` (a
 /// binary or script still open for writing somewhere), like libcni.
 pub fn run_captured(
+    make: impl FnMut() -> Command,
+    netns: Option<&Path>,
+    stdin: &[u8],
+) -> io::Result<PluginOutput> {
+    run_captured_observed(make, netns, stdin, &mut |_| {})
+}
+
+/// [`run_captured`], calling `spawned` with the child's pid as soon as it
+/// runs (before it can exit and be reaped, so the pid is still its own).
+pub fn run_captured_observed(
     mut make: impl FnMut() -> Command,
     netns: Option<&Path>,
     stdin: &[u8],
+    spawned: &mut dyn FnMut(u32),
 ) -> io::Result<PluginOutput> {
     let mut attempt = 0;
     loop {
@@ -73,6 +84,7 @@ pub fn run_captured(
             }
             Err(e) => return Err(e),
         };
+        spawned(child.id());
         let mut input = child.stdin.take().expect("piped stdin");
         let out = std::thread::scope(|s| {
             // Feed stdin from another thread: a plugin may write before it reads.

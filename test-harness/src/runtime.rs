@@ -13,6 +13,7 @@
 //!   send the form the spec text describes.
 
 use std::collections::HashSet;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,9 @@ use common::spec::version;
 use common::spec::{CniResult, NetConfList};
 use serde_json::{json, Map, Value};
 
-use crate::exec::{find_plugin, run_captured, run_with_usage, InvokeError, PluginOutput, Usage};
+use crate::exec::{
+    find_plugin, run_captured, run_captured_observed, run_with_usage, InvokeError, PluginOutput, Usage,
+};
 
 /// libcni's cache entry kind.
 pub const CACHE_KIND: &str = "cniCacheV1";
@@ -97,6 +100,33 @@ pub struct Runtime {
     /// When set, every plugin exec is reaped with `wait4` and recorded here
     /// (wall time, peak RSS, CPU time): the benchmark's view of a chain.
     pub exec_log: Option<Arc<Mutex<Vec<ExecRecord>>>>,
+    /// When set, every plugin the runtime execs starts in a process group of
+    /// its own (so whatever it spawns can be found after it was killed) and
+    /// the hook is told its pid right after the spawn (fault injection).
+    pub spawn_hook: Option<SpawnHook>,
+}
+
+/// A plugin process the runtime just started.
+#[derive(Clone, Debug)]
+pub struct Spawned {
+    /// The plugin's `type`.
+    pub plugin: String,
+    /// `CNI_COMMAND`.
+    pub command: String,
+    /// Position of the plugin in the list.
+    pub index: usize,
+    /// Also its process group id.
+    pub pid: u32,
+}
+
+/// See [`Runtime::spawn_hook`].
+#[derive(Clone)]
+pub struct SpawnHook(pub Arc<dyn Fn(&Spawned) + Send + Sync>);
+
+impl std::fmt::Debug for SpawnHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpawnHook")
+    }
 }
 
 /// One plugin exec as [`Runtime::exec_log`] records it.
@@ -121,6 +151,7 @@ impl Runtime {
             gc_legacy_key: true,
             env: Vec::new(),
             exec_log: None,
+            spawn_hook: None,
         }
     }
 
@@ -393,7 +424,24 @@ impl Runtime {
             e.index = Some(index);
             return Err(e);
         };
-        let out = self.exec(&bin, &self.env(command, rt), req.to_string().as_bytes()).map_err(|e| {
+        let stdin = req.to_string();
+        let env = self.env(command, rt);
+        let out = match &self.spawn_hook {
+            None => self.exec(&bin, &env, stdin.as_bytes()),
+            Some(hook) => {
+                let mut spawned = |pid| {
+                    let s = Spawned { plugin: ty.into(), command: command.into(), index, pid };
+                    (hook.0)(&s)
+                };
+                let make = || {
+                    let mut c = Command::new(&bin);
+                    c.envs(env.iter().map(|(k, v)| (k, v))).process_group(0);
+                    c
+                };
+                run_captured_observed(make, self.host.as_deref(), stdin.as_bytes(), &mut spawned)
+            }
+        };
+        let out = out.map_err(|e| {
             let mut err = InvokeError::runtime(command, format!("exec {}: {e}", bin.display()));
             err.plugin = ty.into();
             err.index = Some(index);

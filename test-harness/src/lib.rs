@@ -56,7 +56,9 @@ pub use fake::{FakeCall, FakePlugins};
 pub use kernel_kinds::{missing_link_kind, skip_unless_root_and};
 pub use nodes::{Cluster, Node};
 pub use ns::{is_root, netns_names, veth, ContainerNs, HostNs, TestNs};
-pub use runtime::{parse_cni_args, runtime_config, CachedAttachment, ExecRecord, Runtime, RuntimeConf};
+pub use runtime::{
+    parse_cni_args, runtime_config, CachedAttachment, ExecRecord, Runtime, RuntimeConf, SpawnHook, Spawned,
+};
 pub use state::{
     addr_show, addrs, has_route, link, link_exists, link_names, links, nft_is_empty, nft_objects,
     nft_ruleset, nft_text, ping, ping_timeout, routes, routes_all_tables, wait_until, Fingerprint,
@@ -95,4 +97,39 @@ pub fn runtime_in(host: &TestNs) -> (Runtime, TempDir) {
     let cache = TempDir::new().expect("temp dir");
     let rt = Runtime::new(vec![target_bin_dir()], Some(host.path().to_path_buf()), cache.path());
     (rt, cache)
+}
+
+/// The trimmed stdout of `cmd args…`, or `?` when it fails (report headers).
+pub fn run_text(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// `nproc …, kernel …, CPU …, load average …` for reports of timed runs.
+pub fn machine_info() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    format!(
+        "nproc {}, kernel {}, CPU {cpu}, load average {}",
+        run_text("nproc", &[]),
+        run_text("uname", &["-r"]),
+        load_average()
+    )
+}
+
+/// The three load averages of `/proc/loadavg`.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

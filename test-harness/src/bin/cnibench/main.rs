@@ -22,7 +22,6 @@ mod start;
 mod stats;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use ctx::{Ctx, Opts};
@@ -128,34 +127,6 @@ fn parse_args() -> Result<Opts, String> {
     Ok(o)
 }
 
-fn sh(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "?".into())
-}
-
-fn machine_info() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "?".into());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "nproc {}, kernel {}, CPU {cpu}, load average {}",
-        sh("nproc", &[]),
-        sh("uname", &["-r"]),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-    )
-}
-
 fn main() {
     let opts = match parse_args() {
         Ok(o) => o,
@@ -169,7 +140,7 @@ fn main() {
         std::process::exit(2);
     }
     let started = Instant::now();
-    let machine_before = machine_info();
+    let machine_before = test_harness::machine_info();
     // Check every dir before creating any namespace (exit skips destructors).
     let dirs: Vec<(String, PathBuf)> = opts
         .dirs
@@ -252,9 +223,9 @@ fn main() {
         if cmdline.is_empty() { String::new() } else { format!(" {}", cmdline.join(" ")) },
         if cmdline.is_empty() { String::new() } else { format!(" {}", cmdline.join(" ")) },
         base = ctx.base_name(),
-        commit = sh("git", &["rev-parse", "--short", "HEAD"]),
-        refver = sh("dpkg-query", &["-W", "-f", "${Version}", "containernetworking-plugins"]),
-        load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        commit = test_harness::run_text("git", &["rev-parse", "--short", "HEAD"]),
+        refver = test_harness::run_text("dpkg-query", &["-W", "-f", "${Version}", "containernetworking-plugins"]),
+        load_after = test_harness::load_average(),
     );
     let page = ctx.report.page(&header, &[WHERE_TIME_GOES]);
     println!("\n## Targets\n\n{}", ctx.report.targets_table().markdown());

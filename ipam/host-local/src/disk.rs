@@ -6,12 +6,21 @@
 //! <dataDir>/<network>/<ip>                 one lease, "<containerID>\r\n<ifname>", 0600
 //! <dataDir>/<network>/last_reserved_ip.<n> round-robin cursor of range set n
 //! <dataDir>/<network>/cnirs-index          ours only, see below
+//! <dataDir>/<network>/cnirs-lease.tmp      ours only: a lease being created
 //! ```
+//!
+//! A lease file appears whole: it is written under a temporary name and
+//! linked under its address (the link is what fails when the address is
+//! taken), so a process killed at any point never leaves an empty lease that
+//! no DEL would match; a temporary file left by one is removed by the next
+//! holder of the lock.
 //!
 //! The index spares ADD from reading every lease to refuse a duplicate
 //! allocation (the reference's ADD cost grows with the network). Its lines are
-//! `<ip> <containerID> <ifname>` per lease we made and `@ <set> <ip>`, the
-//! cursor each range set had when we last wrote. It is only a hint: every entry
+//! `<ip> <containerID> <ifname>` per lease we made — written before the lease
+//! itself, so that a DEL after an ADD killed half-way finds every lease that
+//! ADD made — and `@ <set> <ip>`, the cursor each range set had when we last
+//! wrote. It is only a hint: every entry
 //! is checked against its lease file; DEL and CHECK read every lease when it
 //! names nothing; and whenever a cursor file differs from what the index
 //! recorded — someone else (the reference) allocated here — or the index is
@@ -44,6 +53,8 @@ use crate::store::{lease_content, Lease, Store};
 const CURSOR_PREFIX: &str = "last_reserved_ip.";
 const INDEX: &str = "cnirs-index";
 const INDEX_TMP: &str = "cnirs-index.tmp";
+/// A lease being written, before it is linked under its address.
+const LEASE_TMP: &str = "cnirs-lease.tmp";
 
 /// Open flags for every file of ours in the network directory: a planted
 /// link fails with ELOOP instead of being followed, and a FIFO cannot block
@@ -101,6 +112,9 @@ impl DiskStore {
     fn lock(dir: &Path) -> Result<DiskStore> {
         let path = dir.join("lock");
         let lock = FileLock::exclusive(&path).map_err(|e| lock_error(&path, e))?;
+        // A lease being created when its process was killed: nobody else
+        // writes it while we hold the lock.
+        let _ = fs::remove_file(dir.join(LEASE_TMP));
         Ok(DiskStore { dir: dir.to_path_buf(), _lock: lock })
     }
 
@@ -177,6 +191,53 @@ impl DiskStore {
     }
 }
 
+impl DiskStore {
+    /// Extend an index that exists (a missing one is rebuilt whole by the
+    /// next ADD). Anything but our own file there (a link: ELOOP) is
+    /// removed, so the next ADD rebuilds it.
+    fn append_index(&self, lines: &str) {
+        let index = self.dir.join(INDEX);
+        match OpenOptions::new().append(true).custom_flags(NO_LINKS).open(&index) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            appended => {
+                if appended.and_then(|mut f| f.write_all(lines.as_bytes())).is_err() {
+                    let _ = fs::remove_file(&index);
+                }
+            }
+        }
+    }
+
+    /// Create the lease file `path` with `content` in one step: written to a
+    /// temporary file, then linked under the address's name (which fails
+    /// when the address is taken, as O_EXCL does), so that a process killed
+    /// half-way never leaves an empty lease that no DEL matches. False when
+    /// the address is taken. Where hard links are not supported, the file is
+    /// created in place (O_EXCL) and written.
+    fn create_lease(&self, path: &Path, content: &[u8]) -> io::Result<bool> {
+        let tmp = self.dir.join(LEASE_TMP);
+        let _ = fs::remove_file(&tmp);
+        let excl = |p: &Path| OpenOptions::new().write(true).create_new(true).mode(0o600).open(p);
+        excl(&tmp)?.write_all(content)?;
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+                let mut f = match excl(path) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+                    other => other?,
+                };
+                f.write_all(content).inspect_err(|_| {
+                    let _ = fs::remove_file(path);
+                })?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Index {
     /// The index's text: `<ip> <containerID> <ifname>` per lease, `@ <set>
     /// <ip>` per cursor; anything else is skipped (it is only a hint).
@@ -240,35 +301,21 @@ impl DiskStore {
 impl Store for DiskStore {
     fn reserve(&mut self, ip: IpAddr, id: &str, ifname: &str, set: usize) -> Result<bool> {
         let path = self.lease_path(ip);
-        // O_EXCL is the real arbiter: a file that exists is a held address,
-        // whoever wrote it.
-        let mut f = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        // The index names the lease before it exists: a DEL after an ADD
+        // killed anywhere below still finds it (a line whose lease never came
+        // is dropped by the check against the lease file).
+        let lease = Lease { ip, container_id: id.trim().to_string(), ifname: Some(ifname.to_string()) };
+        self.append_index(&Self::lease_line(&lease));
+        match self.create_lease(&path, lease_content(id, ifname).as_bytes()) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
             Err(e) => return Err(io_err("cannot create lease", &path, e)),
-        };
-        if let Err(e) = f.write_all(lease_content(id, ifname).as_bytes()) {
-            let _ = fs::remove_file(&path);
-            return Err(io_err("cannot write lease", &path, e));
         }
         if let Err(e) = self.write_cursor(set, ip) {
             let _ = fs::remove_file(&path);
             return Err(io_err("cannot write cursor in", &self.dir, e));
         }
-        // Only extend an index that exists (a missing one is rebuilt whole):
-        // the lease, and the cursor we just moved. Anything but our own file
-        // there (a link: ELOOP) is removed, so the next ADD rebuilds it.
-        let lease = Lease { ip, container_id: id.trim().to_string(), ifname: Some(ifname.to_string()) };
-        let index = self.dir.join(INDEX);
-        let lines = format!("{}@ {set} {ip}\n", Self::lease_line(&lease));
-        match OpenOptions::new().append(true).custom_flags(NO_LINKS).open(&index) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            appended => {
-                if appended.and_then(|mut f| f.write_all(lines.as_bytes())).is_err() {
-                    let _ = fs::remove_file(&index);
-                }
-            }
-        }
+        self.append_index(&format!("@ {set} {ip}\n"));
         Ok(true)
     }
 

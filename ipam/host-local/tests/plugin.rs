@@ -477,6 +477,62 @@ fn opens_of(needle: &str, cmd: &str, id: &str, conf: &Value) -> Option<usize> {
     Some(text.lines().filter(|l| l.contains(needle)).count())
 }
 
+/// Run `cmd` under strace, killed (SIGKILL) at its `n`-th call of `syscall`:
+/// None when strace is absent, else whether it was killed (false: the run
+/// made fewer such calls and finished).
+fn killed_at(syscall: &str, n: usize, cmd: &str, id: &str, conf: &Value) -> Option<bool> {
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("inject={syscall}:signal=KILL:when={n}"))
+        .arg(OURS);
+    c.env_clear().env("CNI_COMMAND", cmd).env("CNI_PATH", "/usr/lib/cni");
+    c.env("CNI_CONTAINERID", id).env("CNI_IFNAME", "eth0").env("CNI_NETNS", "/var/run/netns/none");
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+    let _ = child.stdin.take().unwrap().write_all(conf.to_string().as_bytes());
+    let status = child.wait().unwrap();
+    Some(std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGKILL))
+}
+
+/// Whatever an ADD killed at any point leaves, a DEL of the same attachment
+/// releases — a runtime's recovery — and the container can be added again.
+/// (With two range sets, an ADD killed after its IPv6 lease but before the
+/// index knew it left a lease that DEL, trusting the index, never released;
+/// one killed between creating a lease file and writing it left an empty
+/// lease nobody's DEL matches.)
+#[test]
+fn del_releases_whatever_a_killed_add_left() {
+    let dir = TempDir::new("killed");
+    let ranges = json!([[{"subnet": "10.6.0.0/24"}], [{"subnet": "fd06::/64"}]]);
+    let c = conf("1.1.0", json!({"type": "host-local", "dataDir": dir.s(), "ranges": ranges}));
+    // A first ADD and DEL: the index and the cursors exist from then on.
+    add_ok(OURS, "warm", &c);
+    assert!(ours("DEL", "warm", &c).ok);
+    let mut kills = 0;
+    for syscall in ["openat", "write", "link", "linkat", "rename", "unlink", "unlinkat"] {
+        for n in 1.. {
+            let Some(killed) = killed_at(syscall, n, "ADD", "victim", &c) else {
+                println!("SKIP: strace is absent, no ADD killed");
+                return;
+            };
+            let del = ours("DEL", "victim", &c);
+            assert!(del.ok, "DEL after an ADD killed at {syscall} #{n}: {}", del.stdout);
+            assert_eq!(
+                leases(&dir.net()),
+                Vec::<String>::new(),
+                "after an ADD killed at {syscall} #{n} and DEL"
+            );
+            if !killed {
+                break;
+            }
+            kills += 1;
+            add_ok(OURS, "victim", &c);
+            assert!(ours("DEL", "victim", &c).ok);
+            assert_eq!(leases(&dir.net()), Vec::<String>::new());
+        }
+    }
+    assert!(kills > 10, "only {kills} kill points");
+}
+
 #[test]
 fn stray_cursor_files_change_nothing() {
     let dir = TempDir::new("strays");

@@ -34,14 +34,20 @@
 // on the error path of a test harness does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod chainlab;
+pub mod chaos;
 pub mod dnsload;
 pub mod exec;
 pub mod fake;
 pub mod kernel_kinds;
+pub mod faults;
 pub mod nodes;
 pub mod ns;
+pub mod procs;
+pub mod rng;
 pub mod runtime;
 pub mod sha512;
+pub mod soak;
 pub mod state;
 pub mod tmp;
 

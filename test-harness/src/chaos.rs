@@ -1,0 +1,534 @@
+//! Chaos: kill a plugin of the full chain at a random or swept point of an
+//! ADD or a DEL, then recover as a runtime does — DEL without prevResult
+//! (the runtime lost or never wrote its cache), a fresh ADD, a normal DEL —
+//! and require that every DEL succeeds, no address is handed out twice, and
+//! nothing is left: links, addresses, nf_tables objects and elements, leases
+//! and cursors, tuning's saved state, DNS records, DNS daemons, the runtime's
+//! cache (see [`ChainLab::snapshot`]).
+//!
+//! Two phases: the victim alone on the network (its ADD creates the bridge's
+//! nf_tables state and starts the DNS daemon, its DEL stops them), then with
+//! resident containers attached the whole time, whose state must stay intact
+//! through every kill.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::chainlab::{ChainLab, LabSpec, Member, Snapshot, PLUGINS};
+use crate::exec::InvokeError;
+use crate::faults::{self, Armed, Fault, KillPoint, Verb};
+use crate::rng::Rng;
+use crate::runtime::ExecRecord;
+use crate::state::link_names;
+
+/// Set (from a signal handler) to end a campaign after the current run, with
+/// everything it created removed.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+#[derive(Clone, Debug)]
+pub struct ChaosOpts {
+    /// Runs killed a random time into a random plugin's exec.
+    pub delay_runs: usize,
+    /// Runs killed at a recorded syscall, spread evenly over all recorded
+    /// points of every plugin, verb and phase; `None`: every point.
+    pub sweep_runs: Option<usize>,
+    /// Containers attached during the second phase.
+    pub residents: usize,
+    pub seed: u64,
+    pub bin_dir: PathBuf,
+    /// Progress lines on stderr.
+    pub verbose: bool,
+}
+
+impl ChaosOpts {
+    pub fn new(delay_runs: usize, sweep_runs: Option<usize>) -> ChaosOpts {
+        ChaosOpts {
+            delay_runs,
+            sweep_runs,
+            residents: 3,
+            seed: crate::rng::seed_from_time(),
+            bin_dir: crate::target_bin_dir(),
+            verbose: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Phase {
+    Alone,
+    Crowded,
+}
+
+/// How the faulted operation ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The plugin died by `SIGKILL`.
+    Killed,
+    /// A process it started was killed and the plugin reported an error.
+    ChildKilled(String),
+    /// The kill came too late (or hit nothing): the operation succeeded.
+    Completed,
+    /// Failed for another reason (a finding when it happens).
+    Failed(String),
+}
+
+/// A failed expectation of one run.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    /// `leftover`, `duplicate`, `del-failed`, `add-failed`, `not-intact`, `process`.
+    pub kind: &'static str,
+    pub text: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    pub index: usize,
+    pub phase: Phase,
+    pub verb: Verb,
+    pub fault: Fault,
+    pub outcome: Outcome,
+    pub problems: Vec<Problem>,
+    pub took: Duration,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ChaosReport {
+    pub seed: u64,
+    pub runs: Vec<RunRecord>,
+    /// Distinct kill points recorded per (phase, verb, binary).
+    pub points: BTreeMap<(Phase, Verb, String), usize>,
+    /// Problems outside any run (set-up, the end state).
+    pub global: Vec<Problem>,
+    pub took: Duration,
+}
+
+impl ChaosReport {
+    pub fn problems(&self) -> impl Iterator<Item = &Problem> {
+        self.runs.iter().flat_map(|r| &r.problems).chain(&self.global)
+    }
+
+    pub fn count(&self, kind: &str) -> usize {
+        self.problems().filter(|p| p.kind == kind).count()
+    }
+
+    pub fn ok(&self) -> bool {
+        self.problems().next().is_none()
+    }
+
+    /// Every problem with its run, for a failing test's message.
+    pub fn failures(&self) -> String {
+        let mut s = String::new();
+        for r in &self.runs {
+            for p in &r.problems {
+                let _ = writeln!(
+                    s,
+                    "run {} ({:?}, {} killed at {}; {:?}): {}: {}",
+                    r.index,
+                    r.phase,
+                    r.verb.command(),
+                    r.fault,
+                    r.outcome,
+                    p.kind,
+                    p.text
+                );
+            }
+        }
+        for p in &self.global {
+            let _ = writeln!(s, "{}: {}", p.kind, p.text);
+        }
+        let _ = writeln!(s, "seed {}", self.seed);
+        s
+    }
+
+    /// The figures as markdown: runs and how they ended per verb, plugin
+    /// and kind of kill; problems by kind.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let killed = self.runs.iter().filter(|r| r.outcome == Outcome::Killed).count();
+        let child = self.runs.iter().filter(|r| matches!(r.outcome, Outcome::ChildKilled(_))).count();
+        let _ = writeln!(
+            s,
+            "{} runs in {:.0} s (seed {}): {} plugins killed, {} killed a process the plugin started \
+             (the plugin reported the error), {} completed before the kill.\n",
+            self.runs.len(),
+            self.took.as_secs_f64(),
+            self.seed,
+            killed,
+            child,
+            self.runs.len() - killed - child,
+        );
+        let _ = writeln!(
+            s,
+            "| kill | verb | plugin | runs | plugin killed | child killed | completed | failed otherwise |"
+        );
+        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|");
+        let mut rows: BTreeMap<(&str, &str, String), [usize; 5]> = BTreeMap::new();
+        for r in &self.runs {
+            let (kind, plugin) = match &r.fault {
+                Fault::Delay { plugin, .. } => ("random delay", plugin.clone()),
+                Fault::Syscall(p) => ("syscall sweep", p.plugin.clone()),
+                Fault::None => ("none", String::new()),
+            };
+            let row = rows.entry((kind, r.verb.command(), plugin)).or_default();
+            row[0] += 1;
+            let i = match r.outcome {
+                Outcome::Killed => 1,
+                Outcome::ChildKilled(_) => 2,
+                Outcome::Completed => 3,
+                Outcome::Failed(_) => 4,
+            };
+            row[i] += 1;
+        }
+        for ((kind, verb, plugin), n) in rows {
+            let _ = writeln!(
+                s,
+                "| {kind} | {verb} | {plugin} | {} | {} | {} | {} | {} |",
+                n[0], n[1], n[2], n[3], n[4]
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Problems: leftovers {}, duplicate addresses {}, failed DELs {}, failed ADDs after recovery {}, \
+             residents disturbed {}, stray processes {}.",
+            self.count("leftover"),
+            self.count("duplicate"),
+            self.count("del-failed"),
+            self.count("add-failed"),
+            self.count("not-intact"),
+            self.count("process"),
+        );
+        if !self.points.is_empty() {
+            let total: usize = self.points.values().sum();
+            let _ = writeln!(s, "\nRecorded kill points (distinct syscall, n) per exec, {total} in all:\n");
+            let _ = writeln!(s, "| phase | verb | binary | points |");
+            let _ = writeln!(s, "|---|---|---|---:|");
+            for ((phase, verb, bin), n) in &self.points {
+                let _ = writeln!(s, "| {phase:?} | {} | {bin} | {n} |", verb.command());
+            }
+        }
+        s
+    }
+}
+
+/// Run the chaos campaign.
+pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
+    let start = Instant::now();
+    let mut lab =
+        ChainLab::new(&LabSpec { bin_dir: opts.bin_dir.clone(), ..LabSpec::new("chaos", "cnichaos0", 201) })
+            .map_err(|e| format!("lab: {e}"))?;
+    let mut rng = Rng::new(opts.seed);
+    let mut report = ChaosReport { seed: opts.seed, ..Default::default() };
+    let mut victim = lab.member(20000).map_err(|e| e.to_string())?;
+    let mut residents: Vec<Member> = Vec::new();
+    let pristine = warm_up(&lab, &mut victim)?;
+    let mut index = 0;
+
+    // Recording every trace first tells how many points there are to spread the sweep over.
+    let mut points: BTreeMap<Phase, Vec<(Verb, KillPoint)>> = BTreeMap::new();
+    let mut timings: BTreeMap<Phase, BTreeMap<(Verb, usize), Duration>> = BTreeMap::new();
+    for phase in [Phase::Alone, Phase::Crowded] {
+        if phase == Phase::Crowded {
+            attach_residents(&mut lab, &mut residents, opts.residents)?;
+        }
+        let baseline = warm_up(&lab, &mut victim)?;
+        timings.insert(phase, measure(&mut lab, &mut victim)?);
+        let mut all = Vec::new();
+        for verb in [Verb::Add, Verb::Del] {
+            for plugin in PLUGINS {
+                let p = record(&mut lab, &mut victim, &residents, &baseline, verb, plugin)?;
+                report.points.insert((phase, verb, plugin.to_string()), p.len());
+                all.extend(p.into_iter().map(|k| (verb, k)));
+            }
+        }
+        points.insert(phase, all);
+    }
+    let total_points: usize = points.values().map(Vec::len).sum();
+    let sweep_runs = opts.sweep_runs.unwrap_or(total_points).min(total_points);
+
+    for phase in [Phase::Alone, Phase::Crowded] {
+        if phase == Phase::Alone {
+            detach_residents(&lab, &mut residents, &mut report);
+        } else {
+            attach_residents(&mut lab, &mut residents, opts.residents)?;
+        }
+        let mut baseline = lab.snapshot();
+        // Leases left by earlier runs (reported there), not to be reported again.
+        let mut stray = BTreeSet::new();
+        let mut plan: Vec<(Verb, Fault)> = Vec::new();
+        // The points of this phase, evenly spread (a random offset per campaign).
+        let here = &points[&phase];
+        let share = sweep_runs * here.len() / total_points.max(1);
+        let offset = rng.below(1000) as f64 / 1000.0;
+        for i in 0..share {
+            let at = ((i as f64 + offset) * here.len() as f64 / share as f64) as usize;
+            let (verb, p) = &here[at.min(here.len() - 1)];
+            plan.push((*verb, Fault::Syscall(p.clone())));
+        }
+        let delays =
+            if phase == Phase::Alone { opts.delay_runs / 2 } else { opts.delay_runs - opts.delay_runs / 2 };
+        for _ in 0..delays {
+            let verb = if rng.below(2) == 0 { Verb::Add } else { Verb::Del };
+            let index = rng.below(lab.list.plugins.len() as u64) as usize;
+            let measured = timings[&phase].get(&(verb, index)).copied().unwrap_or(Duration::from_millis(5));
+            // Uniform over the measured median duration; on a slower run
+            // the kill lands earlier in its work, on a faster one too late.
+            let after = measured.mul_f64(rng.below(1000) as f64 / 1000.0);
+            let plugin = lab.list.plugins[index]["type"].as_str().unwrap_or("?").to_string();
+            plan.push((verb, Fault::Delay { index, plugin, after }));
+        }
+        rng.shuffle(&mut plan);
+        for (verb, fault) in plan {
+            if STOP.load(Ordering::Relaxed) {
+                break;
+            }
+            let rec =
+                run_one(&mut lab, &mut victim, &residents, (&baseline, &stray), index, phase, verb, fault);
+            if opts.verbose {
+                eprintln!(
+                    "chaos run {index} {phase:?} {} {}: {:?} ({:.0} ms){}",
+                    verb.command(),
+                    rec.fault,
+                    rec.outcome,
+                    rec.took.as_secs_f64() * 1e3,
+                    rec.problems
+                        .iter()
+                        .map(|p| format!("\n  {}: {:.300}", p.kind, p.text))
+                        .collect::<String>()
+                );
+            }
+            if !rec.problems.is_empty() {
+                // Judge the next runs on their own.
+                baseline = lab.snapshot();
+                let held: BTreeSet<IpAddr> =
+                    residents.iter().flat_map(|m| m.ips.iter().map(|i| i.addr)).collect();
+                stray = lab.leases().into_keys().filter(|ip| !held.contains(ip)).collect();
+            }
+            report.runs.push(rec);
+            index += 1;
+        }
+    }
+    detach_residents(&lab, &mut residents, &mut report);
+    let end = lab.snapshot();
+    for d in end.diff(&pristine) {
+        report.global.push(Problem { kind: "leftover", text: format!("after the last container left: {d}") });
+    }
+    lab.stop_processes();
+    report.took = start.elapsed();
+    Ok(report)
+}
+
+fn attach_residents(lab: &mut ChainLab, residents: &mut Vec<Member>, n: usize) -> Result<(), String> {
+    for i in 0..n {
+        let mut m = lab.member(20001 + i as u16).map_err(|e| e.to_string())?;
+        let rt = lab.rt.clone();
+        lab.add(&rt, &mut m).map_err(|e| format!("resident ADD: {e}"))?;
+        residents.push(m);
+    }
+    let alive: Vec<&Member> = residents.iter().collect();
+    let bad = lab.check_attached(&alive, &BTreeSet::new());
+    if !bad.is_empty() {
+        return Err(format!("residents: {bad:?}"));
+    }
+    Ok(())
+}
+
+fn detach_residents(lab: &ChainLab, residents: &mut Vec<Member>, report: &mut ChaosReport) {
+    for m in residents.drain(..) {
+        if let Err(e) = lab.del(&lab.rt, &m) {
+            report.global.push(Problem { kind: "del-failed", text: format!("resident DEL: {e}") });
+        }
+    }
+}
+
+/// A few clean ADD/DEL cycles (the bridge, cursors and lock files exist
+/// from then on, by design), then the baseline the phase's runs are judged by.
+fn warm_up(lab: &ChainLab, victim: &mut Member) -> Result<Snapshot, String> {
+    for _ in 0..2 {
+        lab.add(&lab.rt, victim).map_err(|e| format!("warm-up ADD: {e}"))?;
+        lab.del(&lab.rt, victim).map_err(|e| format!("warm-up DEL: {e}"))?;
+    }
+    Ok(lab.snapshot())
+}
+
+/// Median wall time of each plugin's exec per verb (index in the list).
+fn measure(lab: &mut ChainLab, victim: &mut Member) -> Result<BTreeMap<(Verb, usize), Duration>, String> {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ExecRecord>::new()));
+    let mut rt = lab.rt.clone();
+    rt.exec_log = Some(log.clone());
+    for _ in 0..5 {
+        lab.fresh_identity(victim);
+        lab.add(&rt, victim).map_err(|e| format!("timing ADD: {e}"))?;
+        lab.del(&rt, victim).map_err(|e| format!("timing DEL: {e}"))?;
+    }
+    let mut by: BTreeMap<(Verb, usize), Vec<Duration>> = BTreeMap::new();
+    for r in log.lock().unwrap().iter() {
+        let verb = if r.command == "ADD" { Verb::Add } else { Verb::Del };
+        if let Some(i) = lab.list.plugins.iter().position(|p| p["type"].as_str() == Some(r.plugin.as_str())) {
+            by.entry((verb, i)).or_default().push(r.wall);
+        }
+    }
+    Ok(by
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort();
+            (k, v[v.len() / 2])
+        })
+        .collect())
+}
+
+/// Record the trace of one clean `verb` with `plugin`'s execs traced.
+fn record(
+    lab: &mut ChainLab,
+    victim: &mut Member,
+    residents: &[Member],
+    baseline: &Snapshot,
+    verb: Verb,
+    plugin: &str,
+) -> Result<Vec<KillPoint>, String> {
+    let traced = Armed::tracing(lab, plugin).map_err(|e| format!("tracing {plugin}: {e}"))?;
+    lab.fresh_identity(victim);
+    let _ = std::fs::remove_file(lab.strace_log());
+    let res = match verb {
+        Verb::Add => lab.add(&traced.rt, victim).map(drop),
+        Verb::Del => lab.add(&lab.rt, victim).and_then(|_| lab.del(&traced.rt, victim)),
+    };
+    if let Some(bad) = traced.settle().first() {
+        return Err(format!("traced {} of {plugin}: {bad}", verb.command()));
+    }
+    let trace = faults::read_trace(lab);
+    res.map_err(|e| format!("traced {} of {plugin}: {e}", verb.command()))?;
+    if verb == Verb::Add {
+        lab.del(&lab.rt, victim).map_err(|e| format!("DEL after traced ADD: {e}"))?;
+    }
+    let diff = lab.snapshot().diff(baseline);
+    if !diff.is_empty() {
+        return Err(format!("traced {} of {plugin} left {diff:?}", verb.command()));
+    }
+    let _ = residents;
+    let trace = trace.map_err(|e| format!("reading the trace of {plugin}: {e}"))?;
+    let points = faults::kill_points(plugin, &trace);
+    if points.is_empty() {
+        return Err(format!("no syscalls in the trace of {plugin}"));
+    }
+    Ok(points)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    lab: &mut ChainLab,
+    victim: &mut Member,
+    residents: &[Member],
+    (baseline, stray): (&Snapshot, &BTreeSet<IpAddr>),
+    index: usize,
+    phase: Phase,
+    verb: Verb,
+    fault: Fault,
+) -> RunRecord {
+    let start = Instant::now();
+    let mut problems = Vec::new();
+    let mut problem = |kind: &'static str, text: String| problems.push(Problem { kind, text });
+    lab.fresh_identity(victim);
+    if verb == Verb::Del {
+        if let Err(e) = lab.add(&lab.rt, victim) {
+            problem("add-failed", format!("ADD before the faulted DEL: {e}"));
+        }
+    }
+    let _ = std::fs::remove_file(lab.strace_log());
+    let outcome = match Armed::new(lab, &fault, verb) {
+        Err(e) => {
+            problem("process", format!("arming the fault: {e}"));
+            Outcome::Failed(e.to_string())
+        }
+        Ok(armed) => {
+            let res = match verb {
+                Verb::Add => lab.add(&armed.rt, victim).map(drop),
+                Verb::Del => lab.del(&armed.rt, victim),
+            };
+            for s in armed.settle() {
+                problem("process", s);
+            }
+            classify(lab, &fault, res)
+        }
+    };
+
+    // Recovery, as a runtime does: DEL without prevResult, until it succeeds.
+    lab.drop_cache(victim);
+    del_until_ok(lab, victim, "recovery DEL (no prevResult)", &mut problem);
+    // A fresh ADD, then a normal DEL.
+    match lab.add(&lab.rt, victim) {
+        Ok(_) => {
+            let mut alive: Vec<&Member> = residents.iter().collect();
+            alive.push(victim);
+            for b in lab.check_attached(&alive, stray) {
+                let kind = if b.starts_with("duplicate") { "duplicate" } else { "not-intact" };
+                problem(kind, format!("after the fresh ADD: {b}"));
+            }
+            let from = residents.first().map(|r| &r.ns).unwrap_or(&victim.ns);
+            match lab.resolve(from, &victim.name) {
+                Some((0, n)) if n > 0 => {}
+                other => problem(
+                    "not-intact",
+                    format!("{} does not resolve after the fresh ADD: {other:?}", victim.name),
+                ),
+            }
+        }
+        Err(e) => problem("add-failed", format!("fresh ADD after recovery: {e}")),
+    }
+    del_until_ok(lab, victim, "DEL after the fresh ADD", &mut problem);
+
+    for d in lab.snapshot().diff(baseline) {
+        problem("leftover", d);
+    }
+    let links = link_names(&victim.ns);
+    if links != ["lo"] {
+        problem("leftover", format!("container netns still has links {links:?}"));
+    }
+    let alive: Vec<&Member> = residents.iter().collect();
+    for b in lab.check_attached(&alive, stray) {
+        problem("not-intact", format!("residents after the run: {b}"));
+    }
+    if let Some(r) = residents.first() {
+        match lab.resolve(&r.ns, &victim.name) {
+            Some((3, 0)) => {}
+            other => problem("leftover", format!("{} still resolves after DEL: {other:?}", victim.name)),
+        }
+        match lab.resolve(&r.ns, &r.name) {
+            Some((0, n)) if n > 0 => {}
+            other => problem("not-intact", format!("resident {} does not resolve: {other:?}", r.name)),
+        }
+    }
+    RunRecord { index, phase, verb, fault, outcome, problems, took: start.elapsed() }
+}
+
+/// DEL until it succeeds (a runtime retries); every failure is a problem.
+fn del_until_ok(lab: &ChainLab, m: &Member, what: &str, problem: &mut impl FnMut(&'static str, String)) {
+    for attempt in 1..=3 {
+        match lab.del(&lab.rt, m) {
+            Ok(()) => return,
+            Err(e) => problem("del-failed", format!("{what}, attempt {attempt}: {e}")),
+        }
+    }
+}
+
+fn classify(lab: &ChainLab, fault: &Fault, res: Result<(), InvokeError>) -> Outcome {
+    match res {
+        Ok(()) => Outcome::Completed,
+        Err(e) if e.exit_code == Some(128 + libc::SIGKILL) => Outcome::Killed,
+        Err(e) => {
+            let roles = match fault {
+                Fault::Syscall(p) => faults::killed_roles(lab, &p.plugin),
+                _ => Vec::new(),
+            };
+            if roles.is_empty() {
+                Outcome::Failed(e.to_string())
+            } else {
+                Outcome::ChildKilled(format!("{} killed; {}: {}", roles.join(", "), e.plugin, e.msg()))
+            }
+        }
+    }
+}

@@ -11,11 +11,13 @@
 //! resident containers attached the whole time, whose state must stay intact
 //! through every kill.
 
+use std::collections::VecDeque;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::chainlab::{ChainLab, LabSpec, Member, Snapshot, PLUGINS};
@@ -101,6 +103,9 @@ pub struct ChaosReport {
     pub runs: Vec<RunRecord>,
     /// Distinct kill points recorded per (phase, verb, binary).
     pub points: BTreeMap<(Phase, Verb, String), usize>,
+    /// Median exec time per (phase, verb, plugin type) at the end of the phase
+    /// (random delays are drawn over the recent median).
+    pub timings: BTreeMap<(Phase, Verb, String), Duration>,
     /// Problems outside any run (set-up, the end state).
     pub global: Vec<Problem>,
     pub took: Duration,
@@ -202,6 +207,15 @@ impl ChaosReport {
             self.count("not-intact"),
             self.count("process"),
         );
+        if !self.timings.is_empty() {
+            let _ = writeln!(s, "\nMedian exec time of each plugin (ms; random delays are drawn over it):\n");
+            let _ = writeln!(s, "| phase | verb | plugin | ms |");
+            let _ = writeln!(s, "|---|---|---|---:|");
+            for ((phase, verb, ty), d) in &self.timings {
+                let _ =
+                    writeln!(s, "| {phase:?} | {} | {ty} | {:.1} |", verb.command(), d.as_secs_f64() * 1e3);
+            }
+        }
         if !self.points.is_empty() {
             let total: usize = self.points.values().sum();
             let _ = writeln!(s, "\nRecorded kill points (distinct syscall, n) per exec, {total} in all:\n");
@@ -213,6 +227,12 @@ impl ChaosReport {
         }
         s
     }
+}
+
+/// A run of the plan: a fixed fault, or a delay to draw when it runs.
+enum Planned {
+    Fault(Fault),
+    Delay { index: usize, fraction: f64 },
 }
 
 /// Run the chaos campaign.
@@ -230,15 +250,14 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
 
     // Recording every trace first tells how many points there are to spread the sweep over.
     let mut points: BTreeMap<Phase, Vec<(Verb, KillPoint)>> = BTreeMap::new();
-    let mut timings: BTreeMap<Phase, BTreeMap<(Verb, usize), Duration>> = BTreeMap::new();
     for phase in [Phase::Alone, Phase::Crowded] {
         if phase == Phase::Crowded {
-            attach_residents(&mut lab, &mut residents, opts.residents)?;
+            attach_residents(&mut lab, &mut residents, opts.residents, &BTreeSet::new())?;
         }
         let baseline = warm_up(&lab, &mut victim)?;
-        timings.insert(phase, measure(&mut lab, &mut victim)?);
         let mut all = Vec::new();
-        for verb in [Verb::Add, Verb::Del] {
+        let sweep = opts.sweep_runs != Some(0);
+        for verb in [Verb::Add, Verb::Del].into_iter().filter(|_| sweep) {
             for plugin in PLUGINS {
                 let p = record(&mut lab, &mut victim, &residents, &baseline, verb, plugin)?;
                 report.points.insert((phase, verb, plugin.to_string()), p.len());
@@ -248,18 +267,26 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
         points.insert(phase, all);
     }
     let total_points: usize = points.values().map(Vec::len).sum();
+    let mut timings = Timings::attach(&mut lab);
+    // Leases left by earlier runs (reported there), not to be reported again.
+    let mut stray = BTreeSet::new();
     let sweep_runs = opts.sweep_runs.unwrap_or(total_points).min(total_points);
 
     for phase in [Phase::Alone, Phase::Crowded] {
         if phase == Phase::Alone {
             detach_residents(&lab, &mut residents, &mut report);
-        } else {
-            attach_residents(&mut lab, &mut residents, opts.residents)?;
+        } else if let Err(e) = attach_residents(&mut lab, &mut residents, opts.residents, &stray) {
+            report.global.push(Problem { kind: "add-failed", text: e });
+            break;
         }
+        timings.recent.clear();
+        if let Err(e) = warm_up(&lab, &mut victim) {
+            report.global.push(Problem { kind: "add-failed", text: e });
+            break;
+        }
+        timings.absorb(&lab);
         let mut baseline = lab.snapshot();
-        // Leases left by earlier runs (reported there), not to be reported again.
-        let mut stray = BTreeSet::new();
-        let mut plan: Vec<(Verb, Fault)> = Vec::new();
+        let mut plan: Vec<(Verb, Planned)> = Vec::new();
         // The points of this phase, evenly spread (a random offset per campaign).
         let here = &points[&phase];
         let share = sweep_runs * here.len() / total_points.max(1);
@@ -267,25 +294,32 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
         for i in 0..share {
             let at = ((i as f64 + offset) * here.len() as f64 / share as f64) as usize;
             let (verb, p) = &here[at.min(here.len() - 1)];
-            plan.push((*verb, Fault::Syscall(p.clone())));
+            plan.push((*verb, Planned::Fault(Fault::Syscall(p.clone()))));
         }
         let delays =
             if phase == Phase::Alone { opts.delay_runs / 2 } else { opts.delay_runs - opts.delay_runs / 2 };
         for _ in 0..delays {
             let verb = if rng.below(2) == 0 { Verb::Add } else { Verb::Del };
             let index = rng.below(lab.list.plugins.len() as u64) as usize;
-            let measured = timings[&phase].get(&(verb, index)).copied().unwrap_or(Duration::from_millis(5));
-            // Uniform over the measured median duration; on a slower run
-            // the kill lands earlier in its work, on a faster one too late.
-            let after = measured.mul_f64(rng.below(1000) as f64 / 1000.0);
-            let plugin = lab.list.plugins[index]["type"].as_str().unwrap_or("?").to_string();
-            plan.push((verb, Fault::Delay { index, plugin, after }));
+            plan.push((verb, Planned::Delay { index, fraction: rng.below(1000) as f64 / 1000.0 }));
         }
         rng.shuffle(&mut plan);
-        for (verb, fault) in plan {
+        for (verb, planned) in plan {
             if STOP.load(Ordering::Relaxed) {
                 break;
             }
+            timings.absorb(&lab);
+            let fault = match planned {
+                Planned::Fault(f) => f,
+                Planned::Delay { index, fraction } => {
+                    // Uniform over the recent median duration of that exec;
+                    // on a slower run the kill lands earlier in its work, on
+                    // a faster one too late.
+                    let median = timings.median(verb, index).unwrap_or(Duration::from_millis(5));
+                    let plugin = lab.list.plugins[index]["type"].as_str().unwrap_or("?").to_string();
+                    Fault::Delay { index, plugin, after: median.mul_f64(fraction) }
+                }
+            };
             let rec =
                 run_one(&mut lab, &mut victim, &residents, (&baseline, &stray), index, phase, verb, fault);
             if opts.verbose {
@@ -311,6 +345,12 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
             report.runs.push(rec);
             index += 1;
         }
+        for (&(verb, i), _) in &timings.recent {
+            let ty = lab.list.plugins[i]["type"].as_str().unwrap_or("?").to_string();
+            if let Some(m) = timings.median(verb, i) {
+                report.timings.insert((phase, verb, ty), m);
+            }
+        }
     }
     detach_residents(&lab, &mut residents, &mut report);
     let end = lab.snapshot();
@@ -322,7 +362,12 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
     Ok(report)
 }
 
-fn attach_residents(lab: &mut ChainLab, residents: &mut Vec<Member>, n: usize) -> Result<(), String> {
+fn attach_residents(
+    lab: &mut ChainLab,
+    residents: &mut Vec<Member>,
+    n: usize,
+    stray: &BTreeSet<IpAddr>,
+) -> Result<(), String> {
     for i in 0..n {
         let mut m = lab.member(20001 + i as u16).map_err(|e| e.to_string())?;
         let rt = lab.rt.clone();
@@ -330,7 +375,7 @@ fn attach_residents(lab: &mut ChainLab, residents: &mut Vec<Member>, n: usize) -
         residents.push(m);
     }
     let alive: Vec<&Member> = residents.iter().collect();
-    let bad = lab.check_attached(&alive, &BTreeSet::new());
+    let bad = lab.check_attached(&alive, stray);
     if !bad.is_empty() {
         return Err(format!("residents: {bad:?}"));
     }
@@ -355,30 +400,43 @@ fn warm_up(lab: &ChainLab, victim: &mut Member) -> Result<Snapshot, String> {
     Ok(lab.snapshot())
 }
 
-/// Median wall time of each plugin's exec per verb (index in the list).
-fn measure(lab: &mut ChainLab, victim: &mut Member) -> Result<BTreeMap<(Verb, usize), Duration>, String> {
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ExecRecord>::new()));
-    let mut rt = lab.rt.clone();
-    rt.exec_log = Some(log.clone());
-    for _ in 0..5 {
-        lab.fresh_identity(victim);
-        lab.add(&rt, victim).map_err(|e| format!("timing ADD: {e}"))?;
-        lab.del(&rt, victim).map_err(|e| format!("timing DEL: {e}"))?;
+/// Recent exec times of each plugin (by verb and place in the list), from
+/// the lab's clean operations: random delays are drawn over their median, so
+/// they follow the machine's speed as it changes.
+struct Timings {
+    log: Arc<Mutex<Vec<ExecRecord>>>,
+    recent: BTreeMap<(Verb, usize), VecDeque<Duration>>,
+}
+
+impl Timings {
+    /// Log the execs of `lab.rt` from now on.
+    fn attach(lab: &mut ChainLab) -> Timings {
+        let log: Arc<Mutex<Vec<ExecRecord>>> = Arc::default();
+        lab.rt.exec_log = Some(log.clone());
+        Timings { log, recent: BTreeMap::new() }
     }
-    let mut by: BTreeMap<(Verb, usize), Vec<Duration>> = BTreeMap::new();
-    for r in log.lock().unwrap().iter() {
-        let verb = if r.command == "ADD" { Verb::Add } else { Verb::Del };
-        if let Some(i) = lab.list.plugins.iter().position(|p| p["type"].as_str() == Some(r.plugin.as_str())) {
-            by.entry((verb, i)).or_default().push(r.wall);
+
+    /// Take in what was logged since the last call (the last 25 per plugin and verb).
+    fn absorb(&mut self, lab: &ChainLab) {
+        for r in std::mem::take(&mut *self.log.lock().unwrap()) {
+            let verb = if r.command == "ADD" { Verb::Add } else { Verb::Del };
+            let Some(i) = lab.list.plugins.iter().position(|p| p["type"].as_str() == Some(r.plugin.as_str()))
+            else {
+                continue;
+            };
+            let q = self.recent.entry((verb, i)).or_default();
+            q.push_back(r.wall);
+            if q.len() > 25 {
+                q.pop_front();
+            }
         }
     }
-    Ok(by
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort();
-            (k, v[v.len() / 2])
-        })
-        .collect())
+
+    fn median(&self, verb: Verb, index: usize) -> Option<Duration> {
+        let mut v: Vec<Duration> = self.recent.get(&(verb, index))?.iter().copied().collect();
+        v.sort();
+        v.get(v.len() / 2).copied()
+    }
 }
 
 /// Record the trace of one clean `verb` with `plugin`'s execs traced.

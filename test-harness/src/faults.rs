@@ -52,7 +52,8 @@ impl Verb {
 pub enum Fault {
     /// No fault (recording, warm-up).
     None,
-    /// `SIGKILL` plugin `index` of the chain (`plugin`: its type) `after` its start.
+    /// `SIGKILL` plugin `index` of the chain (`plugin`: its type) `after` the
+    /// runtime started it (from just before the spawn, as exec times are measured).
     Delay { index: usize, plugin: String, after: Duration },
     /// `SIGKILL` at the `nth` call of `syscall` in the exec tree of binary `plugin`.
     Syscall(KillPoint),
@@ -140,6 +141,8 @@ impl Armed {
         kill: Option<(usize, Duration, Verb)>,
         detach: Option<String>,
     ) -> Armed {
+        // Faulted execs are not the timings random delays are drawn over.
+        rt.exec_log = None;
         let groups: Arc<Mutex<Vec<u32>>> = Arc::default();
         let killers: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let mark = lab.strace_log();
@@ -149,8 +152,14 @@ impl Armed {
             let Ok(fd) = PidFd::open(s.pid) else { return };
             match kill {
                 Some((index, after, verb)) if s.index == index && s.command == verb.command() => {
+                    let started = s.started;
                     k.lock().unwrap().push(std::thread::spawn(move || {
-                        std::thread::sleep(after);
+                        // A real-time thread wakes when asked, not when a busy
+                        // machine gets round to it (it only sleeps and signals).
+                        let param = libc::sched_param { sched_priority: 1 };
+                        // SAFETY: this thread's own policy; failure leaves it as it was.
+                        unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+                        std::thread::sleep(after.saturating_sub(started.elapsed()));
                         fd.signal(libc::SIGKILL);
                     }));
                 }

@@ -117,6 +117,8 @@ pub struct Spawned {
     pub index: usize,
     /// Also its process group id.
     pub pid: u32,
+    /// Taken just before the spawn (where [`ExecRecord::wall`] starts too).
+    pub started: Instant,
 }
 
 /// See [`Runtime::spawn_hook`].
@@ -429,8 +431,9 @@ impl Runtime {
         let out = match &self.spawn_hook {
             None => self.exec(&bin, &env, stdin.as_bytes()),
             Some(hook) => {
+                let started = Instant::now();
                 let mut spawned = |pid| {
-                    let s = Spawned { plugin: ty.into(), command: command.into(), index, pid };
+                    let s = Spawned { plugin: ty.into(), command: command.into(), index, pid, started };
                     (hook.0)(&s)
                 };
                 let make = || {

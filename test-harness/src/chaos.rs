@@ -235,80 +235,128 @@ enum Planned {
     Delay { index: usize, fraction: f64 },
 }
 
-/// Run the chaos campaign.
+/// Run the chaos campaign: record the kill points of both phases (the
+/// sweep is spread over all of them), then each phase's shuffled plan.
 pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
     let start = Instant::now();
-    let mut lab =
-        ChainLab::new(&LabSpec { bin_dir: opts.bin_dir.clone(), ..LabSpec::new("chaos", "cnichaos0", 201) })
-            .map_err(|e| format!("lab: {e}"))?;
-    let mut rng = Rng::new(opts.seed);
-    let mut report = ChaosReport { seed: opts.seed, ..Default::default() };
-    let mut victim = lab.member(20000).map_err(|e| e.to_string())?;
-    let mut residents: Vec<Member> = Vec::new();
-    let pristine = warm_up(&lab, &mut victim)?;
-    let mut index = 0;
-
-    // Recording every trace first tells how many points there are to spread the sweep over.
-    let mut points: BTreeMap<Phase, Vec<(Verb, KillPoint)>> = BTreeMap::new();
+    let mut c = Campaign::new(opts)?;
+    let pristine = warm_up(&c.lab, &mut c.victim)?;
+    let mut points = BTreeMap::new();
     for phase in [Phase::Alone, Phase::Crowded] {
-        if phase == Phase::Crowded {
-            attach_residents(&mut lab, &mut residents, opts.residents, &BTreeSet::new())?;
+        let p = if opts.sweep_runs == Some(0) { Vec::new() } else { c.record_phase(phase, opts.residents)? };
+        points.insert(phase, p);
+    }
+    let total: usize = points.values().map(Vec::len).sum();
+    let sweep_runs = opts.sweep_runs.unwrap_or(total).min(total);
+    c.detach_residents();
+    c.timings = Some(Timings::attach(&mut c.lab));
+    for (phase, delays) in
+        [(Phase::Alone, opts.delay_runs / 2), (Phase::Crowded, opts.delay_runs.div_ceil(2))]
+    {
+        if let Err(e) = c.enter(phase, opts.residents) {
+            c.report.global.push(Problem { kind: "add-failed", text: e });
+            break;
         }
-        let baseline = warm_up(&lab, &mut victim)?;
+        let here = &points[&phase];
+        let plan = c.plan(here, sweep_runs * here.len() / total.max(1), delays);
+        c.run_plan(phase, plan, opts.verbose);
+    }
+    c.detach_residents();
+    for d in c.lab.snapshot().diff(&pristine) {
+        c.report
+            .global
+            .push(Problem { kind: "leftover", text: format!("after the last container left: {d}") });
+    }
+    c.lab.stop_processes();
+    c.report.took = start.elapsed();
+    Ok(std::mem::take(&mut c.report))
+}
+
+struct Campaign {
+    lab: ChainLab,
+    rng: Rng,
+    victim: Member,
+    residents: Vec<Member>,
+    report: ChaosReport,
+    /// Set once the runs start.
+    timings: Option<Timings>,
+    /// Leases left by earlier runs (reported there), not to be reported again.
+    stray: BTreeSet<IpAddr>,
+}
+
+impl Campaign {
+    fn new(opts: &ChaosOpts) -> Result<Campaign, String> {
+        let spec = LabSpec { bin_dir: opts.bin_dir.clone(), ..LabSpec::new("chaos", "cnichaos0", 201) };
+        let mut lab = ChainLab::new(&spec).map_err(|e| format!("lab: {e}"))?;
+        let victim = lab.member(20000).map_err(|e| e.to_string())?;
+        Ok(Campaign {
+            lab,
+            rng: Rng::new(opts.seed),
+            victim,
+            residents: Vec::new(),
+            report: ChaosReport { seed: opts.seed, ..Default::default() },
+            timings: None,
+            stray: BTreeSet::new(),
+        })
+    }
+
+    /// Record the kill points of every plugin's ADD and DEL in `phase`.
+    fn record_phase(&mut self, phase: Phase, residents: usize) -> Result<Vec<(Verb, KillPoint)>, String> {
+        if phase == Phase::Crowded {
+            self.attach_residents(residents)?;
+        }
+        let baseline = warm_up(&self.lab, &mut self.victim)?;
         let mut all = Vec::new();
-        let sweep = opts.sweep_runs != Some(0);
-        for verb in [Verb::Add, Verb::Del].into_iter().filter(|_| sweep) {
+        for verb in [Verb::Add, Verb::Del] {
             for plugin in PLUGINS {
-                let p = record(&mut lab, &mut victim, &residents, &baseline, verb, plugin)?;
-                report.points.insert((phase, verb, plugin.to_string()), p.len());
+                let p = record(&mut self.lab, &mut self.victim, &baseline, verb, plugin)?;
+                self.report.points.insert((phase, verb, plugin.to_string()), p.len());
                 all.extend(p.into_iter().map(|k| (verb, k)));
             }
         }
-        points.insert(phase, all);
+        Ok(all)
     }
-    let total_points: usize = points.values().map(Vec::len).sum();
-    let mut timings = Timings::attach(&mut lab);
-    // Leases left by earlier runs (reported there), not to be reported again.
-    let mut stray = BTreeSet::new();
-    let sweep_runs = opts.sweep_runs.unwrap_or(total_points).min(total_points);
 
-    for phase in [Phase::Alone, Phase::Crowded] {
-        if phase == Phase::Alone {
-            detach_residents(&lab, &mut residents, &mut report);
-        } else if let Err(e) = attach_residents(&mut lab, &mut residents, opts.residents, &stray) {
-            report.global.push(Problem { kind: "add-failed", text: e });
-            break;
+    /// Residents as the phase wants them, and fresh exec times.
+    fn enter(&mut self, phase: Phase, residents: usize) -> Result<(), String> {
+        if phase == Phase::Crowded {
+            self.attach_residents(residents)?;
         }
-        timings.recent.clear();
-        if let Err(e) = warm_up(&lab, &mut victim) {
-            report.global.push(Problem { kind: "add-failed", text: e });
-            break;
+        warm_up(&self.lab, &mut self.victim)?;
+        if let Some(t) = &mut self.timings {
+            t.recent.clear();
+            t.absorb(&self.lab);
         }
-        timings.absorb(&lab);
-        let mut baseline = lab.snapshot();
-        let mut plan: Vec<(Verb, Planned)> = Vec::new();
-        // The points of this phase, evenly spread (a random offset per campaign).
-        let here = &points[&phase];
-        let share = sweep_runs * here.len() / total_points.max(1);
-        let offset = rng.below(1000) as f64 / 1000.0;
-        for i in 0..share {
-            let at = ((i as f64 + offset) * here.len() as f64 / share as f64) as usize;
-            let (verb, p) = &here[at.min(here.len() - 1)];
+        Ok(())
+    }
+
+    /// `sweep` of `points`, evenly spread (a random offset per campaign),
+    /// and `delays` random-delay runs, shuffled.
+    fn plan(&mut self, points: &[(Verb, KillPoint)], sweep: usize, delays: usize) -> Vec<(Verb, Planned)> {
+        let mut plan = Vec::new();
+        let offset = self.rng.below(1000) as f64 / 1000.0;
+        for i in 0..sweep {
+            let at = ((i as f64 + offset) * points.len() as f64 / sweep as f64) as usize;
+            let (verb, p) = &points[at.min(points.len() - 1)];
             plan.push((*verb, Planned::Fault(Fault::Syscall(p.clone()))));
         }
-        let delays =
-            if phase == Phase::Alone { opts.delay_runs / 2 } else { opts.delay_runs - opts.delay_runs / 2 };
         for _ in 0..delays {
-            let verb = if rng.below(2) == 0 { Verb::Add } else { Verb::Del };
-            let index = rng.below(lab.list.plugins.len() as u64) as usize;
-            plan.push((verb, Planned::Delay { index, fraction: rng.below(1000) as f64 / 1000.0 }));
+            let verb = if self.rng.below(2) == 0 { Verb::Add } else { Verb::Del };
+            let index = self.rng.below(self.lab.list.plugins.len() as u64) as usize;
+            plan.push((verb, Planned::Delay { index, fraction: self.rng.below(1000) as f64 / 1000.0 }));
         }
-        rng.shuffle(&mut plan);
+        self.rng.shuffle(&mut plan);
+        plan
+    }
+
+    fn run_plan(&mut self, phase: Phase, plan: Vec<(Verb, Planned)>, verbose: bool) {
+        let timings = self.timings.as_mut().expect("timings attached");
+        let mut baseline = self.lab.snapshot();
         for (verb, planned) in plan {
             if STOP.load(Ordering::Relaxed) {
                 break;
             }
-            timings.absorb(&lab);
+            timings.absorb(&self.lab);
             let fault = match planned {
                 Planned::Fault(f) => f,
                 Planned::Delay { index, fraction } => {
@@ -316,13 +364,15 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
                     // on a slower run the kill lands earlier in its work, on
                     // a faster one too late.
                     let median = timings.median(verb, index).unwrap_or(Duration::from_millis(5));
-                    let plugin = lab.list.plugins[index]["type"].as_str().unwrap_or("?").to_string();
+                    let plugin = self.lab.list.plugins[index]["type"].as_str().unwrap_or("?").to_string();
                     Fault::Delay { index, plugin, after: median.mul_f64(fraction) }
                 }
             };
+            let index = self.report.runs.len();
+            let judge = (&baseline, &self.stray);
             let rec =
-                run_one(&mut lab, &mut victim, &residents, (&baseline, &stray), index, phase, verb, fault);
-            if opts.verbose {
+                run_one(&mut self.lab, &mut self.victim, &self.residents, judge, index, phase, verb, fault);
+            if verbose {
                 eprintln!(
                     "chaos run {index} {phase:?} {} {}: {:?} ({:.0} ms){}",
                     verb.command(),
@@ -337,55 +387,40 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
             }
             if !rec.problems.is_empty() {
                 // Judge the next runs on their own.
-                baseline = lab.snapshot();
+                baseline = self.lab.snapshot();
                 let held: BTreeSet<IpAddr> =
-                    residents.iter().flat_map(|m| m.ips.iter().map(|i| i.addr)).collect();
-                stray = lab.leases().into_keys().filter(|ip| !held.contains(ip)).collect();
+                    self.residents.iter().flat_map(|m| m.ips.iter().map(|i| i.addr)).collect();
+                self.stray = self.lab.leases().into_keys().filter(|ip| !held.contains(ip)).collect();
             }
-            report.runs.push(rec);
-            index += 1;
+            self.report.runs.push(rec);
         }
-        for (&(verb, i), _) in &timings.recent {
-            let ty = lab.list.plugins[i]["type"].as_str().unwrap_or("?").to_string();
+        for &(verb, i) in timings.recent.keys() {
+            let ty = self.lab.list.plugins[i]["type"].as_str().unwrap_or("?").to_string();
             if let Some(m) = timings.median(verb, i) {
-                report.timings.insert((phase, verb, ty), m);
+                self.report.timings.insert((phase, verb, ty), m);
             }
         }
     }
-    detach_residents(&lab, &mut residents, &mut report);
-    let end = lab.snapshot();
-    for d in end.diff(&pristine) {
-        report.global.push(Problem { kind: "leftover", text: format!("after the last container left: {d}") });
-    }
-    lab.stop_processes();
-    report.took = start.elapsed();
-    Ok(report)
-}
 
-fn attach_residents(
-    lab: &mut ChainLab,
-    residents: &mut Vec<Member>,
-    n: usize,
-    stray: &BTreeSet<IpAddr>,
-) -> Result<(), String> {
-    for i in 0..n {
-        let mut m = lab.member(20001 + i as u16).map_err(|e| e.to_string())?;
-        let rt = lab.rt.clone();
-        lab.add(&rt, &mut m).map_err(|e| format!("resident ADD: {e}"))?;
-        residents.push(m);
+    fn attach_residents(&mut self, n: usize) -> Result<(), String> {
+        for i in 0..n {
+            let mut m = self.lab.member(20001 + i as u16).map_err(|e| e.to_string())?;
+            self.lab.add(&self.lab.rt, &mut m).map_err(|e| format!("resident ADD: {e}"))?;
+            self.residents.push(m);
+        }
+        let alive: Vec<&Member> = self.residents.iter().collect();
+        let bad = self.lab.check_attached(&alive, &self.stray);
+        if !bad.is_empty() {
+            return Err(format!("residents: {bad:?}"));
+        }
+        Ok(())
     }
-    let alive: Vec<&Member> = residents.iter().collect();
-    let bad = lab.check_attached(&alive, stray);
-    if !bad.is_empty() {
-        return Err(format!("residents: {bad:?}"));
-    }
-    Ok(())
-}
 
-fn detach_residents(lab: &ChainLab, residents: &mut Vec<Member>, report: &mut ChaosReport) {
-    for m in residents.drain(..) {
-        if let Err(e) = lab.del(&lab.rt, &m) {
-            report.global.push(Problem { kind: "del-failed", text: format!("resident DEL: {e}") });
+    fn detach_residents(&mut self) {
+        for m in self.residents.drain(..) {
+            if let Err(e) = self.lab.del(&self.lab.rt, &m) {
+                self.report.global.push(Problem { kind: "del-failed", text: format!("resident DEL: {e}") });
+            }
         }
     }
 }
@@ -443,7 +478,6 @@ impl Timings {
 fn record(
     lab: &mut ChainLab,
     victim: &mut Member,
-    residents: &[Member],
     baseline: &Snapshot,
     verb: Verb,
     plugin: &str,
@@ -467,7 +501,6 @@ fn record(
     if !diff.is_empty() {
         return Err(format!("traced {} of {plugin} left {diff:?}", verb.command()));
     }
-    let _ = residents;
     let trace = trace.map_err(|e| format!("reading the trace of {plugin}: {e}"))?;
     let points = faults::kill_points(plugin, &trace);
     if points.is_empty() {

@@ -40,6 +40,9 @@ pub struct ChaosOpts {
     pub sweep_runs: Option<usize>,
     /// Containers attached during the second phase.
     pub residents: usize,
+    /// Kill only this binary (`bridge`, `host-local`, `portmap`, `firewall`,
+    /// `tuning`, `dns-sidecar`): to reproduce a finding.
+    pub only: Option<String>,
     pub seed: u64,
     pub bin_dir: PathBuf,
     /// Progress lines on stderr.
@@ -52,6 +55,7 @@ impl ChaosOpts {
             delay_runs,
             sweep_runs,
             residents: 3,
+            only: None,
             seed: crate::rng::seed_from_time(),
             bin_dir: crate::target_bin_dir(),
             verbose: false,
@@ -243,7 +247,11 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
     let pristine = warm_up(&c.lab, &mut c.victim)?;
     let mut points = BTreeMap::new();
     for phase in [Phase::Alone, Phase::Crowded] {
-        let p = if opts.sweep_runs == Some(0) { Vec::new() } else { c.record_phase(phase, opts.residents)? };
+        let p = if opts.sweep_runs == Some(0) {
+            Vec::new()
+        } else {
+            c.record_phase(phase, opts.residents, opts.only.as_deref())?
+        };
         points.insert(phase, p);
     }
     let total: usize = points.values().map(Vec::len).sum();
@@ -258,7 +266,7 @@ pub fn run(opts: &ChaosOpts) -> Result<ChaosReport, String> {
             break;
         }
         let here = &points[&phase];
-        let plan = c.plan(here, sweep_runs * here.len() / total.max(1), delays);
+        let plan = c.plan(here, sweep_runs * here.len() / total.max(1), delays, opts.only.as_deref());
         c.run_plan(phase, plan, opts.verbose);
     }
     c.detach_residents();
@@ -301,14 +309,19 @@ impl Campaign {
     }
 
     /// Record the kill points of every plugin's ADD and DEL in `phase`.
-    fn record_phase(&mut self, phase: Phase, residents: usize) -> Result<Vec<(Verb, KillPoint)>, String> {
+    fn record_phase(
+        &mut self,
+        phase: Phase,
+        residents: usize,
+        only: Option<&str>,
+    ) -> Result<Vec<(Verb, KillPoint)>, String> {
         if phase == Phase::Crowded {
             self.attach_residents(residents)?;
         }
         let baseline = warm_up(&self.lab, &mut self.victim)?;
         let mut all = Vec::new();
         for verb in [Verb::Add, Verb::Del] {
-            for plugin in PLUGINS {
+            for plugin in PLUGINS.iter().filter(|p| only.is_none_or(|o| o == **p)) {
                 let p = record(&mut self.lab, &mut self.victim, &baseline, verb, plugin)?;
                 self.report.points.insert((phase, verb, plugin.to_string()), p.len());
                 all.extend(p.into_iter().map(|k| (verb, k)));
@@ -332,7 +345,13 @@ impl Campaign {
 
     /// `sweep` of `points`, evenly spread (a random offset per campaign),
     /// and `delays` random-delay runs, shuffled.
-    fn plan(&mut self, points: &[(Verb, KillPoint)], sweep: usize, delays: usize) -> Vec<(Verb, Planned)> {
+    fn plan(
+        &mut self,
+        points: &[(Verb, KillPoint)],
+        sweep: usize,
+        delays: usize,
+        only: Option<&str>,
+    ) -> Vec<(Verb, Planned)> {
         let mut plan = Vec::new();
         let offset = self.rng.below(1000) as f64 / 1000.0;
         for i in 0..sweep {
@@ -340,9 +359,17 @@ impl Campaign {
             let (verb, p) = &points[at.min(points.len() - 1)];
             plan.push((*verb, Planned::Fault(Fault::Syscall(p.clone()))));
         }
+        // The list places random delays can hit (host-local is not one: bridge execs it).
+        let places: Vec<usize> = (0..self.lab.list.plugins.len())
+            .filter(|&i| {
+                let ty = self.lab.list.plugins[i]["type"].as_str().unwrap_or("");
+                only.is_none_or(|o| o == ty || (o == "dns-sidecar" && ty == "dnsname"))
+            })
+            .collect();
+        let delays = if places.is_empty() { 0 } else { delays };
         for _ in 0..delays {
             let verb = if self.rng.below(2) == 0 { Verb::Add } else { Verb::Del };
-            let index = self.rng.below(self.lab.list.plugins.len() as u64) as usize;
+            let index = places[self.rng.below(places.len() as u64) as usize];
             plan.push((verb, Planned::Delay { index, fraction: self.rng.below(1000) as f64 / 1000.0 }));
         }
         self.rng.shuffle(&mut plan);
@@ -548,8 +575,14 @@ fn run_one(
     };
 
     // Recovery, as a runtime does: DEL without prevResult, until it succeeds.
+    // The container is gone for the runtime then: so must be all its state
+    // (judged before the fresh ADD, which reuses its ID and could hide
+    // files left under its name).
     lab.drop_cache(victim);
     del_until_ok(lab, victim, "recovery DEL (no prevResult)", &mut problem);
+    for p in gone(lab, victim, residents, baseline, stray, "after the recovery DEL") {
+        problem(p.kind, p.text);
+    }
     // A fresh ADD, then a normal DEL.
     match lab.add(&lab.rt, victim) {
         Ok(_) => {
@@ -571,7 +604,26 @@ fn run_one(
         Err(e) => problem("add-failed", format!("fresh ADD after recovery: {e}")),
     }
     del_until_ok(lab, victim, "DEL after the fresh ADD", &mut problem);
+    for p in gone(lab, victim, residents, baseline, stray, "after the last DEL") {
+        problem(p.kind, p.text);
+    }
+    RunRecord { index, phase, verb, fault, outcome, problems, took: start.elapsed() }
+}
 
+/// What is wrong once `victim` was deleted: anything of it left on the node
+/// (the snapshot differs from `baseline`, its netns has more than `lo`, its
+/// name resolves), residents not intact.
+fn gone(
+    lab: &ChainLab,
+    victim: &Member,
+    residents: &[Member],
+    baseline: &Snapshot,
+    stray: &BTreeSet<IpAddr>,
+    when: &str,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut problem =
+        |kind: &'static str, text: String| out.push(Problem { kind, text: format!("{when}: {text}") });
     for d in lab.snapshot().diff(baseline) {
         problem("leftover", d);
     }
@@ -581,19 +633,19 @@ fn run_one(
     }
     let alive: Vec<&Member> = residents.iter().collect();
     for b in lab.check_attached(&alive, stray) {
-        problem("not-intact", format!("residents after the run: {b}"));
+        problem("not-intact", format!("residents: {b}"));
     }
     if let Some(r) = residents.first() {
         match lab.resolve(&r.ns, &victim.name) {
             Some((3, 0)) => {}
-            other => problem("leftover", format!("{} still resolves after DEL: {other:?}", victim.name)),
+            other => problem("leftover", format!("{} still resolves: {other:?}", victim.name)),
         }
         match lab.resolve(&r.ns, &r.name) {
             Some((0, n)) if n > 0 => {}
             other => problem("not-intact", format!("resident {} does not resolve: {other:?}", r.name)),
         }
     }
-    RunRecord { index, phase, verb, fault, outcome, problems, took: start.elapsed() }
+    out
 }
 
 /// DEL until it succeeds (a runtime retries); every failure is a problem.

@@ -8,12 +8,13 @@ use test_harness::chaos::{self, ChaosOpts};
 use test_harness::soak::{self, SoakOpts};
 
 const USAGE: &str = "\
-usage: cnichaos chaos [--runs N] [--sweep N|all] [--residents N] [--seed S] [--bin DIR] [-v]
+usage: cnichaos chaos [--runs N] [--sweep N|all] [--residents N] [--only PLUGIN] [--seed S] [--bin DIR] [-v]
        cnichaos soak  [--rounds N] [--parallel N] [--crash N] [--bin DIR] [-v]
 
 chaos: N runs killed a random time into a random plugin's ADD or DEL (default 1000), plus
        runs killed at recorded syscalls spread over every plugin's trace (--sweep: how many,
        `all` for every point; default 0). Each is followed by the recovery a runtime does.
+       --only kills only that binary (bridge, host-local, portmap, firewall, tuning, dns-sidecar).
 soak:  N rounds (default 100) of N parallel ADDs (default 32), GC, containers crashing
        (netns gone, N of them, default 4), parallel DELs, GC.
 Both run as root, in network namespaces they create, with every state dir in a temp dir;
@@ -76,6 +77,7 @@ fn run(args: &[String]) -> Result<bool, String> {
                         o.sweep_runs = if v == "all" { None } else { Some(num(v, a)?) };
                     }
                     "--residents" => o.residents = num(value(&mut it, a)?, a)?,
+                    "--only" => o.only = Some(value(&mut it, a)?.clone()),
                     "--seed" => o.seed = num(value(&mut it, a)?, a)?,
                     "--bin" => bin = Some(value(&mut it, a)?.into()),
                     "-v" => verbose = true,

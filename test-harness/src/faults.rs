@@ -130,11 +130,12 @@ impl Armed {
     }
 
     /// `rt` with a spawn hook that records each plugin's process group,
-    /// kills plugin `kill.0` of the list `kill.1` after its start, and
-    /// detaches the lab's tracers once the plugin of type `detach` and its
-    /// process group are gone: a tracer keeps the plugin's stderr open for
-    /// as long as it traces anything (a DNS daemon the plugin started, in a
-    /// session of its own), and the runtime reads stderr to its end.
+    /// kills plugin `kill.0` of the list `kill.1` after the runtime started
+    /// it for verb `kill.2`, and detaches the lab's tracers once the plugin
+    /// of type `detach` and its process group are gone: a tracer keeps the
+    /// plugin's stderr open for as long as it traces anything (a DNS daemon
+    /// the plugin started, in a session of its own), and the runtime reads
+    /// stderr to its end.
     fn hooked(
         lab: &ChainLab,
         mut rt: Runtime,

@@ -253,7 +253,10 @@ impl Plugin for Tuning {
     }
 
     fn del(&self, args: &CmdArgs) -> Result<()> {
-        let (path, saved) = match state::find(&config::data_dir(args), &args.container_id, &args.ifname) {
+        let dir = config::data_dir(args);
+        // Left by an ADD killed mid-write (unlink follows no link).
+        let _ = std::fs::remove_file(state::temp_path(&state::path(&dir, &args.container_id, &args.ifname)));
+        let (path, saved) = match state::find(&dir, &args.container_id, &args.ifname) {
             Found::Ours(path, saved) => (path, saved),
             Found::Unreadable(path) => {
                 let _ = std::fs::remove_file(&path); // nothing to restore

@@ -127,6 +127,12 @@ fn load(path: &Path) -> std::io::Result<Option<Saved>> {
     Ok(serde_json::from_slice(&data).ok())
 }
 
+/// The temporary file [`write`] renames to `path`: an ADD killed before the
+/// rename leaves it, and DEL removes it.
+pub fn temp_path(path: &Path) -> PathBuf {
+    path.with_extension("json.tmp")
+}
+
 /// Write atomically (a temporary file renamed over `path`). The temporary
 /// file is created anew (O_EXCL, which follows no symlink), and rename
 /// replaces a symlink at `path` rather than writing through it.
@@ -140,7 +146,7 @@ pub fn write(path: &Path, s: &Saved) -> Result<()> {
             }
         })?;
     }
-    let tmp = path.with_extension("json.tmp");
+    let tmp = temp_path(path);
     let data = serde_json::to_vec_pretty(s).map_err(|e| CniError::internal(e.to_string()))?;
     let create = || OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp);
     let file = match create() {

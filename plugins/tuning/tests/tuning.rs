@@ -601,3 +601,36 @@ fn a_state_file_naming_another_attachment_is_never_taken_as_ours() {
     let left: Value = serde_json::from_slice(&std::fs::read(data.join("c9:eth0.json")).unwrap()).unwrap();
     assert_eq!(left, theirs);
 }
+
+/// An ADD killed between creating its temporary state file and renaming it
+/// (found by the chaos campaign) leaves `<name>.json.tmp`; the runtime's DEL
+/// of that container must remove it, as it removes the state file itself,
+/// whether or not a saved state is there too.
+#[test]
+fn del_removes_the_temporary_state_file_of_an_interrupted_add() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    let host = HostNs::with_lo().unwrap();
+    let data = TempDir::new().unwrap();
+    let (ctr, prev) = dummy_ctr();
+    let c = conf(&data, &prev, json!({"mtu": 1400}));
+    let netns = ctr.path_str();
+    for cid in ["c1".to_string(), "d".repeat(300)] {
+        // The state file's name, from a clean ADD.
+        assert!(invoke(&host, "ADD", &netns, &cid, &c, &[]).success());
+        let state = files_in(&data).pop().unwrap();
+        assert!(invoke(&host, "DEL", &netns, &cid, &c, &[]).success());
+        // As the killed ADD left it: a partial write never renamed into place.
+        std::fs::write(data.join(format!("{state}.tmp")), "{\"mtu\": 15").unwrap();
+        let out = invoke(&host, "DEL", &netns, &cid, &c, &[]);
+        assert!(out.success(), "{}", out.stdout);
+        assert!(files_in(&data).is_empty(), "{cid:.10}…: {:?}", files_in(&data));
+        // Beside the saved state of a later ADD: both go, the link is restored.
+        assert!(invoke(&host, "ADD", &netns, &cid, &c, &[]).success());
+        std::fs::write(data.join(format!("{state}.tmp")), "{").unwrap();
+        assert!(invoke(&host, "DEL", &netns, &cid, &c, &[]).success());
+        assert!(files_in(&data).is_empty(), "{cid:.10}…: {:?}", files_in(&data));
+        assert_eq!(link_attr(&ctr, "mtu"), 1500);
+    }
+}

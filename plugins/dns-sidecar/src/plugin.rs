@@ -160,16 +160,18 @@ impl Plugin for DnsSidecar {
 }
 
 /// After records were removed (under the lock): stop and clean up when
-/// nothing is left, else store and push them to a running daemon.
+/// nothing is left, else store them if `changed` and push them to a running
+/// daemon either way: a DEL or GC killed between its store and its push left
+/// the daemon answering for a container that is gone, and only the retried
+/// DEL, which finds nothing to remove on disk, can put that right.
 fn update(dir: &NetDir, recs: &Records, changed: bool) -> Result<()> {
     if recs.containers.is_empty() {
         stop_daemon(dir);
         return dir.remove().map_err(io_err("removing DNS state"));
     }
-    if !changed {
-        return Ok(());
+    if changed {
+        dir.store(recs).map_err(io_err("writing DNS records"))?;
     }
-    dir.store(recs).map_err(io_err("writing DNS records"))?;
     if dir.daemon_running() && control(dir, "reload", CTL_TIMEOUT).is_err() {
         // A daemon that does not take the update is replaced: it must not
         // keep answering for a container that left.

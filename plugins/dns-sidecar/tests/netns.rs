@@ -914,6 +914,31 @@ fn removal_is_immediate_and_last_del_stops_the_daemon() {
     assert!(ask_udp(&t.c1.ns, "10.0.0.1", "web", rtype::A, Duration::from_millis(300)).is_none());
 }
 
+/// A DEL killed after it stored the records without the container but
+/// before the daemon took them (found by the chaos campaign): the runtime's
+/// retried DEL finds nothing left to remove on disk, yet must still bring
+/// the daemon up to date, or the name resolves for ever.
+#[test]
+fn a_retried_del_updates_the_daemon_an_interrupted_del_did_not() {
+    need_root!();
+    let t = two_on_one();
+    assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", "db", rtype::A)), vec!["10.0.0.3"]);
+    // The records file as the killed DEL left it (written as the plugin writes it: tmp + rename).
+    let records = t.lab.run_dir().join(&t.net).join("records.json");
+    let mut recs: Value = serde_json::from_str(&fs::read_to_string(&records).unwrap()).unwrap();
+    recs["containers"].as_array_mut().unwrap().retain(|c| c["id"] != t.c2.id.as_str());
+    let tmp = records.with_extension("killed-del");
+    fs::write(&tmp, recs.to_string()).unwrap();
+    fs::rename(&tmp, &records).unwrap();
+    assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", "db", rtype::A)), vec!["10.0.0.3"], "not pushed yet");
+    let cf2 = conf(&t.net, "1.0.0", "br0", &t.c2, "10.0.0.1", Some("fd00::1"), Value::Null);
+    let (rc, out) = t.lab.plugin("DEL", &t.c2, &cf2, "");
+    assert_eq!(rc, 0, "{out}");
+    let r = udp(&t.c1.ns, "10.0.0.1", "db.dns.podman", rtype::A);
+    assert_eq!(r.rcode, rcode::NXDOMAIN, "gone once the retried DEL returns");
+    assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", "web", rtype::A)), vec!["10.0.0.2"]);
+}
+
 #[test]
 fn networks_are_isolated_and_strangers_refused() {
     need_root!();

@@ -17,20 +17,21 @@ macro_rules! require_root {
     };
 }
 
-/// 100 runs: 60 killed a random time into a random plugin's ADD or DEL, 40 at
-/// recorded syscalls spread over every plugin's ADD and DEL trace; each
-/// followed by DEL without prevResult, a fresh ADD and a normal DEL, with and
-/// without other containers attached.
+/// 60 runs (kept to about two minutes on a loaded 2-core machine; the long
+/// campaign has the numbers): 36 killed a random time into a random plugin's
+/// ADD or DEL, 24 at recorded syscalls spread over every plugin's ADD and DEL
+/// trace; each followed by DEL without prevResult, a fresh ADD and a normal
+/// DEL, with and without other containers attached.
 #[test]
 fn killed_plugins_leave_nothing_behind_after_the_runtime_recovers() {
     require_root!();
-    let mut opts = ChaosOpts::new(60, Some(40));
+    let mut opts = ChaosOpts::new(36, Some(24));
     if let Some(seed) = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()) {
         opts.seed = seed;
     }
     let report = chaos::run(&opts).unwrap_or_else(|e| panic!("chaos set-up: {e}"));
     eprintln!("{}", report.markdown());
-    assert!(report.runs.len() >= 95, "only {} runs", report.runs.len());
+    assert!(report.runs.len() >= 57, "only {} runs", report.runs.len());
     assert!(report.ok(), "chaos found problems:\n{}", report.failures());
 }
 

@@ -102,8 +102,8 @@ impl Plugin for DnsSidecar {
         };
         // Unreadable records cannot be served either: treat as empty.
         let mut recs = dir.load().unwrap_or_default();
-        let removed = recs.remove(&a.container_id, &a.ifname);
-        update(&dir, &recs, removed)
+        recs.remove(&a.container_id, &a.ifname);
+        update(&dir, &recs)
     }
 
     fn check(&self, a: &CmdArgs) -> Result<()> {
@@ -153,25 +153,23 @@ impl Plugin for DnsSidecar {
             return Ok(());
         };
         let mut recs = dir.load().unwrap_or_default();
-        let before = recs.containers.len();
         recs.containers.retain(|c| valid.iter().any(|v| v.container_id == c.id && v.ifname == c.ifname));
-        update(&dir, &recs, recs.containers.len() != before)
+        update(&dir, &recs)
     }
 }
 
 /// After records were removed (under the lock): stop and clean up when
-/// nothing is left, else store them if `changed` and push them to a running
-/// daemon either way: a DEL or GC killed between its store and its push left
-/// the daemon answering for a container that is gone, and only the retried
-/// DEL, which finds nothing to remove on disk, can put that right.
-fn update(dir: &NetDir, recs: &Records, changed: bool) -> Result<()> {
+/// nothing is left, else store them and push them to a running daemon —
+/// even when nothing was removed: a DEL or GC killed between its store and
+/// its push left the daemon answering for a container that is gone, an ADD
+/// killed mid-store left `records.json.tmp`, and only the retried DEL, which
+/// finds nothing to remove, can put that right.
+fn update(dir: &NetDir, recs: &Records) -> Result<()> {
     if recs.containers.is_empty() {
         stop_daemon(dir);
         return dir.remove().map_err(io_err("removing DNS state"));
     }
-    if changed {
-        dir.store(recs).map_err(io_err("writing DNS records"))?;
-    }
+    dir.store(recs).map_err(io_err("writing DNS records"))?;
     if dir.daemon_running() && control(dir, "reload", CTL_TIMEOUT).is_err() {
         // A daemon that does not take the update is replaced: it must not
         // keep answering for a container that left.

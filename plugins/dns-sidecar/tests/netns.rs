@@ -939,6 +939,28 @@ fn a_retried_del_updates_the_daemon_an_interrupted_del_did_not() {
     assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", "web", rtype::A)), vec!["10.0.0.2"]);
 }
 
+/// An ADD killed while writing the records (found by the chaos campaign)
+/// leaves `records.json.tmp` beside the other containers' records; the
+/// runtime's DEL of that container, which never made it into the file, must
+/// not leave it behind.
+#[test]
+fn del_removes_the_temporary_records_file_of_an_interrupted_add() {
+    need_root!();
+    let t = two_on_one();
+    let dir = t.lab.run_dir().join(&t.net);
+    fs::write(dir.join("records.json.tmp"), "{\"domain\":\"dns.podman\",\"contai").unwrap();
+    let stranger = t.lab.container("br0", "10.0.0.9/24", "10.0.0.1", None);
+    let cf = conf(&t.net, "1.0.0", "br0", &stranger, "10.0.0.1", Some("fd00::1"), Value::Null);
+    let (rc, out) = t.lab.plugin("DEL", &stranger, &cf, "");
+    assert_eq!(rc, 0, "{out}");
+    let mut files: Vec<String> =
+        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files, ["ctl.sock", "daemon.lock", "lock", "pid", "records.json"]);
+    assert_eq!(addrs(&udp(&t.c1.ns, "10.0.0.1", "db", rtype::A)), vec!["10.0.0.3"]);
+    assert_eq!(addrs(&udp(&t.c2.ns, "10.0.0.1", "web", rtype::A)), vec!["10.0.0.2"]);
+}
+
 #[test]
 fn networks_are_isolated_and_strangers_refused() {
     need_root!();

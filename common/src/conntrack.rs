@@ -77,18 +77,19 @@ fn parse_ip(a: Attrs<'_>, v4: u16, v6: u16) -> Option<IpAddr> {
     Some(Ipv6Addr::from(<[u8; 16]>::try_from(a.get(v6)?.data).ok()?).into())
 }
 
-fn parse_entry(a: Attrs<'_>) -> Option<Entry> {
+/// One entry of a conntrack dump (the attributes after its nfgenmsg).
+pub fn parse_entry(a: Attrs<'_>) -> Option<Entry> {
     let orig = a.get(CTA_TUPLE_ORIG)?.nested();
     let ip = orig.get(CTA_TUPLE_IP)?.nested();
     let proto = orig.get(CTA_TUPLE_PROTO)?.nested();
-    let port = |ty| proto.get(ty).map_or(0, |p| u16::from_be_bytes([p.data[0], p.data[1]]));
+    let port = |ty| proto.get(ty).map_or(0, |p| p.u16_be());
     Some(Entry {
         src: parse_ip(ip.clone(), CTA_IP_V4_SRC, CTA_IP_V6_SRC)?,
         dst: parse_ip(ip, CTA_IP_V4_DST, CTA_IP_V6_DST)?,
         proto: proto.get(CTA_PROTO_NUM)?.u8(),
         sport: port(CTA_PROTO_SRC_PORT),
         dport: port(CTA_PROTO_DST_PORT),
-        zone: a.get(CTA_ZONE).map_or(0, |z| u16::from_be_bytes([z.data[0], z.data[1]])),
+        zone: a.get(CTA_ZONE).map_or(0, |z| z.u16_be()),
         id: a.get(CTA_ID).map(|x| x.u32_be()),
     })
 }
@@ -142,6 +143,26 @@ mod tests {
 
     fn send_udp(ns: &TestNs, dst: &str, port: u16) {
         ns.run(&["bash", "-c", &format!("echo x > /dev/udp/{dst}/{port}")]);
+    }
+
+    #[test]
+    fn short_port_and_zone_attributes_read_as_zero_instead_of_panicking() {
+        // Found by fuzz/ (netlink_replies): a one-byte port indexed past its data.
+        let mut m = ct_msg(IPCTNL_MSG_CT_GET, libc::AF_INET as u8);
+        m.nest(CTA_TUPLE_ORIG, |o| {
+            o.nest(CTA_TUPLE_IP, |ip| {
+                ip.attr(CTA_IP_V4_SRC, &[10, 0, 0, 1]).attr(CTA_IP_V4_DST, &[10, 0, 0, 2]);
+            });
+            o.nest(CTA_TUPLE_PROTO, |p| {
+                p.attr_u8(CTA_PROTO_NUM, PROTO_UDP)
+                    .attr(CTA_PROTO_SRC_PORT, &[1])
+                    .attr(CTA_PROTO_DST_PORT, &[]);
+            });
+        });
+        m.attr(CTA_ZONE, &[7]);
+        let bytes = m.bytes(1);
+        let e = parse_entry(Attrs::new(&bytes[crate::netlink::NLMSG_HDRLEN + 4..])).unwrap();
+        assert_eq!((e.proto, e.sport, e.dport, e.zone), (PROTO_UDP, 0, 0, 0));
     }
 
     #[test]

@@ -312,6 +312,9 @@ impl<'a> Attr<'a> {
     pub fn u32(&self) -> u32 {
         self.data.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0)
     }
+    pub fn u16_be(&self) -> u16 {
+        self.data.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]])).unwrap_or(0)
+    }
     pub fn u32_be(&self) -> u32 {
         self.data.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0)
     }
@@ -360,6 +363,26 @@ impl<'a> Iterator for Attrs<'a> {
         self.rest = &self.rest[align4(len).min(self.rest.len())..];
         Some(Attr { ty, data })
     }
+}
+
+/// The messages of one received datagram, each with its sequence number; a
+/// header whose length runs past the datagram ends the list.
+pub fn split_messages(datagram: &[u8]) -> Vec<(u32, Reply)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + NLMSG_HDRLEN <= datagram.len() {
+        let b = &datagram[off..];
+        let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len < NLMSG_HDRLEN || len > b.len() {
+            break;
+        }
+        let ty = u16::from_ne_bytes([b[4], b[5]]);
+        let flags = u16::from_ne_bytes([b[6], b[7]]);
+        let seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+        out.push((seq, Reply { ty, flags, payload: b[NLMSG_HDRLEN..len].to_vec() }));
+        off += align4(len);
+    }
+    out
 }
 
 /// A netlink socket of one protocol, bound in the netns where it was opened.
@@ -456,25 +479,11 @@ impl Socket {
             );
             return Err(NlError { errno: libc::EMSGSIZE, ext: Some(ext) });
         }
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off + NLMSG_HDRLEN <= n {
-            let b = &self.buf[off..n];
-            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-            if len < NLMSG_HDRLEN || len > b.len() {
-                break;
-            }
-            let ty = u16::from_ne_bytes([b[4], b[5]]);
-            let flags = u16::from_ne_bytes([b[6], b[7]]);
-            let seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
-            out.push((seq, Reply { ty, flags, payload: b[NLMSG_HDRLEN..len].to_vec() }));
-            off += align4(len);
-        }
-        Ok(out)
+        Ok(split_messages(&self.buf[..n]))
     }
 
     /// Decode an NLMSG_ERROR payload: Ok(()) for an ACK, the error otherwise.
-    fn ack_result(reply: &Reply) -> NlResult<()> {
+    pub fn ack_result(reply: &Reply) -> NlResult<()> {
         let p = &reply.payload;
         if p.len() < 4 {
             return Err(NlError { errno: libc::EPROTO, ext: Some("short netlink error message".into()) });

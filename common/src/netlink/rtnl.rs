@@ -27,8 +27,8 @@ mod vxlan;
 
 pub use addr::{Addr, AddrOpts};
 pub use link::{
-    BridgeOpts, BridgePort, BridgePortOpts, BridgeVlan, Link, LinkKind, MacvlanMode, MacvlanOpts, NewLink,
-    IF_OPER_UP,
+    parse_bridge_vlans, BridgeOpts, BridgePort, BridgePortOpts, BridgeVlan, Link, LinkKind, MacvlanMode,
+    MacvlanOpts, NewLink, IF_OPER_UP,
 };
 pub use link::{IpvlanFlags, IpvlanMode, VlanProtocol};
 pub use neigh::Neigh;

@@ -851,14 +851,7 @@ impl Nft {
     pub fn list_tables(&mut self, family: Option<Family>) -> NftResult<Vec<Table>> {
         let fam = family.map_or(0, |f| f as u8);
         let replies = self.dump(nfgen(MSG_GETTABLE, 0, fam), || "listing tables".into())?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| {
-                let family = Family::from_u8(*r.payload.first()?)?;
-                let name = r.attrs(4).get(TABLE_NAME)?.str().to_string();
-                Some(Table { family, name })
-            })
-            .collect())
+        Ok(parse_tables(&replies))
     }
 
     /// True when the table exists.
@@ -878,20 +871,7 @@ impl Nft {
         let mut m = nfgen(MSG_GETCHAIN, 0, t.family as u8);
         m.attr_str(CHAIN_TABLE, &t.name);
         let replies = self.dump(m, || format!("listing chains of {t}"))?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| {
-                let a = r.attrs(4);
-                if a.get(CHAIN_TABLE)?.str() != t.name {
-                    return None;
-                }
-                Some(ChainInfo {
-                    name: a.get(CHAIN_NAME)?.str().to_string(),
-                    handle: a.get(CHAIN_HANDLE).map_or(0, |x| x.u64_be()),
-                    hook: hook_of(&a),
-                })
-            })
-            .collect())
+        Ok(parse_chains(&replies, t))
     }
 
     /// Rules of a chain in order, with handle and comment.
@@ -899,21 +879,7 @@ impl Nft {
         let mut m = nfgen(MSG_GETRULE, 0, t.family as u8);
         m.attr_str(RULE_TABLE, &t.name).attr_str(RULE_CHAIN, chain);
         let replies = self.dump(m, || format!("listing rules of chain {t}/{chain}"))?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| {
-                let a = r.attrs(4);
-                let ch = a.get(RULE_CHAIN)?.str();
-                if a.get(RULE_TABLE)?.str() != t.name || ch != chain {
-                    return None;
-                }
-                Some(RuleInfo {
-                    chain: ch.to_string(),
-                    handle: a.get(RULE_HANDLE)?.u64_be(),
-                    comment: a.get(RULE_USERDATA).and_then(|u| parse_comment(u.data)),
-                })
-            })
-            .collect())
+        Ok(parse_rules(&replies, t, chain))
     }
 
     /// Sets and maps of a table.
@@ -921,22 +887,7 @@ impl Nft {
         let mut m = nfgen(MSG_GETSET, 0, t.family as u8);
         m.attr_str(SET_TABLE, &t.name);
         let replies = self.dump(m, || format!("listing sets of {t}"))?;
-        Ok(replies
-            .iter()
-            .filter_map(|r| {
-                let a = r.attrs(4);
-                if a.get(SET_TABLE)?.str() != t.name {
-                    return None;
-                }
-                let u = |ty| a.get(ty).map_or(0, |x| x.u32_be());
-                Some(SetInfo {
-                    name: a.get(SET_NAME)?.str().to_string(),
-                    flags: u(SET_FLAGS),
-                    key_len: u(SET_KEY_LEN),
-                    data_len: u(SET_DATA_LEN),
-                })
-            })
-            .collect())
+        Ok(parse_sets(&replies, t))
     }
 
     /// Elements of a set or map with data and comment.
@@ -944,8 +895,85 @@ impl Nft {
         let mut m = nfgen(MSG_GETSETELEM, 0, t.family as u8);
         m.attr_str(ELEM_LIST_TABLE, &t.name).attr_str(ELEM_LIST_SET, set);
         let replies = self.dump(m, || format!("listing elements of set {t}/{set}"))?;
-        Ok(replies.iter().flat_map(|r| elems_of(&r.attrs(4))).collect())
+        Ok(parse_elements(&replies))
     }
+}
+
+// The listings' replies decoded, apart from the socket so that they can be
+// checked on any bytes (fuzz/).
+
+/// The tables in a GETTABLE dump.
+pub fn parse_tables(replies: &[Reply]) -> Vec<Table> {
+    replies
+        .iter()
+        .filter_map(|r| {
+            let family = Family::from_u8(*r.payload.first()?)?;
+            let name = r.attrs(4).get(TABLE_NAME)?.str().to_string();
+            Some(Table { family, name })
+        })
+        .collect()
+}
+
+/// The chains of table `t` in a GETCHAIN dump.
+pub fn parse_chains(replies: &[Reply], t: &Table) -> Vec<ChainInfo> {
+    replies
+        .iter()
+        .filter_map(|r| {
+            let a = r.attrs(4);
+            if a.get(CHAIN_TABLE)?.str() != t.name {
+                return None;
+            }
+            Some(ChainInfo {
+                name: a.get(CHAIN_NAME)?.str().to_string(),
+                handle: a.get(CHAIN_HANDLE).map_or(0, |x| x.u64_be()),
+                hook: hook_of(&a),
+            })
+        })
+        .collect()
+}
+
+/// The rules of `t`/`chain` in a GETRULE dump.
+pub fn parse_rules(replies: &[Reply], t: &Table, chain: &str) -> Vec<RuleInfo> {
+    replies
+        .iter()
+        .filter_map(|r| {
+            let a = r.attrs(4);
+            let ch = a.get(RULE_CHAIN)?.str();
+            if a.get(RULE_TABLE)?.str() != t.name || ch != chain {
+                return None;
+            }
+            Some(RuleInfo {
+                chain: ch.to_string(),
+                handle: a.get(RULE_HANDLE)?.u64_be(),
+                comment: a.get(RULE_USERDATA).and_then(|u| parse_comment(u.data)),
+            })
+        })
+        .collect()
+}
+
+/// The sets and maps of table `t` in a GETSET dump.
+pub fn parse_sets(replies: &[Reply], t: &Table) -> Vec<SetInfo> {
+    replies
+        .iter()
+        .filter_map(|r| {
+            let a = r.attrs(4);
+            if a.get(SET_TABLE)?.str() != t.name {
+                return None;
+            }
+            let u = |ty| a.get(ty).map_or(0, |x| x.u32_be());
+            Some(SetInfo {
+                name: a.get(SET_NAME)?.str().to_string(),
+                flags: u(SET_FLAGS),
+                key_len: u(SET_KEY_LEN),
+                data_len: u(SET_DATA_LEN),
+            })
+        })
+        .collect()
+}
+
+/// The elements (key, data, comment) in a GETSETELEM dump.
+pub fn parse_elements(replies: &[Reply]) -> Vec<Elem> {
+    replies.iter().flat_map(|r| elems_of(&r.attrs(4))).collect()
 }
 
 /// A chain's hook number and priority (base chains only).

@@ -32,7 +32,8 @@ pub struct Addr {
 }
 
 impl Addr {
-    fn parse(r: &Reply) -> Option<Addr> {
+    /// An RTM_NEWADDR reply (None for any other message).
+    pub fn parse(r: &Reply) -> Option<Addr> {
         let p = payload_of(r, libc::RTM_NEWADDR, IFADDRMSG_LEN)?;
         let (af, prefix, flags8, scope, index) = (p[0], p[1], p[2], p[3], ne_u32(p, 4));
         let attrs = r.attrs(IFADDRMSG_LEN);

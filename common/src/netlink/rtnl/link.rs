@@ -87,7 +87,8 @@ impl Link {
         self.mac.as_ref().map(super::format_mac).unwrap_or_default()
     }
 
-    fn parse(r: &Reply) -> Option<Link> {
+    /// An RTM_NEWLINK reply (None for any other message).
+    pub fn parse(r: &Reply) -> Option<Link> {
         let p = payload_of(r, libc::RTM_NEWLINK, IFINFOMSG_LEN)?;
         let mut l = Link { index: ne_u32(p, 4), flags: ne_u32(p, 8), ..Link::default() };
         for a in r.attrs(IFINFOMSG_LEN) {
@@ -523,7 +524,8 @@ fn bridge_vlan_msg(ty: u16, index: u32, v: BridgeVlan, on_self: bool) -> Msg {
     m
 }
 
-fn parse_bridge_vlans(r: &Reply) -> Vec<BridgeVlan> {
+/// The VLANs of a bridge port in an RTM_NEWLINK reply of family AF_BRIDGE.
+pub fn parse_bridge_vlans(r: &Reply) -> Vec<BridgeVlan> {
     let Some(spec) = r.attrs(IFINFOMSG_LEN).get(libc::IFLA_AF_SPEC) else { return Vec::new() };
     spec.nested()
         .filter(|a| a.ty == IFLA_BRIDGE_VLAN_INFO && a.data.len() >= 4)

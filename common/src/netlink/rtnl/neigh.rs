@@ -20,7 +20,8 @@ pub struct Neigh {
 }
 
 impl Neigh {
-    fn parse(r: &Reply) -> Option<Neigh> {
+    /// An RTM_NEWNEIGH reply (None for any other message).
+    pub fn parse(r: &Reply) -> Option<Neigh> {
         let p = payload_of(r, libc::RTM_NEWNEIGH, NDMSG_LEN)?;
         let attrs = r.attrs(NDMSG_LEN);
         Some(Neigh {

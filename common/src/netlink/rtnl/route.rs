@@ -60,7 +60,8 @@ impl Route {
         self.prefix == 0
     }
 
-    fn parse(r: &Reply) -> Option<Route> {
+    /// An RTM_NEWROUTE reply (None for any other message and for cache entries).
+    pub fn parse(r: &Reply) -> Option<Route> {
         let p = payload_of(r, libc::RTM_NEWROUTE, RTMSG_LEN)?;
         let (af, prefix, table8) = (p[0], p[1], p[4]);
         if ne_u32(p, 8) & libc::RTM_F_CLONED != 0 {

@@ -492,6 +492,13 @@ impl Socket {
         if err == 0 {
             return Ok(());
         }
+        // The kernel sends a negated errno; anything else is no error we know.
+        let Some(errno) = err.checked_neg().filter(|e| *e > 0) else {
+            return Err(NlError {
+                errno: libc::EPROTO,
+                ext: Some(format!("netlink error code {err} is no errno")),
+            });
+        };
         let mut ext = None;
         if reply.flags & NLM_F_ACK_TLVS != 0 {
             // With NETLINK_CAP_ACK the echoed request is only its header.
@@ -502,7 +509,7 @@ impl Socket {
                 }
             }
         }
-        Err(NlError { errno: -err, ext })
+        Err(NlError { errno, ext })
     }
 
     /// Send one request and wait for its ACK.
@@ -813,5 +820,18 @@ mod tests {
     fn truncated_attributes_stop_cleanly() {
         let buf = [8u8, 0, 1, 0, 1, 2];
         assert_eq!(Attrs::new(&buf).count(), 0);
+    }
+
+    #[test]
+    fn an_error_code_that_is_no_negated_errno_is_a_protocol_error() {
+        // Found by fuzz/ (netlink_replies): i32::MIN overflowed on negation.
+        for code in [i32::MIN, 1, i32::MAX] {
+            let reply = Reply { ty: NLMSG_ERROR, flags: 0, payload: code.to_ne_bytes().to_vec() };
+            let e = Socket::ack_result(&reply).unwrap_err();
+            assert_eq!(e.errno, libc::EPROTO, "{code}");
+            assert!(e.ext.unwrap().contains(&code.to_string()));
+        }
+        let reply = Reply { ty: NLMSG_ERROR, flags: 0, payload: (-libc::ENOENT).to_ne_bytes().to_vec() };
+        assert!(Socket::ack_result(&reply).unwrap_err().not_found());
     }
 }

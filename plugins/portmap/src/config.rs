@@ -222,26 +222,41 @@ pub fn parse_mappings(v: Option<&Value>) -> Result<Vec<Mapping>> {
             None => vec![false, true],
             Some(ip) => vec![ip.is_ipv6()],
         };
-        let mut duplicate = false;
+        let mut new_families = Vec::new();
         for v6 in families {
             match seen.get(&(m.specific_ip(), v6, proto, host_port)) {
-                Some(&j) if out[j].container_port == container_port => duplicate = true,
+                Some(&j) if out[j].container_port == container_port => {}
                 Some(&j) => {
                     return Err(CniError::invalid_config(format!(
                         "portMappings[{i}]: host port {m} is mapped twice (to {} and {container_port})",
                         out[j].container_port
                     )))
                 }
-                None => {
-                    seen.insert((m.specific_ip(), v6, proto, host_port), out.len());
-                }
+                None => new_families.push(v6),
             }
         }
-        if !duplicate {
-            out.push(m);
+        // Keep what is not published yet: all of it, or (an "any" mapping
+        // whose other family an earlier entry covers) the one family left.
+        let kept = match new_families[..] {
+            [] => continue,
+            [v6] if host_ip.is_none() => Mapping { host_ip: Some(any_address(v6)), ..m },
+            _ => m,
+        };
+        for v6 in new_families {
+            seen.insert((kept.specific_ip(), v6, proto, host_port), out.len());
         }
+        out.push(kept);
     }
     Ok(out)
+}
+
+/// The unspecified address of a family: "every local address of it".
+fn any_address(v6: bool) -> IpAddr {
+    if v6 {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    }
 }
 
 #[cfg(test)]
@@ -333,5 +348,28 @@ mod tests {
         let e = maps(json!([{"hostPort": 80, "containerPort": 1}, {"hostPort": 80, "containerPort": 2, "hostIP": "0.0.0.0"}]))
             .unwrap_err();
         assert!(e.msg.contains("mapped twice"), "{e}");
+    }
+
+    #[test]
+    fn a_mapping_half_covered_by_an_earlier_one_keeps_its_other_family() {
+        // Found by fuzz/ (portmap_config): the second mapping was dropped as a
+        // duplicate of the first, so port 80 was never published over IPv6.
+        let m = maps(json!([
+            {"hostPort": 80, "containerPort": 8080, "hostIP": "0.0.0.0"},
+            {"hostPort": 80, "containerPort": 8080}
+        ]))
+        .unwrap();
+        let any6 = Some("::".parse().unwrap());
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[1], Mapping { host_port: 80, container_port: 8080, proto: Proto::Tcp, host_ip: any6 });
+        // And a later conflict with the kept half is still refused, naming the right port.
+        let e = maps(json!([
+            {"hostPort": 80, "containerPort": 8080, "hostIP": "0.0.0.0"},
+            {"hostPort": 80, "containerPort": 8080},
+            {"hostPort": 81, "containerPort": 9090},
+            {"hostPort": 80, "containerPort": 9090, "hostIP": "::"}
+        ]))
+        .unwrap_err();
+        assert!(e.msg.contains("to 8080 and 9090"), "{e}");
     }
 }

@@ -70,10 +70,10 @@ const MAX_CURSOR: usize = 64;
 const MAX_INDEX: usize = 64 << 20;
 
 /// What the index file holds.
-#[derive(Debug, Default)]
-struct Index {
-    leases: Vec<Lease>,
-    cursors: HashMap<usize, IpAddr>,
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Index {
+    pub leases: Vec<Lease>,
+    pub cursors: HashMap<usize, IpAddr>,
 }
 
 /// The leases of one network, locked for as long as this value lives.
@@ -137,16 +137,9 @@ impl DiskStore {
         Some(Index::parse(&String::from_utf8_lossy(&content)))
     }
 
-    fn lease_line(l: &Lease) -> String {
-        format!("{} {} {}\n", l.ip, l.container_id, l.ifname.as_deref().unwrap_or(""))
-    }
-
     /// Replace the index (temp file + rename, so readers never see half of it).
     fn write_index(&self, index: &Index) {
-        let mut body: String = index.leases.iter().map(Self::lease_line).collect();
-        for (set, ip) in &index.cursors {
-            body.push_str(&format!("@ {set} {ip}\n"));
-        }
+        let body = index.render();
         let tmp = self.dir.join(INDEX_TMP);
         // Created afresh (O_EXCL never follows a link); a leftover of a crash,
         // or anything planted under the name, is removed first.
@@ -239,9 +232,22 @@ impl DiskStore {
 }
 
 impl Index {
+    fn lease_line(l: &Lease) -> String {
+        format!("{} {} {}\n", l.ip, l.container_id, l.ifname.as_deref().unwrap_or(""))
+    }
+
+    /// The file's text (what [`Index::parse`] reads).
+    pub fn render(&self) -> String {
+        let mut body: String = self.leases.iter().map(Self::lease_line).collect();
+        for (set, ip) in &self.cursors {
+            body.push_str(&format!("@ {set} {ip}\n"));
+        }
+        body
+    }
+
     /// The index's text: `<ip> <containerID> <ifname>` per lease, `@ <set>
     /// <ip>` per cursor; anything else is skipped (it is only a hint).
-    fn parse(text: &str) -> Index {
+    pub fn parse(text: &str) -> Index {
         let mut index = Index::default();
         for line in text.lines() {
             let mut f = line.splitn(3, ' ');
@@ -263,6 +269,11 @@ impl Index {
         }
         index
     }
+}
+
+/// A cursor file's content: an IP, surrounding whitespace allowed.
+pub fn parse_cursor(content: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(content).ok()?.trim().parse().ok()
 }
 
 /// A file of ours in the network directory, whole, opened with [`NO_LINKS`];
@@ -305,7 +316,7 @@ impl Store for DiskStore {
         // killed anywhere below still finds it (a line whose lease never came
         // is dropped by the check against the lease file).
         let lease = Lease { ip, container_id: id.trim().to_string(), ifname: Some(ifname.to_string()) };
-        self.append_index(&Self::lease_line(&lease));
+        self.append_index(&Index::lease_line(&lease));
         match self.create_lease(&path, lease_content(id, ifname).as_bytes()) {
             Ok(true) => {}
             Ok(false) => return Ok(false),
@@ -357,7 +368,7 @@ impl Store for DiskStore {
 
     fn last_reserved(&self, set: usize) -> Option<IpAddr> {
         let content = read_state(&self.dir.join(format!("{CURSOR_PREFIX}{set}")), MAX_CURSOR).ok()?;
-        std::str::from_utf8(&content).ok()?.trim().parse().ok()
+        parse_cursor(&content)
     }
 
     /// Every lease file: a regular file named by an IP in its canonical form

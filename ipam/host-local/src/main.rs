@@ -7,17 +7,12 @@
 //! read to the last write, so parallel ADDs (ours or the reference's) never
 //! hand out one address twice.
 
-mod allocator;
-mod config;
-mod disk;
-mod dns;
-mod store;
-
 use common::skel::{CmdArgs, Plugin};
 use common::spec::{version, CniResult, Dns};
 use common::{CniError, Result};
 
-use disk::DiskStore;
+use host_local::disk::{self, DiskStore};
+use host_local::{allocator, config, dns};
 
 struct HostLocal;
 

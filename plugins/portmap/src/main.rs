@@ -15,7 +15,6 @@
 //! packet marks are used), `conditionsV4/V6` (unsupported: code 2 when not
 //! empty). See README.md.
 
-mod config;
 mod nat;
 
 use std::net::IpAddr;
@@ -28,8 +27,8 @@ use common::skel::{CmdArgs, Plugin};
 use common::spec::CniResult;
 use common::{conntrack, sysctl, CniError, Result};
 
-use config::Config;
 use nat::Attachment;
+use portmap::config::{self, Config};
 
 struct Portmap;
 

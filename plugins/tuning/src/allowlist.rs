@@ -43,7 +43,8 @@ struct Entry {
     folds_case: bool,
 }
 
-struct Allowlist {
+/// The compiled allowlist.
+pub struct Allowlist {
     path: String,
     entries: Vec<Entry>,
 }
@@ -60,7 +61,12 @@ impl Allowlist {
                 )))
             }
         };
-        let path = path.display().to_string();
+        Allowlist::parse(&text, &path.display().to_string()).map(Some)
+    }
+
+    /// The allowlist in `text`, read from `path` (named in errors).
+    pub fn parse(text: &str, path: &str) -> Result<Allowlist> {
+        let path = path.to_string();
         let mut entries = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let pattern = line.trim();
@@ -74,10 +80,11 @@ impl Allowlist {
             let (re, folds_case) = compiled.map_err(|why| invalid_allowlist(&path, n + 1, pattern, &why))?;
             entries.push(Entry { line: n + 1, pattern: pattern.to_string(), re, folds_case });
         }
-        Ok(Some(Allowlist { path, entries }))
+        Ok(Allowlist { path, entries })
     }
 
-    fn check(&self, key: &str) -> Result<()> {
+    /// Ok when a line matches `key` (code 7 otherwise).
+    pub fn check(&self, key: &str) -> Result<()> {
         for e in &self.entries {
             if e.folds_case && !key.is_ascii() {
                 return Err(CniError::invalid_config(format!(
@@ -110,7 +117,7 @@ fn invalid_allowlist(path: &str, line: usize, pattern: &str, why: &str) -> CniEr
 }
 
 /// Go's RE2 syntax in regex-lite's, and whether the pattern folds case.
-fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
+pub fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
     let s: Vec<char> = go.chars().collect();
     let mut out = String::with_capacity(go.len() + 8);
     let mut folds_case = false;

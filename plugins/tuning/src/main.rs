@@ -8,8 +8,6 @@
 //! ADD validates everything before it changes anything, and takes back what
 //! it changed when a later step fails.
 
-mod allowlist;
-mod config;
 mod state;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +19,8 @@ use common::skel::{CmdArgs, Plugin};
 use common::spec::CniResult;
 use common::{CniError, Result};
 
-use config::Settings;
 use state::{Found, Saved};
+use tuning::config::{self, Settings};
 
 /// The current values of what `s` is about to change.
 fn snapshot(link: &Link, s: &Settings) -> Saved {

@@ -1,0 +1,4 @@
+//! portmap's configuration as a library, so that the fuzz targets (fuzz/)
+//! and the binary (main.rs) parse port mappings with the same code.
+
+pub mod config;

@@ -1,0 +1,39 @@
+//! The node's sysctl allowlist (Go RE2 patterns, one a line) and a key
+//! checked against it. Input: the allowlist text, a NUL byte, the key.
+//! Never a panic (a 100,000-character key crashed the recursive matcher);
+//! a broken line is code 999 naming the file, a refused key code 7; and
+//! for ASCII keys the decision is the full `regex` engine's on the same
+//! translated patterns (a differential check of regex-lite).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tuning::allowlist::{go_to_lite, Allowlist};
+
+fuzz_target!(|data: &[u8]| {
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let Ok(text) = std::str::from_utf8(&data[..split]) else { return };
+    let key = String::from_utf8_lossy(data.get(split + 1..).unwrap_or_default());
+    let list = match Allowlist::parse(text, "/etc/cni/tuning/allowlist.conf") {
+        Ok(l) => l,
+        Err(e) => {
+            assert_eq!(e.code, 999, "{e:?}");
+            assert!(e.msg.contains("/etc/cni/tuning/allowlist.conf"), "{}", e.msg);
+            return;
+        }
+    };
+    let verdict = list.check(&key);
+    if let Err(e) = &verdict {
+        assert_eq!(e.code, 7, "{e:?}");
+    }
+    if !key.is_ascii() {
+        return;
+    }
+    // The oracle: the same translated patterns in the full engine.
+    let mut oracle = false;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (lite, _) = go_to_lite(line).expect("the allowlist parsed, so every line translates");
+        let Ok(re) = regex::RegexBuilder::new(&lite).size_limit(1 << 24).build() else { return };
+        oracle |= re.is_match(&key);
+    }
+    assert_eq!(verdict.is_ok(), oracle, "regex-lite and regex differ on {key:?}");
+});

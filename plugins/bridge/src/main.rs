@@ -6,7 +6,6 @@
 //! ADD either completes or undoes everything it made; DEL removes every
 //! host-side trace even when the container's netns is already gone.
 
-mod config;
 mod links;
 mod spoofcheck;
 #[cfg(test)]
@@ -24,7 +23,7 @@ use common::spec::{CniResult, Interface, Route};
 use common::undo::{Side, Undo};
 use common::{ifconfig, CniError, Errors, Result};
 
-use config::Config;
+use bridge::config::{self, Config};
 
 /// Masquerade (`ipMasq`) lives in `table inet cnirs_bridge`.
 const MASQ: Masquerade = Masquerade::new("cnirs_bridge");

@@ -6,7 +6,6 @@
 //! container netns and renamed to `CNI_IFNAME` there. ADD either completes or
 //! undoes everything it made; DEL succeeds even when the netns is gone.
 
-mod config;
 #[cfg(test)]
 mod tests;
 
@@ -22,7 +21,7 @@ use common::spec::CniResult;
 use common::undo::Undo;
 use common::{CniError, Errors, Result};
 
-use config::Config;
+use macvlan::config::Config;
 
 struct Macvlan;
 

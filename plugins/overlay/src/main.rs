@@ -20,9 +20,7 @@
 //! also honours `DNS_SIDECAR_RUN_DIR` to find the DNS server.
 
 mod agent;
-mod b64;
 mod cluster;
-mod config;
 mod dataplane;
 mod dnsfeed;
 mod etcd;
@@ -39,7 +37,8 @@ use common::spec::{CniResult, Interface, IpConfig};
 use common::{ifconfig, veth, CniError, Errors, Result};
 
 use cluster::{Claim, IpRecord, Keys};
-use config::Config;
+use overlay::config::{self, Config};
+use overlay::b64;
 use etcd::{Etcd, EtcdError};
 use state::{Attachment, NetDir, Pending};
 

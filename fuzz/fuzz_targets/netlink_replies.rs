@@ -5,7 +5,7 @@
 #![no_main]
 
 use common::conntrack;
-use common::netlink::rtnl::{parse_bridge_vlans, Addr, Link, Neigh, Route};
+use common::netlink::rtnl::{parse_bridge_vlans, Addr, Fdb, Link, Neigh, Route};
 use common::netlink::{split_messages, Attrs, Socket, NLMSG_HDRLEN};
 use common::nft::tag::{Legacy, Owner};
 use common::nft::{self, Family, Table};
@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = Addr::parse(r);
         let _ = Route::parse(r).map(|rt| rt.is_default());
         let _ = Neigh::parse(r);
+        let _ = Fdb::parse(r).map(|f| (f.is_vxlan_remote(), f.is_bridge_static()));
         let _ = parse_bridge_vlans(r);
         if let Some(e) = conntrack::parse_entry(r.attrs(4)) {
             let _ = e;

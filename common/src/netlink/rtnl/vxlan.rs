@@ -79,7 +79,8 @@ pub struct Fdb {
 }
 
 impl Fdb {
-    fn parse(r: &Reply) -> Option<Fdb> {
+    /// An RTM_NEWNEIGH reply of family AF_BRIDGE (None for any other message).
+    pub fn parse(r: &Reply) -> Option<Fdb> {
         let p = payload_of(r, libc::RTM_NEWNEIGH, NDMSG_LEN)?;
         if p[0] != AF_BRIDGE {
             return None;

@@ -147,7 +147,7 @@ mod tests {
 
     #[test]
     fn short_port_and_zone_attributes_read_as_zero_instead_of_panicking() {
-        // Found by fuzz/ (netlink_replies): a one-byte port indexed past its data.
+        // Seen while writing fuzz/netlink_replies: a one-byte port indexed past its data.
         let mut m = ct_msg(IPCTNL_MSG_CT_GET, libc::AF_INET as u8);
         m.nest(CTA_TUPLE_ORIG, |o| {
             o.nest(CTA_TUPLE_IP, |ip| {

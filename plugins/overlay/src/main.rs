@@ -37,9 +37,9 @@ use common::spec::{CniResult, Interface, IpConfig};
 use common::{ifconfig, veth, CniError, Errors, Result};
 
 use cluster::{Claim, IpRecord, Keys};
-use overlay::config::{self, Config};
-use overlay::b64;
 use etcd::{Etcd, EtcdError};
+use overlay::b64;
+use overlay::config::{self, Config};
 use state::{Attachment, NetDir, Pending};
 
 #[cfg(not(test))]

@@ -66,7 +66,7 @@ impl Config {
         }
         c.trunk_vlans()?;
         if c.is_gateway && c.vlan > 0 && args.conf.ipam_type().is_some() {
-            let gw = crate::links::vlan_gateway_name(&c.bridge, c.vlan);
+            let gw = vlan_gateway_name(&c.bridge, c.vlan);
             common::skel::validate_ifname(&gw).map_err(|_| {
                 CniError::invalid_config(format!(
                     "the gateway of VLAN {} would be the interface {}, longer than 15 bytes: use a shorter bridge name",
@@ -139,4 +139,9 @@ impl Config {
     pub fn uses_vlans(&self) -> bool {
         self.vlan != 0 || !self.vlan_trunk.is_empty()
     }
+}
+
+/// The link that carries the gateway of VLAN `vid` on `bridge`.
+pub fn vlan_gateway_name(bridge: &str, vid: i64) -> String {
+    format!("{bridge}.{vid}")
 }

@@ -7,7 +7,7 @@ use common::netlink::rtnl::{AddrOpts, BridgePortOpts, BridgeVlan, Family, Link, 
 use common::netlink::NlError;
 use common::{CniError, Result};
 
-use crate::config::Config;
+use crate::config::{vlan_gateway_name, Config};
 
 /// Bridge creation and teardown on failure are serialized per bridge, so a
 /// failed ADD never deletes a bridge another ADD is plugging into.
@@ -161,11 +161,6 @@ fn set_port_vlans(
             .map_err(unsupported)?;
     }
     Ok(())
-}
-
-/// The link that carries the gateway of VLAN `vid` on `bridge`.
-pub fn vlan_gateway_name(bridge: &str, vid: i64) -> String {
-    format!("{bridge}.{vid}")
 }
 
 /// `vlan` + `isGateway`: the bridge's own port is in VLAN 1, out of reach of

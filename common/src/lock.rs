@@ -57,9 +57,15 @@ impl FileLock {
     /// no timer, signal or thread is left behind.
     pub fn exclusive_within(path: impl AsRef<Path>, wait: Duration) -> io::Result<FileLock> {
         let path = path.as_ref();
+        FileLock::exclusive_on(open(path)?, path, wait)
+    }
+
+    /// [`FileLock::exclusive_within`] on a file already open; `path` names
+    /// it in messages. The lock lasts while `file`'s open file description
+    /// has a descriptor, so give it one of its own.
+    pub fn exclusive_on(file: File, path: &Path, wait: Duration) -> io::Result<FileLock> {
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_micros(100);
-        let file = open(path)?;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(FileLock { file }),

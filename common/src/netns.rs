@@ -146,6 +146,19 @@ impl Netns {
         Ok(a.dev() == b.dev() && a.ino() == b.ino())
     }
 
+    /// An exclusive flock on the namespace itself, the lock the reference's
+    /// sbr takes on `CNI_NETNS`: plugins that pick free numbers inside one
+    /// container (routing tables) take turns, ours and the reference's
+    /// alike. Code 11 when it stays busy (see [`crate::lock::lock_wait`]).
+    pub fn lock(&self) -> crate::Result<crate::lock::FileLock> {
+        // An open file description of its own (reopened through /proc), so
+        // that the lock ends with the returned guard, not with this handle.
+        let reopen = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        File::open(reopen)
+            .and_then(|f| crate::lock::FileLock::exclusive_on(f, &self.path, crate::lock::lock_wait()))
+            .map_err(|e| crate::lock::lock_error(&self.path, e))
+    }
+
     /// Run `f` inside this netns on a short-lived thread and return its value.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> io::Result<T> {
         std::thread::scope(|s| {
@@ -287,6 +300,19 @@ mod tests {
         let inode = same.visit(|| Netns::current().unwrap()).unwrap();
         assert!(inode.same_as(&here).unwrap());
         assert!(Netns::current().unwrap().same_as(&here).unwrap());
+    }
+
+    #[test]
+    fn the_netns_lock_is_a_flock_on_the_namespace_that_ends_with_its_guard() {
+        let ns = Netns::open("/proc/self/ns/net").unwrap();
+        // What the reference's sbr does: flock on a description of its own.
+        let theirs = File::open("/proc/thread-self/ns/net").unwrap();
+        // SAFETY: a valid descriptor; a non-blocking flock.
+        let try_theirs = || unsafe { libc::flock(theirs.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let guard = ns.lock().unwrap();
+        assert_eq!(try_theirs(), -1, "held by our guard");
+        drop(guard);
+        assert_eq!(try_theirs(), 0, "free again while the Netns handle lives");
     }
 
     /// Run `f` on its own thread and fail, rather than hang the suite, if

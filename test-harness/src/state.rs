@@ -257,7 +257,7 @@ fn icmp_echo(dst: IpAddr, timeout: Duration) -> io::Result<bool> {
 // ---- state fingerprints ----------------------------------------------------
 
 /// Everything a plugin run could leave behind, as comparable lines: per
-/// netns its links, addresses, routes of every table, nf_tables ruleset,
+/// netns its links, addresses, routes of every table, routing rules, nf_tables ruleset,
 /// IPv4/IPv6 interface sysctls and the processes running in it; per
 /// directory every file (type, mode, content hash; symlinks by target,
 /// never followed). Take one before and one after a run and
@@ -417,6 +417,17 @@ fn netns_facts(label: &str, ns: &TestNs, fp: &mut Fingerprint) {
             s(&r["metric"]),
             s(&r["prefsrc"]),
         ));
+    }
+    // Routing rules of both families (`ip rule` shows one family per run).
+    use common::netlink::rtnl::{Family, Rtnl};
+    let nl = |e: common::netlink::NlError| io::Error::other(e.to_string());
+    let rules = ns
+        .netns()
+        .and_then(|n| Rtnl::in_netns(&n).map_err(nl))
+        .and_then(|mut r| r.rules(Family::Any).map_err(nl))
+        .unwrap_or_else(|e| panic!("rules of {}: {e}", ns.name()));
+    for r in rules {
+        fp.add(format!("{label} rule {r:?}"));
     }
     // The ruleset as text (no handles), each line under its table and chain/set.
     let (mut table, mut inner) = (String::new(), String::new());

@@ -36,8 +36,12 @@
 //! refuse to move (`EINVAL`). A netns that dies ([`FakeKernel::delete_netns`],
 //! or a scratch netns whose last handle goes) destroys its links but returns
 //! physical devices ([`FakeKernel::add_device`]) to the host netns, which
-//! stands for the initial one, as `dev<ifindex>` when their name is taken. Not modelled: prefix routes and
-//! IPv6 link-local addresses the kernel adds by itself, DAD (addresses are
+//! stands for the initial one, as `dev<ifindex>` when their name is taken. An up link enslaved to or
+//! released from a VRF is cycled (down and up) as the kernel does: it loses
+//! its routes and, unless `keep_addr_on_down`, its IPv6 addresses; a VRF
+//! port's addresses have their local routes in the VRF's table. Not
+//! modelled: prefix routes, local routes (but a VRF port's) and IPv6
+//! link-local addresses the kernel adds by itself, DAD (addresses are
 //! never tentative), operational state beyond "up and its lower link up".
 //!
 //! ```
@@ -145,6 +149,7 @@ struct FLink {
     vlan_protocol: Option<VlanProtocol>,
     /// An ipvlan's mode and flags (kept equal among a master's ipvlans).
     ipvlan: Option<(IpvlanMode, IpvlanFlags)>,
+    vrf_table: Option<u32>,
     port: Option<BridgePort>,
     vlans: Vec<BridgeVlan>,
     /// Per-link sysctls by "ipv4/<leaf>" or "ipv6/<leaf>".
@@ -509,6 +514,7 @@ impl FLink {
             vlan_id: None,
             vlan_protocol: None,
             ipvlan: None,
+            vrf_table: None,
             port: None,
             vlans: Vec::new(),
             sysctls: BTreeMap::new(),

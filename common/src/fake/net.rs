@@ -129,6 +129,7 @@ impl World {
             bridge_port: l.port,
             alias: l.alias.clone(),
             tun: l.tun,
+            vrf_table: l.vrf_table,
         }
     }
 
@@ -229,6 +230,7 @@ impl World {
             LinkKind::Bridge { vlan_filtering } => {
                 link.vlan_filtering = Some(vlan_filtering.unwrap_or(false))
             }
+            LinkKind::Vrf { table } => link.vrf_table = Some(*table),
             _ => {}
         }
         if let Some((pns, peer)) = peer_target {
@@ -392,6 +394,35 @@ impl World {
         s.routes.clear();
     }
 
+    /// The table of the VRF that link `index` is a port of.
+    fn vrf_table_of(&self, ns: usize, index: u32) -> Option<u32> {
+        let s = &self.spaces[ns];
+        let master = s.links.iter().find(|l| l.index == index)?.master?;
+        s.links.iter().find(|l| l.index == master)?.vrf_table
+    }
+
+    /// Enslaving to or releasing from a VRF: the kernel cycles an up link
+    /// (down, up), which flushes its routes and, unless `keep_addr_on_down`,
+    /// its IPv6 addresses; the local routes of the addresses it keeps go to
+    /// the table of its VRF, if it now has one.
+    fn cycle_vrf_port(&mut self, ns: usize, index: u32) {
+        let table = self.vrf_table_of(ns, index);
+        let s = &mut self.spaces[ns];
+        let Some(l) = s.links.iter().find(|l| l.index == index) else { return };
+        if !l.is_up() {
+            return;
+        }
+        let on = |v: Option<&String>| v.is_some_and(|v| v == "1");
+        let keep_v6 = on(l.sysctls.get("ipv6/keep_addr_on_down"))
+            || on(s.sysctls.get("net/ipv6/conf/all/keep_addr_on_down"));
+        s.routes.retain(|r| r.oif != Some(index));
+        s.addrs.retain(|a| a.index != index || a.addr.is_ipv4() || keep_v6);
+        if let Some(table) = table {
+            let kept: Vec<IpAddr> = s.addrs.iter().filter(|a| a.index == index).map(|a| a.addr).collect();
+            s.routes.extend(kept.into_iter().map(|a| local_route(index, a, table)));
+        }
+    }
+
     fn add_route(&mut self, ns: usize, r: &Route, replace: bool) -> NlResult<()> {
         let s = &self.spaces[ns];
         if r.gateway.is_some_and(|g| g.is_ipv4() != r.dst.is_ipv4()) {
@@ -434,6 +465,20 @@ impl World {
                 Ok(())
             }
         }
+    }
+}
+
+/// The kernel's route that makes `addr` an address of this host (`local
+/// <addr> dev <index> table <table> proto kernel`, scope host for IPv4;
+/// IPv6 routes have no scope).
+fn local_route(index: u32, addr: IpAddr, table: u32) -> Route {
+    Route {
+        oif: Some(index),
+        table,
+        scope: if addr.is_ipv4() { libc::RT_SCOPE_HOST } else { libc::RT_SCOPE_UNIVERSE },
+        protocol: libc::RTPROT_KERNEL,
+        route_type: libc::RTN_LOCAL,
+        ..Route::new(addr, crate::ipnet::max_prefix(&addr))
     }
 }
 
@@ -651,7 +696,12 @@ impl NetStack for FakeNet {
                     l.vlans = vec![BridgeVlan { vid: 1, pvid: true, untagged: true }];
                     Ok(())
                 }
-                Some("vrf" | "bond") => {
+                Some("vrf") => {
+                    l.master = Some(master);
+                    w.cycle_vrf_port(ns, index);
+                    Ok(())
+                }
+                Some("bond") => {
                     l.master = Some(master);
                     Ok(())
                 }
@@ -662,8 +712,12 @@ impl NetStack for FakeNet {
     fn set_nomaster(&mut self, index: u32) -> NlResult<()> {
         self.act("set_nomaster", format_args!("{index}"), |w, ns| {
             let i = w.pos(ns, index)?;
+            let in_vrf = w.vrf_table_of(ns, index).is_some();
             let l = &mut w.spaces[ns].links[i];
             (l.master, l.port, l.vlans) = (None, None, Vec::new());
+            if in_vrf {
+                w.cycle_vrf_port(ns, index);
+            }
             Ok(())
         })
     }
@@ -740,6 +794,9 @@ impl NetStack for FakeNet {
                 broadcast: opts.broadcast,
                 label: None,
             });
+            if let Some(table) = w.vrf_table_of(ns, index) {
+                w.spaces[ns].routes.push(local_route(index, addr, table));
+            }
             Ok(())
         })
     }
@@ -749,6 +806,8 @@ impl NetStack for FakeNet {
             match s.addrs.iter().position(|a| a.index == index && a.addr == addr && a.prefix == prefix) {
                 Some(i) => {
                     s.addrs.remove(i);
+                    let local = |r: &Route| r.route_type == libc::RTN_LOCAL && r.oif == Some(index);
+                    s.routes.retain(|r| !(local(r) && r.dst == addr));
                     Ok(())
                 }
                 None => err(libc::EADDRNOTAVAIL),

@@ -300,6 +300,89 @@ fn the_fake_refuses_what_the_kernel_refuses() {
     assert_eq!(fake, real);
 }
 
+/// A script of VRF calls: a port enslaved and released, what happens to
+/// its addresses and routes; each outcome and what the listings show, as
+/// text. None when the kernel has no vrf.
+fn vrf_script<N: NetStack>(n: &mut N) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<String, NlError>| {
+        out.push(format!("{what}: {}", r.unwrap_or_else(|e| format!("errno {}", e.errno))));
+    };
+    let ok = |r: Result<(), NlError>| r.map(|_| "ok".to_string());
+    match n.add_link(&NewLink::new("vrf0", LinkKind::Vrf { table: 10 })) {
+        Err(e) if e.errno == libc::EOPNOTSUPP => return None,
+        r => note("vrf", ok(r)),
+    }
+    note("vrf again", ok(n.add_link(&NewLink::new("vrf0", LinkKind::Vrf { table: 11 }))));
+    let vrf = n.link_by_name("vrf0").unwrap();
+    note("table", Ok(format!("{:?} {:?}", vrf.kind, vrf.vrf_table)));
+    note("vrf up", ok(n.set_up(vrf.index)));
+    note("veth", ok(n.add_link(&NewLink::veth("p0", "p1"))));
+    let (p0, p1) = (n.link_by_name("p0").unwrap().index, n.link_by_name("p1").unwrap().index);
+    note("up", ok(n.set_up(p0).and_then(|_| n.set_up(p1))));
+    let nodad = AddrOpts { nodad: true, ..AddrOpts::default() };
+    note("v4 addr", ok(n.add_addr(p0, ip("10.8.0.2"), 24, &nodad)));
+    note("v6 addr", ok(n.add_addr(p0, ip("fd00:8::2"), 64, &nodad)));
+    let mut via = Route::new(ip("10.20.0.0"), 16);
+    (via.gateway, via.oif) = (Some(ip("10.8.0.1")), Some(p0));
+    note("route", ok(n.add_route(&via)));
+    note("enslave", ok(n.set_master(p0, vrf.index)));
+    let addrs = |n: &mut N| {
+        n.addrs(Some(p0), Family::Any).map(|a| {
+            let mut v: Vec<String> = a.iter().filter(|a| a.scope == 0).map(|a| a.addr.to_string()).collect();
+            v.sort();
+            v.join(" ")
+        })
+    };
+    note("global addresses kept", addrs(n));
+    let routes = |n: &mut N, table: u32, dst: &str| {
+        n.routes(Family::Any, table).map(|r| {
+            let r: Vec<&Route> = r.iter().filter(|r| r.dst == ip(dst) && r.oif == Some(p0)).collect();
+            r.iter().map(|r| format!("type {} scope {}", r.route_type, r.scope)).collect::<Vec<_>>().join(",")
+        })
+    };
+    note("main route gone", routes(n, libc::RT_TABLE_MAIN as u32, "10.20.0.0"));
+    note("v4 local route in the vrf table", routes(n, 10, "10.8.0.2"));
+    note("v6 addr back", ok(n.add_addr(p0, ip("fd00:8::2"), 64, &nodad)));
+    // The kernel adds the local route of a new IPv6 address from a work queue.
+    let mut v6_local = routes(n, 10, "fd00:8::2");
+    for _ in 0..100 {
+        if v6_local.as_ref().is_ok_and(|s| !s.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        v6_local = routes(n, 10, "fd00:8::2");
+    }
+    note("v6 local route in the vrf table", v6_local);
+    let mut in_vrf = via.clone();
+    in_vrf.table = 10;
+    note("route into the vrf table", ok(n.add_route(&in_vrf)));
+    note("release", ok(n.set_nomaster(p0)));
+    note("global addresses after release", addrs(n));
+    note("vrf table after release", routes(n, 10, "10.20.0.0"));
+    note("local route after release", routes(n, 10, "10.8.0.2"));
+    note("master", n.link_by_index(p0).map(|l| format!("{:?}", l.master)));
+    note("delete vrf", ok(n.del_link(vrf.index)));
+    Some(out)
+}
+
+#[test]
+fn the_fake_enslaves_to_a_vrf_as_the_kernel_does() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: comparing with the kernel needs root");
+        return;
+    }
+    let a = RealNs::new();
+    let Some(real) = vrf_script(&mut a.rtnl()) else {
+        eprintln!("skipping: this kernel has no vrf module; scripts/vm-test runs this test on 6.1");
+        return;
+    };
+    let k = FakeKernel::new();
+    let fake = vrf_script(&mut k.host()).unwrap();
+    assert_eq!(fake, real);
+}
+
 /// A script of nf_tables batches with edge cases; each outcome and what the
 /// listings show, as text.
 fn nft_script(nft: &mut impl Nftables) -> Vec<String> {

@@ -1,4 +1,4 @@
-//! Links: lookup, creation (veth, bridge, macvlan, ipvlan, vlan), settings,
+//! Links: lookup, creation (veth, bridge, macvlan, ipvlan, vlan, vrf), settings,
 //! bridge ports and bridge VLANs.
 
 use std::os::fd::RawFd;
@@ -22,6 +22,7 @@ const IFLA_IPVLAN_MODE: u16 = 1;
 const IFLA_IPVLAN_FLAGS: u16 = 2;
 const IFLA_MACVLAN_MODE: u16 = 1;
 const IFLA_MACVLAN_BC_QUEUE_LEN: u16 = 7;
+const IFLA_VRF_TABLE: u16 = 1;
 const IFLA_BRIDGE_FLAGS: u16 = 0;
 const IFLA_BRIDGE_VLAN_INFO: u16 = 2;
 const BRIDGE_FLAGS_SELF: u16 = 2;
@@ -66,6 +67,8 @@ pub struct Link {
     pub alias: Option<String>,
     /// A tun/tap device's settings (kind "tun").
     pub tun: Option<crate::tap::TunInfo>,
+    /// A VRF device's routing table.
+    pub vrf_table: Option<u32>,
 }
 
 impl Link {
@@ -129,6 +132,7 @@ impl Link {
                 self.ipvlan_flags = d.get(IFLA_IPVLAN_FLAGS).and_then(|a| IpvlanFlags::from_u16(a.u16()));
             }
             (Some("tun"), Some(d)) => self.tun = Some(crate::tap::TunInfo::parse(d)),
+            (Some("vrf"), Some(d)) => self.vrf_table = d.get(IFLA_VRF_TABLE).map(|a| a.u32()),
             _ => {}
         }
         self.kind = kind;
@@ -271,6 +275,8 @@ pub enum LinkKind {
     /// An intermediate functional block: traffic redirected to it (tc
     /// mirred) passes its qdiscs and goes on where it was going.
     Ifb,
+    /// A VRF device (an L3 master): its ports are routed by `table`.
+    Vrf { table: u32 },
 }
 
 impl LinkKind {
@@ -284,6 +290,7 @@ impl LinkKind {
             LinkKind::Ipvlan { .. } => "ipvlan",
             LinkKind::Dummy => "dummy",
             LinkKind::Ifb => "ifb",
+            LinkKind::Vrf { .. } => "vrf",
         }
     }
 }
@@ -448,6 +455,9 @@ fn new_link_msg(l: &NewLink) -> Msg {
         }
         LinkKind::Ipvlan { mode, flags } => {
             d.attr_u16(IFLA_IPVLAN_MODE, *mode as u16).attr_u16(IFLA_IPVLAN_FLAGS, *flags as u16);
+        }
+        LinkKind::Vrf { table } => {
+            d.attr_u32(IFLA_VRF_TABLE, *table);
         }
         LinkKind::Dummy | LinkKind::Ifb => {}
     };
@@ -776,6 +786,13 @@ mod tests {
         assert_eq!((l.name.as_str(), l.kind.as_deref(), l.mtu), ("d0", Some("dummy"), 1280));
         let info = r.attrs(IFINFOMSG_LEN).get(libc::IFLA_LINKINFO).unwrap().nested();
         assert!(info.get(libc::IFLA_INFO_DATA).is_none());
+    }
+
+    #[test]
+    fn vrf_request_carries_its_table() {
+        let r = as_reply(new_link_msg(&NewLink::new("vrf0", LinkKind::Vrf { table: 1001 })));
+        let l = Link::parse(&r).unwrap();
+        assert_eq!((l.name.as_str(), l.kind.as_deref(), l.vrf_table), ("vrf0", Some("vrf"), Some(1001)));
     }
 
     #[test]

@@ -313,6 +313,38 @@ fn vlan_device() {
 }
 
 #[test]
+fn vrf_device_its_table_and_ports() {
+    let Some(t) = TestNs::new() else { return };
+    let mut r = t.rtnl();
+    match r.add_link(&NewLink::new("vrf0", LinkKind::Vrf { table: 1001 })) {
+        Err(e) if e.errno == libc::EOPNOTSUPP => {
+            eprintln!(
+                "skipping vrf test: this kernel has no vrf module ({e}); scripts/vm-test runs it on 6.1"
+            );
+            return;
+        }
+        res => res.unwrap(),
+    }
+    let v = r.link_by_name("vrf0").unwrap();
+    assert_eq!((v.kind.as_deref(), v.vrf_table), (Some("vrf"), Some(1001)));
+    assert_eq!(t.ip_link("vrf0")["linkinfo"]["info_data"]["table"].as_u64(), Some(1001));
+    r.set_up(v.index).unwrap();
+    let (p, _) = veth_up(&mut r, "p0", "p1");
+    r.add_addr(p, ip("10.8.0.2"), 24, &AddrOpts::default()).unwrap();
+    r.set_master(p, v.index).unwrap();
+    assert_eq!(r.link_by_index(p).unwrap().master, Some(v.index));
+    assert_eq!(t.ip_link("p0")["master"], "vrf0");
+    // The port's routes are looked up in the VRF's table: its subnet is there, not in main.
+    let in_vrf = r.routes(Family::V4, 1001).unwrap();
+    assert!(in_vrf.iter().any(|x| x.dst == ip("10.8.0.0") && x.oif == Some(p)), "{in_vrf:?}");
+    assert!(!r.routes(Family::V4, libc::RT_TABLE_MAIN as u32).unwrap().iter().any(|x| x.oif == Some(p)));
+    r.set_nomaster(p).unwrap();
+    assert_eq!(r.link_by_index(p).unwrap().master, None);
+    assert!(r.routes(Family::V4, 1001).unwrap().iter().all(|x| x.oif != Some(p)));
+    r.del_link(v.index).unwrap();
+}
+
+#[test]
 fn macvlan_each_mode_into_another_netns() {
     let (Some(host), Some(ctr)) = (TestNs::new(), TestNs::new()) else { return };
     let (mut rh, mut rc) = (host.rtnl(), ctr.rtnl());

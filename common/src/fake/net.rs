@@ -442,8 +442,10 @@ impl World {
                     && r.oif.is_none_or(|o| x.oif == Some(o))
                     && IpNet { addr: x.dst, prefix: x.prefix }.contains(gw)
             });
-            let link_local = is_link_local(gw) && r.oif.is_some();
-            if !link_local && !via_route && !on_link(s, r.oif, gw) {
+            // An IPv6 link-local gateway is on any link (an IPv4 one is not).
+            let link_local = gw.is_ipv6() && is_link_local(gw) && r.oif.is_some();
+            let onlink = r.onlink && r.oif.is_some();
+            if !link_local && !onlink && !via_route && !on_link(s, r.oif, gw) {
                 return err(if gw.is_ipv4() { libc::ENETUNREACH } else { libc::EHOSTUNREACH });
             }
         }

@@ -9,6 +9,7 @@ const RTMSG_LEN: usize = 12;
 // linux/rtnetlink.h
 const RTAX_MTU: u16 = 2;
 const RTAX_ADVMSS: u16 = 8;
+const RTNH_F_ONLINK: u32 = 4;
 
 /// A unicast route. Build with [`Route::new`] and set the public fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct Route {
     pub advmss: Option<u32>,
     /// Preferred source address (`RTA_PREFSRC`).
     pub src: Option<IpAddr>,
+    /// The gateway is on the link whatever the addresses say (`onlink`,
+    /// e.g. Calico's `default via 169.254.1.1 dev eth0 onlink`).
+    pub onlink: bool,
 }
 
 impl Route {
@@ -52,6 +56,7 @@ impl Route {
             mtu: None,
             advmss: None,
             src: None,
+            onlink: false,
         }
     }
 
@@ -63,11 +68,12 @@ impl Route {
     /// An RTM_NEWROUTE reply (None for any other message and for cache entries).
     pub fn parse(r: &Reply) -> Option<Route> {
         let p = payload_of(r, libc::RTM_NEWROUTE, RTMSG_LEN)?;
-        let (af, prefix, table8) = (p[0], p[1], p[4]);
-        if ne_u32(p, 8) & libc::RTM_F_CLONED != 0 {
+        let (af, prefix, table8, flags) = (p[0], p[1], p[4], ne_u32(p, 8));
+        if flags & libc::RTM_F_CLONED != 0 {
             return None; // a cache entry, not a configured route
         }
         let mut rt = Route::new(unspecified(af), prefix);
+        rt.onlink = flags & RTNH_F_ONLINK != 0;
         (rt.protocol, rt.scope, rt.route_type, rt.table) = (p[5], p[6], p[7], table8 as u32);
         for a in r.attrs(RTMSG_LEN) {
             match a.ty {
@@ -100,7 +106,10 @@ fn route_msg(ty: u16, flags: u16, r: &Route) -> Msg {
     let (scope, protocol) = if del { (libc::RT_SCOPE_NOWHERE, 0) } else { (r.scope, r.protocol) };
     // rtm_table is only 8 bits; RTA_TABLE carries the full id.
     let table8 = if r.table < 256 { r.table as u8 } else { libc::RT_TABLE_UNSPEC };
-    let h = [af_of(&r.dst), r.prefix, 0, 0, table8, protocol, scope, r.route_type, 0, 0, 0, 0];
+    let mut h = [af_of(&r.dst), r.prefix, 0, 0, table8, protocol, scope, r.route_type, 0, 0, 0, 0];
+    if r.onlink && !del {
+        h[8..12].copy_from_slice(&RTNH_F_ONLINK.to_ne_bytes());
+    }
     let mut m = Msg::new(ty, flags);
     m.push(&h).attr_u32(libc::RTA_TABLE, r.table);
     if r.prefix > 0 {
@@ -169,6 +178,7 @@ mod tests {
         r.gateway = Some("10.9.0.254".parse().unwrap());
         r.src = Some("10.9.0.1".parse().unwrap());
         (r.oif, r.priority, r.mtu, r.advmss, r.table) = (Some(3), Some(50), Some(1300), Some(1260), 1000);
+        r.onlink = true;
         let reply = as_reply(route_msg(libc::RTM_NEWROUTE, 0, &r));
         assert_eq!(reply.payload[4], libc::RT_TABLE_UNSPEC, "table 1000 does not fit rtm_table");
         assert_eq!(Route::parse(&reply).unwrap(), r);

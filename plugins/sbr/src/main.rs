@@ -113,6 +113,8 @@ fn tables_per_address<'a, N: NetStack>(
         if let Some(gw) = conf.gateway_for(ip) {
             let mut default = Route::new(unspecified(&ip.address.addr), 0);
             (default.gateway, default.oif, default.table) = (Some(gw), Some(link.index), table);
+            // A gateway the main table reaches "onlink" (Calico's 169.254.1.1) needs it here too.
+            default.onlink = mine.iter().any(|r| r.gateway == Some(gw) && r.onlink);
             ctr.add_route(&default)
                 .map_err(|e| link_error(&format!("adding the default route via {gw} to table {table}"), e))?;
             undo.delete_route(Side::Container, default);

@@ -157,6 +157,23 @@ fn each_address_gets_a_table_of_its_own_holding_the_interfaces_routes() {
 }
 
 #[test]
+fn an_onlink_route_keeps_its_flag_in_the_table() {
+    // Calico's default route: the gateway is on the link whatever the addresses say.
+    let mut w = World::new();
+    let eth0 = w.index("eth0");
+    w.ctr.del_route(&Route { oif: Some(eth0), ..Route::new(ip("0.0.0.0"), 0) }).unwrap();
+    let mut calico = Route::new(ip("0.0.0.0"), 0);
+    (calico.gateway, calico.oif, calico.onlink) = (Some(ip("169.254.1.1")), Some(eth0), true);
+    w.ctr.add_route(&calico).unwrap();
+    let mut c = conf();
+    c["prevResult"]["ips"][0]["gateway"] = json!("169.254.1.1");
+    c["prevResult"]["ips"].as_array_mut().unwrap().pop();
+    w.add(&c).unwrap();
+    let moved = w.ctr.routes(Family::V4, 100).unwrap().into_iter().find(|r| r.is_default()).unwrap();
+    assert_eq!((moved.gateway, moved.onlink), (Some(ip("169.254.1.1")), true));
+}
+
+#[test]
 fn tables_named_by_a_rule_or_holding_routes_are_skipped_and_a_second_interface_gets_the_next() {
     let mut w = World::new();
     let eth1 = w.index("eth1");

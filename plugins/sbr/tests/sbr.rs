@@ -42,7 +42,7 @@ fn peer(far: &str) -> TestNs {
 
 /// One echo from `src` (an address of `from`) to `dst`.
 fn ping_from(from: &TestNs, src: &str, dst: &str) -> bool {
-    from.exec(&["ping", "-n", "-q", "-c", "1", "-W", "2", "-I", src, dst]).unwrap().status.success()
+    from.spawn(&["ping", "-n", "-q", "-c", "1", "-W", "2", "-I", src, dst], b"").unwrap().success()
 }
 
 fn addr_of(res: &CniResult) -> String {
@@ -69,9 +69,12 @@ fn source_rules(ns: &TestNs) -> Vec<(String, String)> {
 fn table(ns: &TestNs, t: &str) -> Vec<String> {
     let mut v = Vec::new();
     for fam in ["-4", "-6"] {
-        // (A table that never held a route "does not exist": empty.)
-        let out = ns.exec(&["ip", fam, "route", "show", "table", t]).unwrap();
-        v.extend(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()));
+        let text = ns.ip(&[fam, "route", "show", "table", t]).unwrap_or_else(|e| {
+            // A table that never held a route "does not exist": empty.
+            assert!(e.to_string().contains("FIB table does not exist"), "{e}");
+            String::new()
+        });
+        v.extend(text.lines().map(|l| l.trim().to_string()));
     }
     v
 }
@@ -326,4 +329,21 @@ fn the_operators_table_gets_only_the_rules() {
     assert_eq!(table(&ctr, "main"), main_before);
     assert!(run(bin(), &host, "DEL", &ctr, &req).success());
     assert!(source_rules(&ctr).is_empty());
+}
+
+#[test]
+fn a_gateway_the_main_table_reaches_onlink_keeps_working_in_the_table() {
+    if !is_root() {
+        return eprintln!("skipping: needs root");
+    }
+    // Calico's default route: 169.254.1.1 is on the link whatever the addresses say.
+    let host = HostNs::with_lo().unwrap();
+    let ctr = prepared(&host);
+    ctr.ip(&["route", "replace", "default", "via", "169.254.1.1", "dev", "eth0", "onlink"]).unwrap();
+    let mut req = request(&ctr, "1.0.0", json!({}));
+    req["prevResult"]["ips"] = json!([{"address": "10.73.0.2/24", "gateway": "169.254.1.1", "interface": 0}]);
+    let out = run(bin(), &host, "ADD", &ctr, &req);
+    assert!(out.success(), "{out:?}");
+    assert_eq!(table(&ctr, "100")[0], "default via 169.254.1.1 dev eth0 onlink");
+    assert!(run(bin(), &host, "DEL", &ctr, &req).success());
 }

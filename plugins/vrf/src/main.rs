@@ -220,6 +220,20 @@ fn main_routes_of<N: NetStack>(ctr: &mut N, index: u32) -> Result<Vec<Route>> {
     Ok(mine)
 }
 
+/// The routes through the interface in the VRF's table that ADD moved
+/// there (not the kernel's own), as main-table routes, device routes first.
+fn vrf_routes_of<N: NetStack>(ctr: &mut N, table: u32, index: u32) -> Result<Vec<Route>> {
+    let all = ctr.routes(Family::Any, table).map_err(|e| link_error(&format!("listing table {table}"), e))?;
+    let mut mine: Vec<Route> = all
+        .into_iter()
+        .filter(|r| r.oif == Some(index) && r.route_type == libc::RTN_UNICAST)
+        .filter(|r| r.protocol != libc::RTPROT_KERNEL)
+        .map(|r| Route { table: MAIN, ..r })
+        .collect();
+    mine.sort_by_key(|r| r.gateway.is_some());
+    Ok(mine)
+}
+
 fn opts_of(a: &Addr) -> AddrOpts {
     AddrOpts {
         nodad: a.flags & libc::IFA_F_NODAD != 0,
@@ -261,8 +275,10 @@ fn restore<N: NetStack>(ctr: &mut N, index: u32, before: &Before) {
     }
 }
 
-/// DEL: release the interface from the VRF (not from another master); the
-/// VRF goes with its last port. A VRF or interface already gone is fine.
+/// DEL: release the interface from the VRF (not from another master) and
+/// give it back what releasing takes (IPv6 addresses, the routes ADD moved,
+/// now in the main table again: the reference loses them); the VRF goes
+/// with its last port. A VRF or interface already gone is fine.
 fn del<N: NetStack>(args: &CmdArgs, conf: &Conf, ctr: &mut N) -> Result<()> {
     let name = &conf.vrf;
     let vrf = match ctr.link_by_name(name) {
@@ -273,12 +289,15 @@ fn del<N: NetStack>(args: &CmdArgs, conf: &Conf, ctr: &mut N) -> Result<()> {
     };
     let mut errors = Errors::new();
     match ctr.link_by_name(&args.ifname) {
-        Ok(l) if l.master == Some(vrf.index) => match ctr.set_nomaster(l.index) {
-            Err(e) if !e.not_found() => {
-                errors.note::<()>(Err(link_error(&format!("releasing {} from VRF {name}", args.ifname), e)))
+        Ok(l) if l.master == Some(vrf.index) => {
+            let table = vrf.vrf_table.unwrap_or_default();
+            let before = Before { v6: global_v6(ctr, l.index)?, routes: vrf_routes_of(ctr, table, l.index)? };
+            match ctr.set_nomaster(l.index) {
+                Err(e) if !e.not_found() => errors
+                    .note::<()>(Err(link_error(&format!("releasing {} from VRF {name}", args.ifname), e))),
+                _ => restore(ctr, l.index, &before),
             }
-            _ => {}
-        },
+        }
         Ok(_) => {}
         Err(e) if e.not_found() => {}
         Err(e) => errors.note::<()>(Err(link_error(&format!("finding {}", args.ifname), e))),

@@ -26,6 +26,8 @@ const OUR_PLUGINS: &[&str] = &[
     "tap",
     "dummy",
     "ptp",
+    "sbr",
+    "vrf",
 ];
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -21,6 +21,8 @@ const PLUGINS: &[&str] = &[
     "static",
     "dhcp",
     "bandwidth",
+    "sbr",
+    "vrf",
     "host-device",
     "tap",
     "dummy",
@@ -346,6 +348,11 @@ fn netns_users(data: &TempDir) -> Vec<(&'static str, String)> {
             "ptp",
             json!({"cniVersion": "1.0.0", "name": "badns", "type": "ptp", "ipMasq": true, "prevResult": prev,
                 "ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "dataDir": d}}),
+        ),
+        ("sbr", json!({"cniVersion": "1.0.0", "name": "badns", "type": "sbr", "prevResult": prev})),
+        (
+            "vrf",
+            json!({"cniVersion": "1.0.0", "name": "badns", "type": "vrf", "vrfname": "vrf0", "prevResult": prev}),
         ),
     ]
     .into_iter()

@@ -141,6 +141,24 @@ fn other_vni(c: &mut Case, _: &Fx) {
     c.conf["subnet"] = json!("10.97.0.0/24");
 }
 
+/// sbr and vrf: the container's `eth0` (10.99.0.3) and `eth1` (10.99.1.2)
+/// with their addresses and the default route through eth0, as a main
+/// plugin would have left them.
+fn setup_addressed(fx: &Fx) {
+    setup_chained(fx);
+    fx.ctr.ip(&["addr", "add", "10.99.0.3/24", "dev", "eth0"]).unwrap();
+    fx.ctr.ip(&["addr", "add", "10.99.1.2/24", "dev", "eth1"]).unwrap();
+    fx.ctr.ip(&["route", "add", "default", "via", "10.99.0.1", "dev", "eth0"]).unwrap();
+}
+
+/// The prevResult of `eth1` at 10.99.1.2, its gateway 10.99.1.1.
+fn prev_eth1(fx: &Fx) -> Value {
+    let mut p = prev(fx, "eth1", "10.99.1.2/24");
+    p["ips"][0]["gateway"] = json!("10.99.1.1");
+    p["routes"][0]["gw"] = json!("10.99.1.1");
+    p
+}
+
 fn no_caps(_: &Fx) -> Value {
     json!({})
 }
@@ -488,6 +506,52 @@ pub fn profiles() -> Vec<Profile> {
             other_network: same_network_setup,
         },
         Profile {
+            // `table` set: ADD adds the rule only, so that ADD then DEL leaves
+            // the container as it was (a table per address moves the main
+            // table's routes and DEL, as the reference's, does not move
+            // them back: the interface goes next). Rows without `table`
+            // take the reference's default way.
+            name: "sbr",
+            chain: false,
+            setup: setup_addressed,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "sbr", "table": 200,
+                    "prevResult": prev(fx, "eth0", "10.99.0.3/24")})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            // The neighbour the default way: its routes in table 100.
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, fx| {
+                    c.remove("table");
+                    c.conf["prevResult"] = prev_eth1(fx);
+                },
+            }),
+            fields: &[("table", Ty::Int), ("gateways", Ty::List), ("addSourceHints", Ty::Bool)],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
+        Profile {
+            name: "vrf",
+            chain: false,
+            setup: setup_addressed,
+            baseline: |fx| {
+                json!({"cniVersion": "1.0.0", "name": "net1", "type": "vrf", "vrfname": "vrf0",
+                    "prevResult": prev(fx, "eth0", "10.99.0.3/24")})
+            },
+            cap_args: no_caps,
+            ifname: "eth0",
+            // The neighbour made vrf0 (table 1); the row's interface joins it.
+            neighbour: Some(Neighbour {
+                ifname: "eth1",
+                adjust: |c, fx| c.conf["prevResult"] = prev_eth1(fx),
+            }),
+            fields: &[("vrfname", Ty::Str), ("table", Ty::Int)],
+            bookkeeping: &[],
+            other_network: same_network_setup,
+        },
+        Profile {
             name: "podman-chain",
             chain: true,
             setup: setup_forwarding,
@@ -667,7 +731,7 @@ fn static_dhcp_bandwidth_profiles() -> Vec<Profile> {
 /// can (Debian 12's 6.1 in the VM: scripts/vm-test).
 pub fn kernel_lacks() -> Vec<(&'static str, String)> {
     let mut v = Vec::new();
-    for (plugin, kind) in [("ipvlan", "ipvlan"), ("vlan", "vlan"), ("dummy", "dummy")] {
+    for (plugin, kind) in [("ipvlan", "ipvlan"), ("vlan", "vlan"), ("dummy", "dummy"), ("vrf", "vrf")] {
         if let Some(why) = test_harness::missing_link_kind(kind) {
             v.push((plugin, why));
         }
@@ -1020,6 +1084,8 @@ pub fn rows(profiles: &[Profile]) -> Vec<Row> {
     v.extend(tuning());
     v.extend(dns_sidecar());
     v.extend(overlay());
+    v.extend(sbr());
+    v.extend(vrf());
     v.extend(ptp());
     v.extend(podman_chain());
     // bandwidth's buckets stay on the host veth after DEL (they go with the
@@ -2165,6 +2231,119 @@ fn ptp() -> Vec<Row> {
             .remove("prevResult")
             .fails(7, &["ptp CHECK needs prevResult"]),
     );
+    v
+}
+
+fn sbr() -> Vec<Row> {
+    let n = "sbr";
+    let mut v = prev_result_rows(n);
+    v.push(
+        Row::new(n, Add, "prevResult", "missing")
+            .remove("prevResult")
+            .fails(7, &["chained plugin", "prevResult is missing"]),
+    );
+    v.push(
+        Row::new(n, Add, "prevResult", "no address for CNI_IFNAME")
+            .with(|c, fx| c.conf["prevResult"] = prev_eth1(fx))
+            .fails(999, &["no IP addresses supplied on interface: eth0"]),
+    );
+    for (input, table) in [("0", json!(0)), ("-1", json!(-1)), ("4294967296", json!(4294967296u64))] {
+        v.push(
+            Row::new(n, Add, "table", input)
+                .set("table", table)
+                .fails(7, &["table must be a routing table number from 1 to 4294967295"]),
+        );
+    }
+    v.push(Row::new(n, Add, "table", "4294967295 (the last)").set("table", json!(4294967295u64)).works());
+    for (input, gws, msg) in [
+        ("[\"bogus\"]", json!(["bogus"]), "invalid static gateway IP address: \"bogus\""),
+        ("an entry of 100,000 bytes", json!([long('1', 100_000)]), "(100000 bytes)"),
+        ("[5]", json!([5]), "word:gateways"),
+        ("three entries", json!(["10.99.0.1", "10.99.0.2", "fd00::1"]), "more than 2 entries"),
+        ("two IPv4 gateways", json!(["10.99.0.1", "10.99.0.2"]), "multiple IPv4 addresses"),
+    ] {
+        v.push(Row::new(n, Add, "gateways", input).set("gateways", gws).fails(7, &[msg]));
+    }
+    // The reference's way (a table per address): a failure half-way puts
+    // back the rule it added first.
+    v.push(
+        Row::new(n, Add, "gateways", "one off the interface's subnets (a table per address)")
+            .remove("table")
+            .set("gateways", json!(["192.0.2.1"]))
+            .fails(999, &["adding the default route via 192.0.2.1 to table 101"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "not in the container (a table per address)")
+            .remove("table")
+            .env("CNI_IFNAME", "eth9")
+            .with(|c, fx| c.conf["prevResult"] = prev(fx, "eth9", "10.99.0.3/24"))
+            .fails(999, &["finding eth9"]),
+    );
+    v.push(Row::new(n, Del, "table", "\"x\" (a config ADD refuses)").set("table", json!("x")).works());
+    v.push(Row::new(n, Del, "prevResult", "missing").remove("prevResult").works());
+    v
+}
+
+fn vrf() -> Vec<Row> {
+    let n = "vrf";
+    let mut v = prev_result_rows(n);
+    v.push(
+        Row::new(n, Add, "prevResult", "missing")
+            .remove("prevResult")
+            .fails(7, &["chained plugin", "missing prevResult"]),
+    );
+    for (input, name, msg) in [
+        ("missing", None, "valid vrf name (vrfname)"),
+        ("empty", Some(json!("")), "valid vrf name (vrfname)"),
+        ("16 bytes", Some(json!("abcdefghijklmnop")), "at most 15 bytes"),
+        ("\"a/b\"", Some(json!("a/b")), "cannot contain /"),
+        ("\"..\"", Some(json!("..")), "cannot be . or .."),
+        ("100,000 bytes", Some(json!(long('v', 100_000))), "(100000 bytes)"),
+    ] {
+        let row = Row::new(n, Add, "vrfname", input);
+        let row = match name {
+            Some(name) => row.set("vrfname", name),
+            None => row.remove("vrfname"),
+        };
+        v.push(row.fails(7, &[msg]));
+    }
+    v.push(
+        Row::new(n, Add, "vrfname", "the neighbour's interface (a veth)")
+            .set("vrfname", json!("eth1"))
+            .fails(7, &["eth1 is a veth in the container, not a VRF"]),
+    );
+    v.push(
+        Row::new(n, Add, "table", "another than the existing VRF's")
+            .set("table", json!(7))
+            .fails(7, &["VRF vrf0 already exist with different routing table 1"]),
+    );
+    v.push(
+        Row::new(n, Add, "table", "the table of another VRF, for a new one")
+            .set("vrfname", json!("vrf1"))
+            .set("table", json!(1))
+            .fails(7, &["table 1 is the table of VRF vrf0"]),
+    );
+    for (input, table) in [("-1", json!(-1)), ("4294967296", json!(4294967296u64))] {
+        v.push(Row::new(n, Add, "table", input).set("table", table).fails(7, &["word:table"]));
+    }
+    v.push(
+        Row::new(n, Add, "vrfname", "a new VRF (the next free table)").set("vrfname", json!("vrf1")).works(),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "not in the container")
+            .env("CNI_IFNAME", "eth9")
+            .with(|c, fx| c.conf["prevResult"] = prev(fx, "eth9", "10.99.0.3/24"))
+            .fails(999, &["could not get link eth9"]),
+    );
+    v.push(
+        Row::new(n, Add, "CNI_IFNAME", "already in another VRF (a new one named)")
+            .env("CNI_IFNAME", "eth1")
+            .set("vrfname", json!("vrf1"))
+            .with(|c, fx| c.conf["prevResult"] = prev_eth1(fx))
+            .fails(999, &["interface eth1 has already a master set: vrf0"]),
+    );
+    v.push(Row::new(n, Del, "vrfname", "missing (a config ADD refuses)").remove("vrfname").works());
+    v.push(Row::new(n, Del, "vrfname", "a VRF that does not exist").set("vrfname", json!("vrf9")).works());
     v
 }
 

@@ -2342,8 +2342,16 @@ fn vrf() -> Vec<Row> {
             .with(|c, fx| c.conf["prevResult"] = prev_eth1(fx))
             .fails(999, &["interface eth1 has already a master set: vrf0"]),
     );
-    v.push(Row::new(n, Del, "vrfname", "missing (a config ADD refuses)").remove("vrfname").works());
-    v.push(Row::new(n, Del, "vrfname", "a VRF that does not exist").set("vrfname", json!("vrf9")).works());
+    // Nothing can have been added under these: DEL has nothing to do.
+    v.push(
+        Row::new(n, Del, "vrfname", "missing (a config ADD refuses)").remove("vrfname").never_added().works(),
+    );
+    v.push(
+        Row::new(n, Del, "vrfname", "a VRF that does not exist")
+            .set("vrfname", json!("vrf9"))
+            .never_added()
+            .works(),
+    );
     v
 }
 

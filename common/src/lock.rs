@@ -143,19 +143,33 @@ fn jitter(pause: Duration) -> Duration {
 /// The pid holding a flock on `path`, from /proc/locks (for error messages).
 fn holder_of(path: &Path) -> Option<u32> {
     let meta = std::fs::metadata(path).ok()?;
-    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|line| {
-        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" after the id.
+    let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    holder_in(&std::fs::read_to_string("/proc/locks").ok()?, dev, meta.ino())
+}
+
+/// The pid of the flock on inode `ino` of device `dev` in a /proc/locks
+/// text. On overlayfs (a kind node's /var/lib/cni, a VM's scratch) stat
+/// shows the overlay's device but /proc/locks the upper one's, with the same
+/// inode number: then the one flock on that inode number is taken.
+fn holder_in(locks: &str, dev: (u32, u32), ino: u64) -> Option<u32> {
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" after the id.
+    let flocks = locks.lines().filter_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.get(1) != Some(&"FLOCK") {
             return None;
         }
         let mut id = f.get(5)?.split(':');
-        let dev = (u32::from_str_radix(id.next()?, 16).ok()?, u32::from_str_radix(id.next()?, 16).ok()?);
-        let ino: u64 = id.next()?.parse().ok()?;
-        (dev == (major, minor) && ino == meta.ino()).then(|| f[4].parse().ok()).flatten()
-    })
+        let major = u32::from_str_radix(id.next()?, 16).ok()?;
+        let minor = u32::from_str_radix(id.next()?, 16).ok()?;
+        let file_ino: u64 = id.next()?.parse().ok()?;
+        Some(((major, minor), file_ino, f.get(4)?.parse::<u32>().ok()?))
+    });
+    let on_inode: Vec<_> = flocks.filter(|&(_, i, _)| i == ino).collect();
+    match on_inode.iter().find(|&&(d, _, _)| d == dev) {
+        Some(&(_, _, pid)) => Some(pid),
+        None if on_inode.len() == 1 => Some(on_inode[0].2),
+        None => None,
+    }
 }
 
 /// A failed [`FileLock::exclusive`] as a CNI error: code 11 (try again
@@ -218,6 +232,21 @@ mod tests {
         assert_eq!(e.code, 11, "{e}");
         assert!(e.msg.contains(&p.display().to_string()), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_holder_is_read_from_proc_locks_also_through_overlayfs() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 236 00:39:111 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 300 00:3a:111 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 400 08:01:222 0 EOF\n";
+        assert_eq!(holder_in(locks, (8, 1), 222), Some(400));
+        // overlayfs: stat's device (00:3a) is not the one /proc/locks shows.
+        assert_eq!(holder_in(locks, (0, 0x3a), 111), Some(236));
+        assert_eq!(holder_in(locks, (8, 1), 333), None);
+        // Two flocks on that inode number, neither on our device: no guess.
+        let two = "1: FLOCK  ADVISORY  WRITE 1 00:39:7 0 EOF\n2: FLOCK  ADVISORY  WRITE 2 00:40:7 0 EOF\n";
+        assert_eq!(holder_in(two, (0, 0x3a), 7), None);
+        assert_eq!(holder_in(two, (0, 0x40), 7), Some(2));
     }
 
     #[test]

@@ -775,11 +775,20 @@ fn tap_script<N: NetStack>(n: &mut N) -> Vec<String> {
     }
     note("owner root", ok(n.add_tap(&NewTap { owner: Some(0), group: Some(0), ..tap("tap2") })));
     note("no such user", ok(n.add_tap(&NewTap { owner: Some(u32::MAX), ..tap("tap3") })));
-    note("no such group", ok(n.add_tap(&NewTap { group: Some(u32::MAX), ..tap("tap3") })));
+    note("no such group", ok(n.add_tap(&NewTap { group: Some(u32::MAX), ..tap("tap4") })));
+    // A failed tap is not persistent: it goes when its last descriptor
+    // closes, which a child another test thread forks meanwhile may hold
+    // until it execs.
+    for name in ["tap3", "tap4"] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while n.link_by_name(name).is_ok() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
     let show = |n: &mut N, name: &str| {
         n.link_by_name(name).map(|l| format!("{:?} {:?} up={}", l.kind, l.tun, l.is_up()))
     };
-    for name in ["tap0", "tap1", "tap2", "tap3"] {
+    for name in ["tap0", "tap1", "tap2", "tap3", "tap4"] {
         note(&format!("{name} reads"), show(n, name));
     }
     let index = |n: &mut N, name: &str| n.link_by_name(name).map(|l| l.index).unwrap_or(999_999);

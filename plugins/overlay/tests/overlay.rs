@@ -311,6 +311,9 @@ fn concurrent_adds_over_three_nodes_never_share_an_address() {
     let mut ov = lab.overlay(NET, VNI, SUBNET);
     ov["rangeStart"] = json!("10.90.0.10");
     ov["rangeEnd"] = json!("10.90.0.49");
+    // What is tested is uniqueness, not latency: 32 plugins at once on a slow
+    // machine (Debian's 6.1 under emulation) outlast the lab's short timeout.
+    ov["etcd"]["timeoutMs"] = json!(10_000);
     ov.as_object_mut().unwrap().remove("_net");
     let list = conflist_value(&json!({"cniVersion": "1.0.0", "name": NET, "plugins": [ov]}));
     let ctrs: Vec<ContainerNs> = (0..32).map(|_| ContainerNs::with_lo().unwrap()).collect();

@@ -17,10 +17,14 @@ thread_local! {
     static ORACLE: RefCell<HashMap<String, Option<regex::Regex>>> = RefCell::new(HashMap::new());
 }
 
+/// How many compiled patterns the oracle keeps: one can take megabytes, and
+/// 50,000 of them took a long run past libFuzzer's 2 GB memory limit.
+const ORACLE_CACHE: usize = 2_000;
+
 fn full_engine(lite: &str) -> Option<regex::Regex> {
     ORACLE.with(|o| {
         let mut o = o.borrow_mut();
-        if o.len() > 50_000 {
+        if o.len() >= ORACLE_CACHE {
             o.clear();
         }
         o.entry(lite.to_string())

@@ -67,7 +67,7 @@ impl Plugin for DnsSidecar {
         let record = Record {
             id: a.container_id.clone(),
             ifname: a.ifname.clone(),
-            names: config::names(a),
+            names: common::dns_names::of(a),
             ips,
             gateways,
         };

@@ -112,6 +112,16 @@ pub fn gc(plugin: &str, args: &CmdArgs) -> Result<()> {
     exec(plugin, Command::Gc, args).map(drop)
 }
 
+/// STATUS of the config's IPAM plugin; Ok when there is none.
+pub fn status_if_configured(args: &CmdArgs) -> Result<()> {
+    args.conf.ipam_type().map_or(Ok(()), |plugin| status(plugin, args))
+}
+
+/// GC through the config's IPAM plugin; Ok when there is none.
+pub fn gc_if_configured(args: &CmdArgs) -> Result<()> {
+    args.conf.ipam_type().map_or(Ok(()), |plugin| gc(plugin, args))
+}
+
 /// The IPAM delegate as a main plugin's ADD, DEL and CHECK call it: [`Exec`]
 /// runs the real one; unit tests use the fake of `common::fake`.
 pub trait Ipam {

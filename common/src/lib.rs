@@ -3,6 +3,8 @@
 
 pub mod args;
 pub mod conntrack;
+pub mod daemon;
+pub mod dns_names;
 pub mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;

@@ -7,8 +7,9 @@
 
 use std::net::IpAddr;
 
+use common::dns_names::dns_name;
 use dns_sidecar::config::{self, DnsConf};
-use dns_sidecar::table::{dns_name, Answer, Entry, Table};
+use dns_sidecar::table::{Answer, Entry, Table};
 use dns_sidecar::wire;
 use libfuzzer_sys::fuzz_target;
 
@@ -30,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => return cni_rs_fuzz::readable(&e),
     };
     assert_eq!(dns_name(&conf.domain).as_deref(), Some(conf.domain.as_str()));
-    let names = config::names(&inv);
+    let names = common::dns_names::of(&inv);
     assert!(!names.is_empty(), "the short container ID is always a name");
     for (i, n) in names.iter().enumerate() {
         assert_eq!(dns_name(n).as_deref(), Some(n.as_str()));

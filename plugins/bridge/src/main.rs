@@ -119,10 +119,7 @@ impl Plugin for Bridge {
     }
 
     fn status(&self, args: &CmdArgs) -> Result<()> {
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::status(plugin, args),
-            None => Ok(()),
-        }
+        ipam::status_if_configured(args)
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {

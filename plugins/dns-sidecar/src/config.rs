@@ -3,16 +3,14 @@
 
 use std::net::IpAddr;
 
+use common::dns_names::dns_name;
 use common::error::shown;
 use common::ipnet::{is_link_local, IpNet};
 use common::netlink::rtnl::{Family, Rtnl};
 use common::netlink::NlResult;
-use common::skel::CmdArgs;
 use common::spec::{CniResult, NetConf};
 use common::{CniError, Result};
 use serde_json::Value;
-
-use crate::table::dns_name;
 
 /// dnsname's default; Podman always sends it anyway.
 pub const DEFAULT_DOMAIN: &str = "dns.podman";
@@ -35,30 +33,6 @@ impl DnsConf {
         };
         Ok(DnsConf { domain })
     }
-}
-
-/// The container's names on this network, first the one PTR answers with:
-/// `K8S_POD_NAME`, the aliases for this network (Podman's map keyed by
-/// network name, or a plain list), and the short container ID. Lowercased,
-/// deduplicated; names that are not valid DNS names are left out.
-pub fn names(args: &CmdArgs) -> Vec<String> {
-    let mut raw: Vec<String> = Vec::new();
-    if let Some(n) = args.args.get("K8S_POD_NAME") {
-        raw.push(n.to_string());
-    }
-    match args.conf.runtime("aliases") {
-        Some(Value::Object(map)) => {
-            if let Some(Value::Array(list)) = map.get(&args.conf.name) {
-                raw.extend(list.iter().filter_map(Value::as_str).map(str::to_string));
-            }
-        }
-        Some(Value::Array(list)) => raw.extend(list.iter().filter_map(Value::as_str).map(str::to_string)),
-        _ => {}
-    }
-    raw.push(args.container_id.chars().take(12).collect());
-    // Deduplicated in linear time: a runtime may send thousands of aliases.
-    let mut seen = std::collections::HashSet::new();
-    raw.iter().filter_map(|n| dns_name(n)).filter(|n| seen.insert(n.clone())).collect()
 }
 
 /// The container's addresses on `ifname`.
@@ -136,7 +110,7 @@ pub fn result(prev: &CniResult, gateways: &[IpAddr], domain: &str) -> CniResult 
 mod tests {
     use super::*;
     use common::args::CniArgs;
-    use common::skel::Command;
+    use common::skel::{CmdArgs, Command};
     use serde_json::json;
 
     fn args(conf: Value, cni_args: &str) -> CmdArgs {
@@ -166,7 +140,7 @@ mod tests {
     fn podman_input_gives_name_short_id_and_gateway() {
         let a = args(podman(), "IgnoreUnknown=1;K8S_POD_NAME=c1");
         assert_eq!(DnsConf::parse(&a.conf).unwrap().domain, "dns.podman");
-        assert_eq!(names(&a), vec!["c1", "367b353c50a0"]);
+        assert_eq!(common::dns_names::of(&a), vec!["c1", "367b353c50a0"]);
         let prev = a.conf.prev_result.as_ref().unwrap();
         assert_eq!(container_ips(prev, "eth0"), vec!["10.231.1.2/24".parse().unwrap()]);
         assert_eq!(gateways(prev, "eth0").unwrap(), vec!["10.231.1.1".parse::<IpAddr>().unwrap()]);
@@ -176,18 +150,6 @@ mod tests {
         assert_eq!(r.dns.search, vec!["dns.podman"]);
         assert_eq!(r.ips, prev.ips);
         assert_eq!(r.interfaces, prev.interfaces);
-    }
-
-    #[test]
-    fn aliases_as_a_map_of_other_networks_or_a_list() {
-        let mut c = podman();
-        c["runtimeConfig"] =
-            json!({"Aliases": {"other": ["nope"], "br1": ["Web", "web", "bad name", "db.x"]}});
-        assert_eq!(names(&args(c.clone(), "K8S_POD_NAME=App")), vec!["app", "web", "db.x", "367b353c50a0"]);
-        c["runtimeConfig"] = json!({"aliases": ["one", "two"]});
-        assert_eq!(names(&args(c.clone(), "")), vec!["one", "two", "367b353c50a0"]);
-        c.as_object_mut().unwrap().remove("runtimeConfig");
-        assert_eq!(names(&args(c, "")), vec!["367b353c50a0"]);
     }
 
     #[test]

@@ -4,13 +4,12 @@
 //! records until the daemon has acknowledged them, so two plugin calls never
 //! interleave and never start two daemons.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
+use common::daemon;
 use common::skel::{CmdArgs, Plugin};
 use common::spec::CniResult;
 use common::{CniError, Result};
@@ -67,7 +66,7 @@ impl Plugin for DnsSidecar {
         let record = Record {
             id: a.container_id.clone(),
             ifname: a.ifname.clone(),
-            names: config::names(a),
+            names: common::dns_names::of(a),
             ips,
             gateways,
         };
@@ -193,115 +192,17 @@ fn ensure_daemon(dir: &NetDir) -> Result<()> {
     start_daemon(dir)
 }
 
-/// Start the daemon detached (own session, stdio on /dev/null) and wait
-/// until it listens: it reports `ok` or `err …` on a pipe, then closes it.
+/// Start the daemon (see `common::daemon`; stderr on /dev/null) and wait
+/// until it listens.
 pub fn start_daemon(dir: &NetDir) -> Result<()> {
     let exe = std::env::current_exe().map_err(io_err("finding our own binary"))?;
-    let mut fds = [0; 2];
-    // SAFETY: fds is an array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io_err("pipe")(io::Error::last_os_error()));
-    }
-    // SAFETY: both fds are fresh and ours.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let wfd = w.as_raw_fd();
-    let mut cmd = Command::new(&exe);
-    cmd.arg("serve")
-        .arg(&dir.network)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .current_dir("/")
-        .env(READY_FD_ENV, "3");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CNI_") {
-            cmd.env_remove(k);
-        }
-    }
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if wfd == 3 {
-                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(wfd, 3) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            libc::umask(0o077);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(io_err(format!("starting {}", exe.display())))?;
-    drop(w);
-    let said = read_ready(r, START_TIMEOUT);
-    match said.as_deref().map(str::trim) {
-        Ok("ok") => Ok(()),
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let why = match other {
-                Ok(s) => {
-                    s.strip_prefix("err ").unwrap_or(if s.is_empty() { "exited" } else { s }).to_string()
-                }
-                Err(e) => e.to_string(),
-            };
-            Err(CniError::internal(format!("DNS server for network {} did not start: {why}", dir.network)))
-        }
-    }
-}
-
-/// Read the daemon's readiness line (until EOF or timeout).
-fn read_ready(r: OwnedFd, timeout: Duration) -> io::Result<String> {
-    let deadline = Instant::now() + timeout;
-    let mut f = std::fs::File::from(r);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out waiting for it to listen"));
-        }
-        let mut p = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, left.as_millis().max(1) as _) } <= 0 {
-            continue;
-        }
-        match f.read(&mut buf) {
-            Ok(0) => return Ok(String::from_utf8_lossy(&out).into_owned()),
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                if out.contains(&b'\n') {
-                    return Ok(String::from_utf8_lossy(&out).into_owned());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Is `pid` the daemon of `network` (and not a recycled pid)?
-fn is_our_daemon(pid: i32, network: &str) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    args.len() >= 3 && args[1] == b"serve" && args[2] == network.as_bytes()
-}
-
-fn wait_stopped(dir: &NetDir, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if !dir.daemon_running() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    daemon::start(&exe, &dir.network, READY_FD_ENV, Stdio::null(), START_TIMEOUT).map_err(|e| {
+        let why = match &e {
+            daemon::NotStarted::Said(s) if !s.is_empty() => s.strip_prefix("err ").unwrap_or(s).to_string(),
+            _ => e.to_string(),
+        };
+        CniError::internal(format!("DNS server for network {} did not start: {why}", dir.network))
+    })
 }
 
 /// Stop the daemon: ask it over the control socket, then SIGTERM, then
@@ -310,17 +211,12 @@ pub fn stop_daemon(dir: &NetDir) {
     if !dir.daemon_running() {
         return;
     }
-    if control(dir, "stop", Duration::from_secs(1)).is_ok() && wait_stopped(dir, STOP_WAIT) {
+    if control(dir, "stop", Duration::from_secs(1)).is_ok()
+        && daemon::wait_gone(|| dir.daemon_running(), STOP_WAIT)
+    {
         return;
     }
-    let Some(pid) = dir.pid().filter(|p| is_our_daemon(*p, &dir.network)) else { return };
-    for sig in [libc::SIGTERM, libc::SIGKILL] {
-        // SAFETY: signalling a process we verified is our daemon.
-        unsafe { libc::kill(pid, sig) };
-        if wait_stopped(dir, STOP_WAIT) {
-            return;
-        }
-    }
+    daemon::end(dir.pid(), &dir.network, || dir.daemon_running(), STOP_WAIT);
 }
 
 /// CHECK's probe: ask the daemon for one of the container's names, as a

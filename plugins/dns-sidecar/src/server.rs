@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::daemon::ReadyPipe;
 use common::lock::FileLock;
 
 use crate::forward::Forwarder;
@@ -365,30 +366,9 @@ impl Listeners {
     }
 }
 
-/// The readiness channel to the plugin that started us (if any).
-struct Ready(Option<OwnedFd>);
-
-impl Ready {
-    fn from_env() -> Ready {
-        let fd = std::env::var(READY_FD_ENV).ok().and_then(|v| v.parse::<i32>().ok()).filter(|fd| *fd > 2);
-        std::env::remove_var(READY_FD_ENV);
-        // SAFETY: the plugin passed this fd to us for exactly this use; F_GETFD checks it is open.
-        Ready(
-            fd.filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0)
-                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-        )
-    }
-    fn say(&mut self, line: &str) {
-        if let Some(fd) = self.0.take() {
-            let mut f = std::fs::File::from(fd);
-            let _ = f.write_all(line.as_bytes());
-        }
-    }
-}
-
 /// The daemon's main: returns the exit code.
 pub fn serve(network: &str) -> i32 {
-    let mut ready = Ready::from_env();
+    let mut ready = ReadyPipe::from_env(READY_FD_ENV);
     match start(network, &mut ready) {
         Ok(()) => 0,
         Err(e) => {
@@ -398,7 +378,7 @@ pub fn serve(network: &str) -> i32 {
     }
 }
 
-fn start(network: &str, ready: &mut Ready) -> io::Result<()> {
+fn start(network: &str, ready: &mut ReadyPipe) -> io::Result<()> {
     if !common::spec::valid_name(network) {
         return Err(io::Error::other(format!("invalid network name {network:?}")));
     }

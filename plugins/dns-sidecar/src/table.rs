@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
+use common::dns_names::dns_name;
 use common::ipnet::IpNet;
 
 use crate::wire::{self, rtype, Name};
@@ -85,20 +86,6 @@ pub enum Answer<'a> {
     NxDomain,
     /// Not ours: ask upstream.
     Forward,
-}
-
-/// A name as we store and compare it: lowercase, no trailing dot, labels of
-/// letters, digits, `-` and `_`, 1–63 bytes each, 253 in all. None otherwise.
-pub fn dns_name(s: &str) -> Option<String> {
-    let s = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        });
-    ok.then_some(s)
 }
 
 /// One attachment's contribution to the table.
@@ -239,15 +226,6 @@ mod tests {
         let ips1 = ["10.1.0.2/24".parse().unwrap(), "fd00:1::2/64".parse().unwrap()];
         let ips2 = ["10.1.0.3/24".parse().unwrap()];
         Table::build("DNS.podman.", [Entry { names: &web, ips: &ips1 }, Entry { names: &db, ips: &ips2 }])
-    }
-
-    #[test]
-    fn names_are_validated_and_lowercased() {
-        assert_eq!(dns_name("Web.").as_deref(), Some("web"));
-        assert_eq!(dns_name("my_app-1.x").as_deref(), Some("my_app-1.x"));
-        for bad in ["", ".", "a..b", "a b", "ü", &"x".repeat(64)] {
-            assert_eq!(dns_name(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -54,10 +54,7 @@ impl Plugin for Dummy {
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::gc(plugin, args),
-            None => Ok(()),
-        }
+        ipam::gc_if_configured(args)
     }
 }
 

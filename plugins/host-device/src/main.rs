@@ -65,17 +65,11 @@ impl Plugin for HostDevice {
     fn status(&self, args: &CmdArgs) -> Result<()> {
         // The device itself is in a container once ADD has run: not a sign of trouble.
         Config::load(args)?;
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::status(plugin, args),
-            None => Ok(()),
-        }
+        ipam::status_if_configured(args)
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::gc(plugin, args),
-            None => Ok(()),
-        }
+        ipam::gc_if_configured(args)
     }
 }
 

@@ -62,17 +62,11 @@ impl Plugin for Ipvlan {
         if !conf.link_in_container {
             conf.configured_master(&mut Rtnl::open()?).map_err(|e| CniError::not_available(e.msg))?;
         }
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::status(plugin, args),
-            None => Ok(()),
-        }
+        ipam::status_if_configured(args)
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::gc(plugin, args),
-            None => Ok(()),
-        }
+        ipam::gc_if_configured(args)
     }
 }
 

@@ -23,15 +23,13 @@
 //! registers it again.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::daemon::{self, NotStarted, ReadyPipe};
 use common::lock::FileLock;
 use common::netlink::rtnl::Rtnl;
 use common::{CniError, Result};
@@ -74,7 +72,7 @@ struct Synced {
 
 /// The agent's main: returns the exit code.
 pub fn serve(network: &str) -> i32 {
-    let mut ready = Ready::from_env();
+    let mut ready = ReadyPipe::from_env(READY_FD_ENV);
     match start(network, &mut ready) {
         Ok(()) => 0,
         Err(e) => {
@@ -84,7 +82,7 @@ pub fn serve(network: &str) -> i32 {
     }
 }
 
-fn start(network: &str, ready: &mut Ready) -> Result<()> {
+fn start(network: &str, ready: &mut ReadyPipe) -> Result<()> {
     if !common::spec::valid_name(network) {
         return Err(CniError::invalid_config(format!("invalid network name {network:?}")));
     }
@@ -400,122 +398,29 @@ pub fn is_member(dir: &NetDir) -> bool {
     dir.agent_running() && matches!(control(dir, "ping", CTL_TIMEOUT), Ok(Ok(r)) if r == "ok")
 }
 
-/// Start the agent detached (own session, stdin/stdout on /dev/null, stderr
-/// to `agent.log`) and wait until it is registered and synced.
+/// Start the agent (see `common::daemon`; stderr to `agent.log`) and wait
+/// until it is registered and synced.
 fn spawn(dir: &NetDir) -> Result<()> {
     let exe =
         std::env::current_exe().map_err(|e| CniError::internal(format!("finding our own binary: {e}")))?;
-    let mut fds = [0; 2];
-    // SAFETY: fds is an array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(CniError::internal(format!("pipe: {}", io::Error::last_os_error())));
-    }
-    // SAFETY: both fds are fresh and ours.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let wfd = w.as_raw_fd();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(dir.path.join("agent.log"))
         .map_err(|e| CniError::io(format!("opening the agent log: {e}")))?;
-    let mut cmd = Command::new(&exe);
-    cmd.arg("serve")
-        .arg(&dir.network)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .current_dir("/")
-        .env(READY_FD_ENV, "3");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("CNI_") {
-            cmd.env_remove(k);
-        }
-    }
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
+    daemon::start(&exe, &dir.network, READY_FD_ENV, log.into(), START_TIMEOUT).map_err(|e| {
+        let e = match e {
+            NotStarted::Spawn(e) => {
+                CniError::internal(format!("starting the overlay agent {}: {e}", exe.display()))
             }
-            if wfd == 3 {
-                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(wfd, 3) < 0 {
-                return Err(io::Error::last_os_error());
+            NotStarted::Said(line) => {
+                parse_reply(&line).err().unwrap_or_else(|| CniError::internal("agent exited"))
             }
-            libc::umask(0o077);
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| CniError::internal(format!("starting the overlay agent {}: {e}", exe.display())))?;
-    drop(w);
-    let said = read_ready(r, START_TIMEOUT);
-    match said {
-        Ok(line) if line.trim() == "ok" => Ok(()),
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let e = match other {
-                Ok(line) => {
-                    parse_reply(line.trim()).err().unwrap_or_else(|| CniError::internal("agent exited"))
-                }
-                Err(e) => CniError::try_again(format!("the overlay agent did not get ready: {e}")),
-            };
-            Err(e.context(format!("overlay agent of network {}", dir.network)))
-        }
-    }
-}
-
-/// Read the agent's readiness line (until EOF or timeout).
-fn read_ready(r: OwnedFd, timeout: Duration) -> io::Result<String> {
-    let deadline = Instant::now() + timeout;
-    let mut f = std::fs::File::from(r);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
-        }
-        let mut p = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut p, 1, left.as_millis().max(1) as _) } <= 0 {
-            continue;
-        }
-        match f.read(&mut buf) {
-            Ok(0) => return Ok(String::from_utf8_lossy(&out).into_owned()),
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                if out.contains(&b'\n') {
-                    return Ok(String::from_utf8_lossy(&out).into_owned());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn wait_stopped(dir: &NetDir, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while dir.agent_running() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
-}
-
-/// Is `pid` the agent of `network` (and not a recycled pid)?
-fn is_our_agent(pid: i32, network: &str) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    args.len() >= 3 && args[1] == b"serve" && args[2] == network.as_bytes()
+            NotStarted::Silent(e) => CniError::try_again(format!("the overlay agent did not get ready: {e}")),
+        };
+        e.context(format!("overlay agent of network {}", dir.network))
+    })
 }
 
 /// Ask the agent to leave: with `drain`, it keeps retrying pending
@@ -529,38 +434,10 @@ pub fn stop(dir: &NetDir, drain: bool) {
     let cmd = if drain { "drain" } else { "stop" };
     match control(dir, cmd, Duration::from_secs(5)) {
         Ok(Ok(_)) if drain => return,
-        Ok(Ok(_)) if wait_stopped(dir, STOP_WAIT) => return,
+        Ok(Ok(_)) if daemon::wait_gone(|| dir.agent_running(), STOP_WAIT) => return,
         _ => {}
     }
-    let Some(pid) = dir.pid().filter(|p| is_our_agent(*p, &dir.network)) else { return };
-    for sig in [libc::SIGTERM, libc::SIGKILL] {
-        // SAFETY: signalling a process we verified is our agent.
-        unsafe { libc::kill(pid, sig) };
-        if wait_stopped(dir, STOP_WAIT) {
-            return;
-        }
-    }
-}
-
-/// The readiness channel to the plugin that started us (if any).
-struct Ready(Option<OwnedFd>);
-
-impl Ready {
-    fn from_env() -> Ready {
-        let fd = std::env::var(READY_FD_ENV).ok().and_then(|v| v.parse::<i32>().ok()).filter(|fd| *fd > 2);
-        std::env::remove_var(READY_FD_ENV);
-        // SAFETY: the plugin passed this fd for exactly this use; F_GETFD checks it is open.
-        Ready(
-            fd.filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0)
-                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-        )
-    }
-    fn say(&mut self, line: &str) {
-        if let Some(fd) = self.0.take() {
-            let mut f = std::fs::File::from(fd);
-            let _ = f.write_all(line.as_bytes());
-        }
-    }
+    daemon::end(dir.pid(), &dir.network, || dir.agent_running(), STOP_WAIT);
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ mod cluster;
 mod dataplane;
 mod dnsfeed;
 mod etcd;
-mod names;
 mod nat;
 mod state;
 
@@ -103,7 +102,7 @@ impl Plugin for Overlay {
             container_id: args.container_id.clone(),
             ifname: args.ifname.clone(),
             mac: mac.as_ref().map(format_mac).unwrap_or_default(),
-            names: names::of(args),
+            names: common::dns_names::of(args),
         };
         let claim = cluster::claim_address(&etcd, &conf, &record)?;
         let mut undo =

@@ -65,10 +65,7 @@ impl Plugin for Ptp {
 
     fn status(&self, args: &CmdArgs) -> Result<()> {
         Config::load(args)?;
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::status(plugin, args),
-            None => Ok(()),
-        }
+        ipam::status_if_configured(args)
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {

@@ -73,17 +73,11 @@ impl Plugin for Tap {
                 "tap devices are made through {TUN_DEVICE}, which this host lacks (kernel module tun)"
             )));
         }
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::status(plugin, args),
-            None => Ok(()),
-        }
+        ipam::status_if_configured(args)
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::gc(plugin, args),
-            None => Ok(()),
-        }
+        ipam::gc_if_configured(args)
     }
 }
 

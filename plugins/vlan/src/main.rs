@@ -60,17 +60,11 @@ impl Plugin for Vlan {
         if !conf.link_in_container {
             conf.master_link(&mut Rtnl::open()?, false).map_err(|e| CniError::not_available(e.msg))?;
         }
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::status(plugin, args),
-            None => Ok(()),
-        }
+        ipam::status_if_configured(args)
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<()> {
-        match args.conf.ipam_type() {
-            Some(plugin) => ipam::gc(plugin, args),
-            None => Ok(()),
-        }
+        ipam::gc_if_configured(args)
     }
 }
 

@@ -8,15 +8,6 @@ use test_harness::chaos::{self, ChaosOpts};
 use test_harness::soak::{self, SoakOpts};
 use test_harness::*;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 /// 60 runs (kept to about two minutes on a loaded 2-core machine; the long
 /// campaign has the numbers): 36 killed a random time into a random plugin's
 /// ADD or DEL, 24 at recorded syscalls spread over every plugin's ADD and DEL

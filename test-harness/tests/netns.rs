@@ -5,15 +5,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use test_harness::*;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 #[test]
 fn netns_is_created_and_removed() {
     require_root!();

@@ -6,15 +6,6 @@
 use serde_json::{json, Value};
 use test_harness::*;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 /// A valid network name of `len` characters ending in `tail`; two of them
 /// share everything but the tail, far beyond the 128 bytes nf_tables keeps
 /// of a comment. (With a 64-hex container ID, 185 is what libcni's result

@@ -10,15 +10,6 @@
 use serde_json::{json, Value};
 use test_harness::*;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 fn bin() -> std::path::PathBuf {
     let b = target_bin_dir().join("static");
     assert!(b.is_file(), "build the plugins first (cargo build --workspace --bins)");

@@ -25,15 +25,6 @@ const NET: &str = "brtest";
 /// The bridge of every test (inside the test's host netns).
 const BR: &str = "cnibr0";
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 /// One test's world: the host netns plugins run in, a runtime with its cache,
 /// and host-local's data dir.
 struct World {

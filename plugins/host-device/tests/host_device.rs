@@ -26,15 +26,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use test_harness::*;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 const NET: &str = "hostnet";
 const LAN_IP: &str = "10.66.0.1";
 const IFNAME: &str = "eth0";

@@ -17,15 +17,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use test_harness::*;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 const NET: &str = "mvnet";
 const LAN_IP: &str = "10.77.0.1";
 const LAN_IP6: &str = "fd77::1";

@@ -23,15 +23,6 @@ use test_harness::*;
 const NET: &str = "ptptest";
 const REFERENCE: &str = "/usr/lib/cni";
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 /// One test's world: the host netns plugins run in, a runtime with its
 /// cache, and host-local's data dir.
 struct World {

@@ -170,15 +170,6 @@ use std::os::unix::net::UnixListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
-
 /// Far above any normal plugin run: only a hang reaches it.
 const HANG: Duration = Duration::from_secs(60);
 

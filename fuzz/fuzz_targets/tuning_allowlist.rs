@@ -12,24 +12,34 @@ use std::collections::HashMap;
 use libfuzzer_sys::fuzz_target;
 use tuning::allowlist::{go_to_lite, Allowlist};
 
+type Compiled = HashMap<String, Option<regex::Regex>>;
+
 thread_local! {
-    /// The oracle's compiled patterns (compiling them dominated each run).
-    static ORACLE: RefCell<HashMap<String, Option<regex::Regex>>> = RefCell::new(HashMap::new());
+    /// The oracle's compiled patterns, this generation's and the last's
+    /// (compiling them dominated each run).
+    static ORACLE: RefCell<(Compiled, Compiled)> = RefCell::new(Default::default());
 }
 
-/// How many compiled patterns the oracle keeps: one can take megabytes, and
-/// 50,000 of them took a long run past libFuzzer's 2 GB memory limit.
-const ORACLE_CACHE: usize = 2_000;
+/// Patterns per generation. A compiled pattern takes up to a few hundred KB,
+/// so the cache is bounded (one of 50,000 took a long run past libFuzzer's
+/// 2 GB limit); a pattern used in this or the last generation survives, so
+/// the lines a mutation did not touch are rarely recompiled.
+const GENERATION: usize = 3_000;
 
 fn full_engine(lite: &str) -> Option<regex::Regex> {
     ORACLE.with(|o| {
-        let mut o = o.borrow_mut();
-        if o.len() >= ORACLE_CACHE {
-            o.clear();
+        let (now, last) = &mut *o.borrow_mut();
+        if let Some(re) = now.get(lite) {
+            return re.clone();
         }
-        o.entry(lite.to_string())
-            .or_insert_with(|| regex::RegexBuilder::new(lite).size_limit(1 << 24).build().ok())
-            .clone()
+        let re = last
+            .remove(lite)
+            .unwrap_or_else(|| regex::RegexBuilder::new(lite).size_limit(1 << 24).build().ok());
+        if now.len() >= GENERATION {
+            *last = std::mem::take(now);
+        }
+        now.insert(lite.to_string(), re.clone());
+        re
     })
 }
 

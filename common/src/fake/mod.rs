@@ -242,6 +242,28 @@ impl FakeKernel {
         self.w.borrow().calls.clone()
     }
 
+    /// The calls that change something, as "<netns>: <operation>" (reads
+    /// and their arguments left out): what a plugin did, in order.
+    pub fn changes(&self) -> Vec<String> {
+        const READS: [&str; 12] = [
+            "addrs",
+            "bridge_vlans",
+            "filters",
+            "link_by_index",
+            "link_by_name",
+            "links",
+            "neighbours",
+            "netns_fd",
+            "qdiscs",
+            "routes",
+            "rules",
+            "sysctl",
+        ];
+        let op = |c: &String| c.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let calls = self.calls();
+        calls.iter().map(op).filter(|c| !READS.iter().any(|r| c.ends_with(&format!(": {r}")))).collect()
+    }
+
     /// Forget the calls so far (e.g. those that set a test up).
     pub fn clear_calls(&self) {
         self.w.borrow_mut().calls.clear();

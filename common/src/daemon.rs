@@ -11,8 +11,9 @@
 //! its error, and the plugin waits for that line a bounded time.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -157,6 +158,18 @@ impl ReadyPipe {
     }
 }
 
+/// Send one command line on the helper's control socket at `path`; its
+/// one-line reply, trimmed (a helper that closes without one: empty).
+pub fn ask(path: &Path, cmd: &str, timeout: Duration) -> io::Result<String> {
+    let mut s = crate::sockaddr::with_unix_path(path, |p| UnixStream::connect(p))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(format!("{cmd}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
 /// Is `pid` a helper serving `network` (and not a recycled pid)?
 pub fn is_serving(pid: i32, network: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| serves(&c, network))
@@ -268,6 +281,23 @@ echo ok >&3"#,
         let pid = std::fs::read_to_string(dir.0.join("silent.pid")).unwrap();
         // Killed and reaped: no process, not even a zombie.
         assert!(!Path::new(&format!("/proc/{}", pid.trim())).exists());
+    }
+
+    #[test]
+    fn ask_sends_one_line_and_reads_one_back() {
+        let dir = tempdir::Dir::new("ask");
+        let path = dir.0.join("ctl");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let helper = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut cmd = String::new();
+            BufReader::new(&s).read_line(&mut cmd).unwrap();
+            (&s).write_all(format!("ok {}", cmd.trim()).as_bytes()).unwrap();
+        });
+        assert_eq!(ask(&path, "reload", Duration::from_secs(5)).unwrap(), "ok reload");
+        helper.join().unwrap();
+        let e = ask(&dir.0.join("none"), "x", Duration::from_secs(1)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -482,13 +482,7 @@ fn reload(dir: &NetDir, shared: &Arc<Shared>, listeners: &mut Listeners) -> io::
 
 /// Send one control command to the daemon of `dir`; its reply line.
 pub fn control(dir: &NetDir, cmd: &str, timeout: Duration) -> io::Result<String> {
-    let mut s = dir.with_ctl_path(|p| UnixStream::connect(p))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    s.write_all(format!("{cmd}\n").as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    let line = line.trim().to_string();
+    let line = common::daemon::ask(&dir.ctl_path(), cmd, timeout)?;
     if line == "ok" || line.starts_with("ok ") {
         Ok(line)
     } else if let Some(e) = line.strip_prefix("err ") {

@@ -24,7 +24,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -360,13 +360,7 @@ impl Agent {
 /// Send one control command; the agent's reply, or its error as a CNI error
 /// (`err <code> <msg>`). Connection failures are `io::Error`s.
 fn control(dir: &NetDir, cmd: &str, timeout: Duration) -> io::Result<Result<String>> {
-    let mut s = common::sockaddr::with_unix_path(&dir.ctl_path(), |p| UnixStream::connect(p))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    s.write_all(format!("{cmd}\n").as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    Ok(parse_reply(line.trim()))
+    Ok(parse_reply(&daemon::ask(&dir.ctl_path(), cmd, timeout)?))
 }
 
 fn parse_reply(line: &str) -> Result<String> {

@@ -7,7 +7,8 @@
 //! regex-lite matches in time linear in the key, with RE2's meaning where keys
 //! need it: `\d \w \s \b` and `[[:alpha:]]` are ASCII, `.` and `[^…]` take one
 //! character. Where the two syntaxes part, `go_to_lite` rewrites Go's meaning
-//! (`\<`, `\>` and a `{` that is no repeat count are literals in Go) or
+//! (`\<`, `\>` and a `{` that is no repeat count are literals in Go; under
+//! `(?i)` a class holds both cases of its letters) or
 //! refuses the line; case folding is ASCII-only here, so a case-insensitive
 //! pattern is refused for non-ASCII text. Go syntax regex-lite lacks (`\pL`,
 //! `\Q…\E`, octal escapes) is refused naming the line. Every refusal fails
@@ -121,7 +122,10 @@ pub fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
     let s: Vec<char> = go.chars().collect();
     let mut out = String::with_capacity(go.len() + 8);
     let mut folds_case = false;
+    // Whether (?i) is on here, and what it was outside each open group.
+    let (mut ci, mut outer_ci) = (false, Vec::new());
     let mut in_class = false;
+    let mut class_body = 0;
     let mut i = 0;
     while i < s.len() {
         let c = s[i];
@@ -151,6 +155,7 @@ pub fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
                     out.push('^');
                     i += 1;
                 }
+                class_body = out.len();
                 if s.get(i) == Some(&']') {
                     out.push(']'); // first: a literal, as in Go
                     i += 1;
@@ -158,6 +163,10 @@ pub fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
             }
             ']' if in_class => {
                 in_class = false;
+                if ci {
+                    let other_case = other_case_letters(&out[class_body..]);
+                    out.push_str(&other_case);
+                }
                 out.push(']');
             }
             // Go classes do not nest: `[` is a literal unless it opens `[:name:]`.
@@ -183,16 +192,43 @@ pub fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
                 Some(_) => return Err("repeat counts above 1000 are not RE2 syntax".into()),
                 None => out.push_str("\\{"), // no repeat count: a literal in Go
             },
-            '(' if !in_class && s.get(i) == Some(&'?') => {
-                let flags: String =
-                    s[i + 1..].iter().take_while(|c| c.is_ascii_alphabetic() || **c == '-').collect();
-                if matches!(s.get(i + 1 + flags.len()), Some(':' | ')')) {
+            '(' if !in_class => {
+                let flags: String = match s.get(i) {
+                    Some('?') => {
+                        s[i + 1..].iter().take_while(|c| c.is_ascii_alphabetic() || **c == '-').collect()
+                    }
+                    _ => String::new(),
+                };
+                let after_flags = s.get(i + 1 + flags.len());
+                let sets_flags = s.get(i) == Some(&'?') && matches!(after_flags, Some(':' | ')'));
+                // `(?flags)` changes the enclosing group; anything else opens a group.
+                if !(sets_flags && after_flags == Some(&')')) {
+                    outer_ci.push(ci);
+                }
+                if sets_flags {
                     if let Some(f) = flags.chars().find(|f| !"imsU-".contains(*f)) {
                         return Err(format!("flag {f} is not RE2 syntax"));
                     }
-                    folds_case |= flags.split('-').next().is_some_and(|on| on.contains('i'));
+                    let (on, off) = flags.split_once('-').unwrap_or((&flags, ""));
+                    if on.contains('i') {
+                        ci = true;
+                    }
+                    if off.contains('i') {
+                        ci = false;
+                    }
+                    folds_case |= on.contains('i');
+                    // Copied whole: the `)` of `(?i)` closes no group.
+                    out.push_str("(?");
+                    out.push_str(&flags);
+                    out.extend(after_flags);
+                    i += 2 + flags.len();
+                } else {
+                    out.push('(');
                 }
-                out.push('(');
+            }
+            ')' if !in_class => {
+                ci = outer_ci.pop().unwrap_or(ci);
+                out.push(')');
             }
             c => out.push(c),
         }
@@ -201,6 +237,20 @@ pub fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
         return Err("case-insensitive matching of non-ASCII characters is not supported".into());
     }
     Ok((out, folds_case))
+}
+
+/// The ASCII letters whose other case is missing from the class `body`
+/// (translated, without its brackets and `^`). Under `(?i)` they are added
+/// to the class: regex-lite 0.1.9 folds a range only on one side of the
+/// alphabet (`[E-a]` gains `A` but not `e-z`), Go folds every letter.
+fn other_case_letters(body: &str) -> String {
+    let Ok(class) = Regex::new(&format!("^[{body}]$")) else { return String::new() };
+    let has = |c: u8| class.is_match(std::str::from_utf8(&[c]).unwrap_or_default());
+    (b'A'..=b'Z')
+        .chain(b'a'..=b'z')
+        .filter(|&c| has(c) && !has(c ^ 0x20))
+        .map(|c| char::from(c ^ 0x20))
+        .collect()
 }
 
 /// `:name:]` after a `[` inside a class: its length.
@@ -304,6 +354,21 @@ mod tests {
             (r"(?i:net)\.core", "NET.core", true),
             (r"^abc$", "abc\n", false),
             (r"(?m)^b$", "a\nb", true),
+            // Case folding of a class whose range runs from capitals into small
+            // letters (regex-lite 0.1.9 folds only one side of such a range).
+            (r"(?i)^[E-a]$", "e", true),
+            (r"(?i)^[TE-a]$", "t", true),
+            (r"(?i)^[^E-a]$", "e", false),
+            (r"(?i)^[^E-a]$", "b", true),
+            (r"(?i)^net\.[A-Z_a]+$", "net.core", true),
+            // … and only where the flag is on.
+            (r"(?i:x)[E-a]", "xe", false),
+            (r"(?i)(?-i:[E-a])", "e", false),
+            (r"(?i:[E-a])", "e", true),
+            (r"(?i)(x)[E-a]", "xe", true),
+            (r"((?i)x)[E-a]", "xe", false),
+            (r"((?i)[E-a])", "e", true),
+            (r"(?i)(?:a|(?-i)b)[E-a]", "ae", true),
             (r"^(a*)*b$", "aaab", true),
         ];
         for (p, k, want) in cases {

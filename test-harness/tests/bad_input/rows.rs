@@ -1407,16 +1407,7 @@ fn bridge() -> Vec<Row> {
             })
             .fails(999, &["host-local ADD failed (exit 3) and printed no CNI error", "(100000 bytes)"]),
     );
-    v.push(
-        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
-            .prepare(|_, fx| {
-                fx.ctr
-                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
-                    .map(drop)
-                    .unwrap()
-            })
-            .fails(999, &["already has an interface named \"eth0\""]),
-    );
+    v.push(ifname_taken(n));
     v.push(
         Row::new(n, Add, "args.cni.mac", "\"zz\"")
             .set("args.cni.mac", json!("zz"))
@@ -1452,41 +1443,17 @@ fn bridge_vlan() -> Vec<Row> {
 
 fn macvlan() -> Vec<Row> {
     let n = "macvlan";
-    let mut v = Vec::new();
+    let mut v = on_master(n, "master \"lo\"");
     v.push(
         Row::new(n, Add, "master", "empty, and no default route")
             .set("master", json!(""))
             .fails(7, &["no master given and no default route interface"]),
     );
     v.push(
-        Row::new(n, Add, "master", "does not exist")
-            .set("master", json!("nope0"))
-            .fails(7, &["failed to look up master \"nope0\"", "no such interface"]),
-    );
-    v.push(
-        Row::new(n, Add, "master", "16 bytes")
-            .set("master", json!("abcdefghijklmnop"))
-            .fails(7, &["invalid master name"]),
-    );
-    v.push(
-        Row::new(n, Add, "master", "\"lo\" (no Ethernet)")
-            .set("master", json!("lo"))
-            .fails(7, &["master \"lo\""]),
-    );
-    v.push(
         Row::new(n, Add, "mode", "\"bogus\"")
             .set("mode", json!("bogus"))
             .fails(7, &["unknown macvlan mode \"bogus\""]),
     );
-    for (input, mtu, msg) in [
-        ("67 (below the minimum 68)", json!(67), "67"),
-        ("1501 (above the master's 1500)", json!(1501), "master MTU(1500)"),
-        ("-1", json!(-1), "-1"),
-        ("1e100", json!(1e100), "\"mtu\""),
-    ] {
-        v.push(Row::new(n, Add, "mtu", input).set("mtu", mtu).fails(7, &[msg]));
-    }
-    v.push(Row::new(n, Add, "mtu", "68 (the minimum)").set("mtu", json!(68)).works());
     v.push(
         Row::new(n, Add, "mac", "\"zz\"").set("mac", json!("zz")).fails(7, &["invalid MAC address \"zz\""]),
     );
@@ -1500,21 +1467,6 @@ fn macvlan() -> Vec<Row> {
         Row::new(n, Add, "bcqueuelen", "4294967296")
             .set("bcqueuelen", json!(4294967296u64))
             .fails(7, &["\"bcqueuelen\""]),
-    );
-    v.push(
-        Row::new(n, Add, "linkInContainer", "true, master only on the host")
-            .set("linkInContainer", json!(true))
-            .fails(7, &["master \"m0\"", "in the container netns"]),
-    );
-    v.push(
-        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
-            .prepare(|_, fx| {
-                fx.ctr
-                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
-                    .map(drop)
-                    .unwrap()
-            })
-            .fails(999, &["already has an interface named \"eth0\""]),
     );
     v
 }
@@ -1602,32 +1554,26 @@ fn host_device() -> Vec<Row> {
             .set("runtimeConfig.deviceID", json!("0000:ff:1f.7"))
             .fails(7, &["both name a device"]),
     );
-    v.push(
-        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
-            .prepare(|_, fx| {
-                fx.ctr
-                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
-                    .map(drop)
-                    .unwrap()
-            })
-            .fails(999, &["already has an interface named \"eth0\""]),
-    );
+    v.push(ifname_taken(n));
     // DEL finds the device by its alias: a config ADD would refuse does not keep it in the container.
     v.push(Row::new(n, Del, "device", "missing (a config ADD refuses)").remove("device").works());
     v
 }
 
 /// Rows of a plugin that makes `CNI_IFNAME` in the container itself.
+/// ADD with `CNI_IFNAME` already taken in the container: refused, and the
+/// interface that was there is left as it was.
+fn ifname_taken(n: &'static str) -> Row {
+    Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
+        .prepare(|_, fx| {
+            fx.ctr.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"]).map(drop).unwrap()
+        })
+        .fails(999, &["already has an interface named \"eth0\""])
+}
+
 fn own_link_rows(n: &'static str) -> Vec<Row> {
     vec![
-        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
-            .prepare(|_, fx| {
-                fx.ctr
-                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
-                    .map(drop)
-                    .unwrap()
-            })
-            .fails(999, &["already has an interface named \"eth0\""]),
+        ifname_taken(n),
         Row::new(n, Add, "CNI_IFNAME", "\"eth%d\" (a kernel name template)")
             .env("CNI_IFNAME", "eth%d")
             .fails(4, &["invalid CNI_IFNAME \"eth%d\"", "template"]),
@@ -1717,6 +1663,8 @@ fn dummy() -> Vec<Row> {
 }
 
 /// What ipvlan and vlan share with macvlan: the master, the MTU, linkInContainer, CNI_IFNAME.
+/// The rows of every plugin that makes its device on a master (macvlan,
+/// ipvlan, vlan); `lo_msg`: what refusing `lo` as the master says.
 fn on_master(n: &'static str, lo_msg: &'static str) -> Vec<Row> {
     let mut v = Vec::new();
     v.push(
@@ -1744,16 +1692,7 @@ fn on_master(n: &'static str, lo_msg: &'static str) -> Vec<Row> {
             .set("linkInContainer", json!(true))
             .fails(7, &["master \"m0\"", "in the container netns"]),
     );
-    v.push(
-        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
-            .prepare(|_, fx| {
-                fx.ctr
-                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
-                    .map(drop)
-                    .unwrap()
-            })
-            .fails(999, &["already has an interface named \"eth0\""]),
-    );
+    v.push(ifname_taken(n));
     v
 }
 
@@ -2211,16 +2150,7 @@ fn ptp() -> Vec<Row> {
             .set("ipam.type", json!("no-such-ipam"))
             .fails(7, &["failed to find plugin \"no-such-ipam\""]),
     );
-    v.push(
-        Row::new(n, Add, "CNI_IFNAME", "already exists in the container")
-            .prepare(|_, fx| {
-                fx.ctr
-                    .ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"])
-                    .map(drop)
-                    .unwrap()
-            })
-            .fails(999, &["already has an interface named \"eth0\""]),
-    );
+    v.push(ifname_taken(n));
     v.push(
         Row::new(n, Add, "dns", "{\"nameservers\": \"x\"}")
             .set("dns", json!({"nameservers": "x"}))

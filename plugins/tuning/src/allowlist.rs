@@ -165,7 +165,10 @@ pub fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
                 in_class = false;
                 if ci {
                     let other_case = other_case_letters(&out[class_body..]);
-                    out.push_str(&other_case);
+                    // Before a trailing literal `-`, which would otherwise start a range.
+                    let at =
+                        if ends_with_bare_hyphen(&out[class_body..]) { out.len() - 1 } else { out.len() };
+                    out.insert_str(at, &other_case);
                 }
                 out.push(']');
             }
@@ -251,6 +254,12 @@ fn other_case_letters(body: &str) -> String {
         .filter(|&c| has(c) && !has(c ^ 0x20))
         .map(|c| char::from(c ^ 0x20))
         .collect()
+}
+
+/// Does the class body end in a `-` that is not escaped?
+fn ends_with_bare_hyphen(body: &str) -> bool {
+    let Some(rest) = body.strip_suffix('-') else { return false };
+    rest.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 0
 }
 
 /// `:name:]` after a `[` inside a class: its length.
@@ -369,6 +378,10 @@ mod tests {
             (r"((?i)x)[E-a]", "xe", false),
             (r"((?i)[E-a])", "e", true),
             (r"(?i)(?:a|(?-i)b)[E-a]", "ae", true),
+            (r"(?i)^[TE-]+$", "net", false),
+            (r"(?i)^[TE-]+$", "e-T", true),
+            (r"(?i)^[TE\-]+$", "e-T", true),
+            (r"(?i)^[TE\\-]+$", "e\\T-", true),
             (r"^(a*)*b$", "aaab", true),
         ];
         for (p, k, want) in cases {

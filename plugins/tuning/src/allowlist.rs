@@ -247,7 +247,9 @@ pub fn go_to_lite(go: &str) -> std::result::Result<(String, bool), String> {
 /// to the class: regex-lite 0.1.9 folds a range only on one side of the
 /// alphabet (`[E-a]` gains `A` but not `e-z`), Go folds every letter.
 fn other_case_letters(body: &str) -> String {
-    let Ok(class) = Regex::new(&format!("^[{body}]$")) else { return String::new() };
+    // A literal `^` first in the body would negate the test class.
+    let escape = if body.starts_with('^') { "\\" } else { "" };
+    let Ok(class) = Regex::new(&format!("^[{escape}{body}]$")) else { return String::new() };
     let has = |c: u8| class.is_match(std::str::from_utf8(&[c]).unwrap_or_default());
     (b'A'..=b'Z')
         .chain(b'a'..=b'z')
@@ -379,6 +381,11 @@ mod tests {
             (r"((?i)[E-a])", "e", true),
             (r"(?i)(?:a|(?-i)b)[E-a]", "ae", true),
             (r"(?i)^[TE-]+$", "net", false),
+            (r"(?i)^[^^[TE-a]+$", "net", false),
+            (r"(?i)^[^^[TE-a]+$", "x!", false),
+            (r"(?i)^[^^[TE-a]+$", "1!", true),
+            (r"(?i)^[^^[TE-a]+$", "b", true),
+            (r"(?i)^[^T]+$", "t", false),
             (r"(?i)^[TE-]+$", "e-T", true),
             (r"(?i)^[TE\-]+$", "e-T", true),
             (r"(?i)^[TE\\-]+$", "e\\T-", true),

@@ -50,21 +50,13 @@ mod tests {
     use super::*;
     use crate::args::CniArgs;
     use crate::skel::Command;
-    use crate::spec::NetConf;
     use serde_json::json;
 
     fn args(conf: Value, cni_args: &str) -> CmdArgs {
-        CmdArgs {
-            command: Command::Add,
-            container_id: "0123456789abcdef".into(),
-            netns: String::new(),
-            ifname: "eth0".into(),
-            args: CniArgs::parse(cni_args).unwrap(),
-            path: vec![],
-            stdin: vec![],
-            conf: NetConf::parse(conf.to_string().as_bytes()).unwrap(),
-            env: vec![],
-        }
+        let mut a = crate::fake::cmd_args(Command::Add, &conf);
+        a.container_id = "0123456789abcdef".into();
+        a.args = CniArgs::parse(cni_args).unwrap();
+        a
     }
 
     #[test]

@@ -26,10 +26,10 @@ thread_local! {
     static ORACLE: RefCell<(Compiled, Compiled)> = RefCell::new(Default::default());
 }
 
-/// Patterns per generation. A compiled pattern takes up to a few hundred KB,
-/// so the cache is bounded (one of 50,000 took a long run past libFuzzer's
-/// 2 GB limit); a pattern used in this or the last generation survives, so
-/// the lines a mutation did not touch are rarely recompiled.
+/// Patterns per generation. The cache is bounded (50,000 compiled
+/// `regex::Regex`es, the oracle before the PikeVM, took a long run past
+/// libFuzzer's 2 GB limit); a pattern used in this or the last generation
+/// survives, so the lines a mutation did not touch are rarely recompiled.
 const GENERATION: usize = 3_000;
 
 fn full_engine(lite: &str) -> Option<Oracle> {

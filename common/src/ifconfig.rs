@@ -86,10 +86,23 @@ pub fn announce_changes(nl: &mut impl NetStack, ifname: &str) -> Result<()> {
     }
 }
 
-/// IP forwarding on in `nl`'s netns for the families in use (a gateway).
-pub fn enable_forwarding(nl: &mut impl NetStack, v4: bool, v6: bool) -> Result<()> {
+/// IP forwarding on in `nl`'s netns for the families in use (a gateway), and
+/// for IPv4 on `ingress`, the interface the containers' routed packets come in
+/// by (IPv4 asks the receiving interface; IPv6 asks only `all`).
+///
+/// Why both: two processes writing 1 over 0 at once can leave ip_forward
+/// reading 1 with forwarding turned on for no interface (the kernel puts the
+/// old value back to retry when RTNL is busy, and a writer that read the
+/// interim 1 changes nothing); a host may also start new interfaces with
+/// forwarding off (`conf/default`). So our writers take turns, and each makes
+/// sure of its own interface.
+pub fn enable_forwarding(nl: &mut impl NetStack, ingress: &str, v4: bool, v6: bool) -> Result<()> {
     if v4 {
-        nl.ensure_sysctl("net/ipv4/ip_forward", "1")?;
+        if nl.sysctl("net/ipv4/ip_forward").is_ok_and(|v| v != "1") {
+            let _turn = nl.lock("ip_forward")?;
+            nl.ensure_sysctl("net/ipv4/ip_forward", "1")?;
+        }
+        nl.ensure_sysctl(&format!("net/ipv4/conf/{ingress}/forwarding"), "1")?;
     }
     if v6 {
         nl.ensure_sysctl("net/ipv6/conf/all/forwarding", "1")?;
@@ -232,17 +245,35 @@ mod tests {
     }
 
     #[test]
-    fn announcing_needs_no_ipv6_and_forwarding_is_written_once() {
+    fn announcing_needs_no_ipv6() {
         let k = FakeKernel::new();
         let mut c = k.netns("c1");
         c.add_link(&NewLink::new("eth0", LinkKind::Dummy)).unwrap();
         k.disable_ipv6("c1");
         announce_changes(&mut c, "eth0").unwrap();
         assert_eq!(c.sysctl("net/ipv4/conf/eth0/arp_notify").unwrap(), "1");
+    }
+
+    #[test]
+    fn forwarding_is_written_once_under_the_lock_and_on_the_ingress_too() {
+        let k = FakeKernel::new();
+        let mut c = k.netns("c1");
+        c.add_link(&NewLink::new("br0", LinkKind::Dummy)).unwrap();
         k.clear_calls();
-        enable_forwarding(&mut c, true, false).unwrap();
-        enable_forwarding(&mut c, true, false).unwrap();
-        let writes = k.calls().iter().filter(|c| c.contains("set_sysctls")).count();
-        assert_eq!((writes, c.sysctl("net/ipv4/ip_forward").unwrap()), (1, "1".to_string()));
+        enable_forwarding(&mut c, "br0", true, true).unwrap();
+        enable_forwarding(&mut c, "br0", true, true).unwrap();
+        let calls = k.calls();
+        let (writes, locks) = (
+            calls.iter().filter(|c| c.contains("set_sysctls")).count(),
+            calls.iter().filter(|c| c.contains("lock ip_forward")).count(),
+        );
+        assert_eq!((writes, locks), (3, 1), "{calls:#?}");
+        for key in ["net/ipv4/ip_forward", "net/ipv4/conf/br0/forwarding", "net/ipv6/conf/all/forwarding"] {
+            assert_eq!(c.sysctl(key).unwrap(), "1", "{key}");
+        }
+        // ip_forward already on (the case the lock cannot help): the ingress still forwards.
+        c.add_link(&NewLink::new("br1", LinkKind::Dummy)).unwrap();
+        enable_forwarding(&mut c, "br1", true, false).unwrap();
+        assert_eq!(c.sysctl("net/ipv4/conf/br1/forwarding").unwrap(), "1");
     }
 }

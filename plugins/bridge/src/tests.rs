@@ -61,6 +61,7 @@ fn add_makes_bridge_port_container_gateway_and_netfilter_state() {
     assert_eq!(res.interfaces[2].mac, eth0.mac_string());
     let gw = w.host.addrs(Some(cni0.index), Family::V4).unwrap();
     assert_eq!(gw.iter().map(|a| format!("{}/{}", a.addr, a.prefix)).collect::<Vec<_>>(), ["10.88.0.1/16"]);
+    assert_eq!(w.host.sysctl("net/ipv4/conf/cni0/forwarding").unwrap(), "1", "the gateway forwards");
     let routes = w.ctr.routes(Family::V4, 0).unwrap();
     assert!(routes.iter().any(|r| r.is_default() && r.gateway == Some("10.88.0.1".parse().unwrap())));
     let state = w.kernel.state();
@@ -120,6 +121,8 @@ fn a_vlan_gateway_is_a_veth_whose_peer_is_a_port_in_that_vlan() {
     let gw = w.host.link_by_name("cni0.10").unwrap();
     assert_eq!((gw.kind.as_deref(), gw.is_up(), gw.master), (Some("veth"), true, None));
     assert_eq!(addrs_of(&mut w.host, "cni0.10"), ["10.88.0.1/16"]);
+    // Routed packets come in by the gateway, so that is what must forward.
+    assert_eq!(w.host.sysctl("net/ipv4/conf/cni0.10/forwarding").unwrap(), "1");
     let peer = w.host.link_by_index(gw.link.unwrap()).unwrap();
     assert_eq!((peer.master, peer.is_up()), (Some(cni0.index), true));
     assert_eq!(w.host.bridge_vlans(peer.index).unwrap(), access(10), "VLAN 1 removed");

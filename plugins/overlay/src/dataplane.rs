@@ -16,7 +16,7 @@ use common::netlink::rtnl::{
     AddrOpts, BridgeOpts, BridgePortOpts, Family, Link, Rtnl, VxlanOpts, VXLAN_PORT,
 };
 use common::netlink::NlError;
-use common::{sysctl, CniError, Result};
+use common::{ifconfig, sysctl, CniError, Result};
 
 use crate::config::{Config, VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6};
 
@@ -154,7 +154,7 @@ pub fn ensure_devices(nl: &mut Rtnl, conf: &Config, u: &Underlay) -> Result<Devi
             Err(e) => return Err(nl_err("adding the gateway to the overlay bridge")(e)),
         }
     }
-    sysctl::ensure("net/ipv4/ip_forward", "1")?;
+    ifconfig::enable_forwarding(nl, &bridge.name, true, false)?;
     Ok(Devices { bridge })
 }
 

@@ -802,6 +802,9 @@ fn parallel_adds_then_parallel_dels() {
     assert!(errors.is_empty(), "{errors:#?}");
     let ips: HashSet<String> = results.iter().map(|r| ip_of(r.as_ref().unwrap(), true)).collect();
     assert_eq!((ips.len(), w.host_veths().len(), nft_elems(&w.host).len()), (N, N, 2 * N));
+    // The writers of ip_forward took turns, so the kernel turned forwarding on
+    // for every interface, those to come too (racing, it could do so for none).
+    assert_eq!(w.host.sysctl("net.ipv4.conf.default.forwarding").unwrap(), "1");
     let (first, last) = (results[0].as_ref().unwrap(), results[N - 1].as_ref().unwrap());
     for (from, to, v4) in [(0, last, true), (N - 1, first, false)] {
         let dst = ip_of(to, v4);
@@ -821,6 +824,29 @@ fn parallel_adds_then_parallel_dels() {
     });
     assert!(w.host_veths().is_empty() && w.leases().is_empty(), "{:?}", w.leases());
     assert!(nft_is_empty(&w.host), "{}", nft_text(&w.host));
+}
+
+/// A host whose ip_forward reads 1 while new interfaces start with forwarding
+/// off: what two ADDs writing ip_forward at once can leave behind (seen in
+/// the parallel test above: the kernel restores the old value when RTNL is
+/// busy, and a writer that read the interim 1 changes nothing, so forwarding
+/// was turned on for no interface), or a node's sysctl.d. Each host end the
+/// ADD makes must still forward.
+#[test]
+fn containers_reach_each_other_where_new_interfaces_start_without_forwarding() {
+    require_root!();
+    let w = World::new();
+    w.host.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
+    w.host.set_sysctl("net.ipv4.conf.default.forwarding", "0").unwrap();
+    let list = w.list("1.0.0", json!({"ipam": w.ipam(&["10.78.61.0/24"])}));
+    let (a, b) = (ctr(), ctr());
+    let ra = w.add(&list, "ctr-a", &a);
+    let rb = w.add(&list, "ctr-b", &b);
+    assert!(ping(&a, &ip_of(&rb, true)), "a -> b");
+    assert!(ping(&b, &ip_of(&ra, true)), "b -> a");
+    w.del(&list, "ctr-a", &a.path_str());
+    w.del(&list, "ctr-b", &b.path_str());
+    assert!(w.host_veths().is_empty() && w.leases().is_empty(), "{:?}", w.leases());
 }
 
 /// kind's node conflist (conf-examples/kubernetes/10-kindnet.conflist:

@@ -24,15 +24,6 @@ pub fn read(key: &str) -> io::Result<String> {
     Ok(std::fs::read_to_string(path_of(key)?)?.trim_end().to_string())
 }
 
-/// Write only if the value differs (avoids needless writes on hot paths and
-/// works where the file is read-only but already right).
-pub fn ensure(key: &str, value: &str) -> io::Result<()> {
-    match read(key) {
-        Ok(v) if v == value => Ok(()),
-        _ => write(key, value),
-    }
-}
-
 /// Convert a dotted key (`net.ipv4.ip_forward`) to the slash form.
 pub fn dotted_to_path(key: &str) -> String {
     key.replace('.', "/")

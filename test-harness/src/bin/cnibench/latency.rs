@@ -174,8 +174,16 @@ fn run(ctx: &mut Ctx, active: &[usize], case: &Case, n: usize, sec: &mut Section
 }
 
 /// Per plugin exec of a chain: median wall, CPU and peak RSS.
-fn exec_table(ctx: &Ctx, active: &[usize], logs: &[Vec<ExecRecord>]) -> Table {
-    let mut t = Table::new(&["impl", "plugin", "command", "execs", "median wall ms", "median CPU ms"]);
+/// Each plugin's execs; with `window`, also the median wall time of its
+/// first and last `window` execs of each command (in the scaling scenario:
+/// which plugin grows as the network fills).
+fn exec_table(ctx: &Ctx, active: &[usize], logs: &[Vec<ExecRecord>], window: Option<usize>) -> Table {
+    let mut header = vec!["impl", "plugin", "command", "execs", "median wall ms", "median CPU ms"];
+    let (first, last) = window.map(|w| (format!("first {w} ms"), format!("last {w} ms"))).unwrap_or_default();
+    if window.is_some() {
+        header.extend([first.as_str(), last.as_str()]);
+    }
+    let mut t = Table::new(&header);
     for (a, log) in logs.iter().enumerate() {
         let mut by: BTreeMap<(String, String), Vec<&ExecRecord>> = BTreeMap::new();
         for r in log {
@@ -185,14 +193,20 @@ fn exec_table(ctx: &Ctx, active: &[usize], logs: &[Vec<ExecRecord>]) -> Table {
             let wall: Vec<f64> = rs.iter().map(|r| ms(r.wall)).collect();
             let cpu: Vec<f64> =
                 rs.iter().map(|r| (r.usage.user_us + r.usage.sys_us) as f64 / 1000.0).collect();
-            t.row(vec![
+            let mut row = vec![
                 ctx.impls[active[a]].name.clone(),
                 plugin,
                 cmd,
                 rs.len().to_string(),
                 fmt_ms(median(&wall)),
                 fmt_ms(median(&cpu)),
-            ]);
+            ];
+            if let Some(w) = window {
+                let w = w.min(wall.len());
+                row.push(fmt_ms(median(&wall[..w])));
+                row.push(fmt_ms(median(&wall[wall.len() - w..])));
+            }
+            t.row(row);
         }
     }
     t
@@ -236,7 +250,7 @@ pub fn latency(ctx: &mut Ctx, case: &Case) {
         "Each plugin exec of the chain (wall from spawn to reaped; CPU = user + system of the plugin and \
               the IPAM plugin it waited for):",
     );
-    sec.table(exec_table(ctx, &active, &r.log));
+    sec.table(exec_table(ctx, &active, &r.log, None));
     ctx.report.push(sec);
 }
 
@@ -324,6 +338,6 @@ pub fn scaling(ctx: &mut Ctx) {
             }
         }
     }
-    sec.table(exec_table(ctx, &active, &r.log));
+    sec.table(exec_table(ctx, &active, &r.log, Some(w)));
     ctx.report.push(sec);
 }

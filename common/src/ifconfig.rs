@@ -95,19 +95,26 @@ pub fn announce_changes(nl: &mut impl NetStack, ifname: &str) -> Result<()> {
 /// old value back to retry when RTNL is busy, and a writer that read the
 /// interim 1 changes nothing); a host may also start new interfaces with
 /// forwarding off (`conf/default`). So our writers take turns, and each makes
-/// sure of its own interface.
-pub fn enable_forwarding(nl: &mut impl NetStack, ingress: &str, v4: bool, v6: bool) -> Result<()> {
+/// sure of its own interface. Read over netlink: on is the common case.
+pub fn enable_forwarding(nl: &mut impl NetStack, ingress: &Link, v4: bool, v6: bool) -> Result<()> {
     if v4 {
-        if nl.sysctl("net/ipv4/ip_forward").is_ok_and(|v| v != "1") {
+        if !forwards(nl, Family::V4, None) {
             let _turn = nl.lock("ip_forward")?;
             nl.ensure_sysctl("net/ipv4/ip_forward", "1")?;
         }
-        nl.ensure_sysctl(&format!("net/ipv4/conf/{ingress}/forwarding"), "1")?;
+        if !forwards(nl, Family::V4, Some(ingress.index)) {
+            nl.set_sysctl(&format!("net/ipv4/conf/{}/forwarding", ingress.name), "1")?;
+        }
     }
-    if v6 {
-        nl.ensure_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+    if v6 && !forwards(nl, Family::V6, None) {
+        nl.set_sysctl("net/ipv6/conf/all/forwarding", "1")?;
     }
     Ok(())
+}
+
+/// Unknown counts as off: the write that follows is harmless.
+fn forwards(nl: &mut impl NetStack, family: Family, index: Option<u32>) -> bool {
+    nl.forwarding(family, index).unwrap_or(false)
 }
 
 /// With DAD on, wait (bounded) until no address is tentative: routes through
@@ -259,9 +266,10 @@ mod tests {
         let k = FakeKernel::new();
         let mut c = k.netns("c1");
         c.add_link(&NewLink::new("br0", LinkKind::Dummy)).unwrap();
+        let br0 = c.link_by_name("br0").unwrap();
         k.clear_calls();
-        enable_forwarding(&mut c, "br0", true, true).unwrap();
-        enable_forwarding(&mut c, "br0", true, true).unwrap();
+        enable_forwarding(&mut c, &br0, true, true).unwrap();
+        enable_forwarding(&mut c, &br0, true, true).unwrap();
         let calls = k.calls();
         let (writes, locks) = (
             calls.iter().filter(|c| c.contains("set_sysctls")).count(),
@@ -273,7 +281,8 @@ mod tests {
         }
         // ip_forward already on (the case the lock cannot help): the ingress still forwards.
         c.add_link(&NewLink::new("br1", LinkKind::Dummy)).unwrap();
-        enable_forwarding(&mut c, "br1", true, false).unwrap();
+        let br1 = c.link_by_name("br1").unwrap();
+        enable_forwarding(&mut c, &br1, true, false).unwrap();
         assert_eq!(c.sysctl("net/ipv4/conf/br1/forwarding").unwrap(), "1");
     }
 }

@@ -77,7 +77,7 @@ use crate::netlink::rtnl::tc::{Filter, Qdisc, Redirect};
 use crate::netlink::rtnl::{
     Addr, AddrOpts, BridgePortOpts, BridgeVlan, Family, Link, Neigh, NewLink, Route, Rtnl, Rule,
 };
-use crate::netlink::NlResult;
+use crate::netlink::{NlError, NlResult};
 use crate::nft::{Nft, NftResult, Nftables};
 use crate::tap::NewTap;
 
@@ -195,6 +195,20 @@ pub trait NetStack {
     /// Write one sysctl.
     fn set_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
         self.set_sysctls(&[(key, value)])
+    }
+    /// Whether interface `index` (`None`: the netns as a whole) forwards
+    /// `family`, read from the sysctls (the kernel answers over netlink).
+    fn forwarding(&mut self, family: Family, index: Option<u32>) -> NlResult<bool> {
+        let v = if family == Family::V6 { "ipv6" } else { "ipv4" };
+        let key = match index {
+            Some(i) => format!("net/{v}/conf/{}/forwarding", self.link_by_index(i)?.name),
+            None if family == Family::V6 => "net/ipv6/conf/all/forwarding".to_string(),
+            None => "net/ipv4/ip_forward".to_string(),
+        };
+        let value = self
+            .sysctl(&key)
+            .map_err(|e| NlError { errno: e.raw_os_error().unwrap_or(libc::EIO), ext: None })?;
+        Ok(value == "1")
     }
     /// Write a sysctl only when it differs (works where the file is
     /// read-only but already right).
@@ -356,6 +370,9 @@ impl NetStack for Rtnl {
     }
     fn sysctl(&mut self, key: &str) -> io::Result<String> {
         Rtnl::sysctl(self, key)
+    }
+    fn forwarding(&mut self, family: Family, index: Option<u32>) -> NlResult<bool> {
+        Rtnl::forwarding(self, family, index)
     }
     fn set_sysctls(&mut self, settings: &[(&str, &str)]) -> io::Result<()> {
         Rtnl::set_sysctls(self, settings)

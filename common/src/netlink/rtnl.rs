@@ -16,6 +16,7 @@ use crate::netns::Netns;
 mod addr;
 mod link;
 mod neigh;
+mod netconf;
 mod route;
 mod rule;
 pub mod tc;

@@ -229,7 +229,7 @@ fn add_attachment<'a, N: NetStack>(
         }
         let v4 = res.ips.iter().any(|ip| ip.address.is_ipv4());
         let v6 = res.ips.iter().any(|ip| !ip.address.is_ipv4());
-        ifconfig::enable_forwarding(host, &gw_link.name, v4, v6)?;
+        ifconfig::enable_forwarding(host, &gw_link, v4, v6)?;
     }
     if conf.ip_masq && !res.ips.is_empty() {
         undo.push("remove the masquerade", |host, _| {

@@ -154,7 +154,7 @@ pub fn ensure_devices(nl: &mut Rtnl, conf: &Config, u: &Underlay) -> Result<Devi
             Err(e) => return Err(nl_err("adding the gateway to the overlay bridge")(e)),
         }
     }
-    ifconfig::enable_forwarding(nl, &bridge.name, true, false)?;
+    ifconfig::enable_forwarding(nl, &bridge, true, false)?;
     Ok(Devices { bridge })
 }
 

@@ -123,7 +123,7 @@ fn add_attachment<'a, N: NetStack>(
     }
     routes::check_routes(&res.ips, &res.routes)?;
     let v6 = res.ips.iter().any(|ip| !ip.address.is_ipv4());
-    ifconfig::enable_forwarding(host, &host_veth.name, res.ips.iter().any(|ip| ip.address.is_ipv4()), v6)?;
+    ifconfig::enable_forwarding(host, &host_veth, res.ips.iter().any(|ip| ip.address.is_ipv4()), v6)?;
 
     // 3. Both ends: the container's routes through the gateway (its end
     //    coming up brings the pair's carrier), the host's to the container.

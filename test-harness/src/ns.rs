@@ -146,6 +146,16 @@ impl TestNs {
         let value = value.to_string();
         self.run(move || std::fs::write(path, value))?
     }
+
+    /// Leave this netns as two processes writing `ip_forward` at once can
+    /// (the kernel puts the old value back to retry when RTNL is busy, and a
+    /// writer that read the interim 1 changes nothing), and as a node's
+    /// sysctl.d may: ip_forward reads 1, yet every interface made from now
+    /// on starts with IPv4 forwarding off.
+    pub fn forwarding_on_but_off_for_new_interfaces(&self) -> io::Result<()> {
+        self.set_sysctl("net.ipv4.ip_forward", "1")?;
+        self.set_sysctl("net.ipv4.conf.default.forwarding", "0")
+    }
 }
 
 impl Drop for TestNs {

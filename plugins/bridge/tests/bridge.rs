@@ -417,16 +417,14 @@ fn without_ipmasq_outside_peer_sees_the_container_address() {
     assert!(nft_is_empty(&w.host), "no nf_tables state without ipMasq:\n{}", nft_text(&w.host));
 }
 
-/// A host whose ip_forward reads 1 while new interfaces start with forwarding
-/// off — what two writers of ip_forward at once can leave behind (the kernel
-/// then turned forwarding on for no interface), or a node's sysctl.d: the
-/// bridge the ADD makes must still route the containers' packets out.
+/// On a host whose ip_forward reads 1 while new interfaces start with
+/// forwarding off, the bridge the ADD makes must still route the
+/// containers' packets out.
 #[test]
 fn a_container_reaches_outside_where_new_interfaces_start_without_forwarding() {
     require_root!();
     let w = World::new();
-    w.host.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
-    w.host.set_sysctl("net.ipv4.conf.default.forwarding", "0").unwrap();
+    w.host.forwarding_on_but_off_for_new_interfaces().unwrap();
     let (seen, _) = source_seen_outside(&w, true);
     assert_eq!(seen, "203.0.113.1", "routed out through the bridge and masqueraded");
 }

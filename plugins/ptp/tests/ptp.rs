@@ -826,18 +826,14 @@ fn parallel_adds_then_parallel_dels() {
     assert!(nft_is_empty(&w.host), "{}", nft_text(&w.host));
 }
 
-/// A host whose ip_forward reads 1 while new interfaces start with forwarding
-/// off: what two ADDs writing ip_forward at once can leave behind (seen in
-/// the parallel test above: the kernel restores the old value when RTNL is
-/// busy, and a writer that read the interim 1 changes nothing, so forwarding
-/// was turned on for no interface), or a node's sysctl.d. Each host end the
+/// On a host whose ip_forward reads 1 while new interfaces start with
+/// forwarding off (what the parallel test above once met), each host end the
 /// ADD makes must still forward.
 #[test]
 fn containers_reach_each_other_where_new_interfaces_start_without_forwarding() {
     require_root!();
     let w = World::new();
-    w.host.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
-    w.host.set_sysctl("net.ipv4.conf.default.forwarding", "0").unwrap();
+    w.host.forwarding_on_but_off_for_new_interfaces().unwrap();
     let list = w.list("1.0.0", json!({"ipam": w.ipam(&["10.78.61.0/24"])}));
     let (a, b) = (ctr(), ctr());
     let ra = w.add(&list, "ctr-a", &a);

@@ -173,10 +173,9 @@ fn run(ctx: &mut Ctx, active: &[usize], case: &Case, n: usize, sec: &mut Section
     Run { add, del, log }
 }
 
-/// Per plugin exec of a chain: median wall, CPU and peak RSS.
-/// Each plugin's execs; with `window`, also the median wall time of its
-/// first and last `window` execs of each command (in the scaling scenario:
-/// which plugin grows as the network fills).
+/// Per plugin exec of a chain: median wall and CPU; with `window`, also the
+/// median wall of its first and last `window` execs of each command (in the
+/// scaling scenario: which plugin grows as the network fills).
 fn exec_table(ctx: &Ctx, active: &[usize], logs: &[Vec<ExecRecord>], window: Option<usize>) -> Table {
     let mut header = vec!["impl", "plugin", "command", "execs", "median wall ms", "median CPU ms"];
     let (first, last) = window.map(|w| (format!("first {w} ms"), format!("last {w} ms"))).unwrap_or_default();
